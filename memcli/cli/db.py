@@ -1,0 +1,106 @@
+"""``memcli db``: manage the embedded Postgres (start, stop, status, url)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from memcli.cli.render import print_json
+from memcli.cli.state import get_state
+
+app = typer.Typer(
+    help="The embedded Postgres (start, stop, status, url) and a connection check for any database (ping).",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command()
+def start(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Start the embedded server (created on first use). Idempotent.
+
+    Example: memcli db start && memcli db status
+    """
+    from memcli import embedded
+
+    state = get_state(ctx, json_)
+    status = embedded.start(state.config().home.value)
+    if state.json:
+        print_json({"running": True, "pid": status.pid, "pgdata": status.pgdata, "dsn": status.dsn})
+    elif not state.quiet:
+        typer.echo(f"embedded Postgres running (pid {status.pid}, data {status.pgdata})")
+
+
+@app.command()
+def stop(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Stop the embedded server. Its data stays in the data folder."""
+    from memcli import embedded
+
+    state = get_state(ctx, json_)
+    stopped = embedded.stop(state.config().home.value)
+    if state.json:
+        print_json({"stopped": stopped})
+    elif not state.quiet:
+        typer.echo("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
+
+
+@app.command()
+def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Show whether the embedded server runs, its pid, data folder and URL. Exit 3 if it is stopped."""
+    from memcli import embedded
+
+    state = get_state(ctx, json_)
+    current = embedded.status(state.config().home.value)
+    if state.json:
+        print_json(
+            {"running": current.running, "pid": current.pid, "pgdata": current.pgdata, "dsn": current.dsn}
+        )
+    else:
+        if current.running:
+            typer.echo(f"running   pid {current.pid}\ndata      {current.pgdata}\nurl       {current.dsn}")
+        else:
+            typer.echo(f"stopped   data {current.pgdata}\nstart it with: memcli db start")
+    if not current.running:
+        raise typer.Exit(3)
+
+
+@app.command()
+def url(ctx: typer.Context) -> None:
+    """Print the embedded server's DSN, for psql and the application (starts it if needed).
+
+    Example: psql "$(memcli db url)"
+    """
+    from memcli import embedded
+
+    state = get_state(ctx)
+    typer.echo(embedded.start(state.config().home.value).dsn)
+
+
+@app.command()
+def ping(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Connect to the resolved database and report latency, server and pgvector versions.
+
+    Exit 3 when it cannot connect. Example: memcli --dsn postgresql://app@db.internal/app db ping
+    """
+    from memcli.db import ping as ping_db
+    from memcli.dsn import describe_target
+
+    state = get_state(ctx, json_)
+    dsn = state.resolve_dsn()
+    with state.connect() as conn:
+        result = ping_db(conn)
+    result["target"] = describe_target(dsn)
+    if state.json:
+        print_json(result)
+    else:
+        vector = result["pgvector"] or (
+            f"not installed (available: {result['pgvector_available']})"
+            if result["pgvector_available"]
+            else "not available on this server"
+        )
+        typer.echo(
+            f"ok  {result['target']}  PostgreSQL {result['server_version']}  pgvector {vector}  "
+            f"{result['latency_ms']:.1f} ms"
+        )

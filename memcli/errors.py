@@ -1,0 +1,59 @@
+"""Errors the library raises, each carrying the exit code the CLI maps it to.
+
+The library never exits: it raises one of these with a one-line message and, where there is one, a hint
+saying what to do. The CLI prints both on stderr and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    PROBLEMS = 1  # a check or job found problems (health WARN/FAIL, a job partly failed)
+    USAGE = 2  # bad usage or configuration
+    CONNECT = 3  # cannot connect or authenticate
+    NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
+    LOCKED = 75  # another run holds the job's lock (EX_TEMPFAIL: cron may retry)
+
+
+EXIT_CODE_HELP = (
+    "Exit codes: 0 ok; 1 problems found (health WARN/FAIL, a job step failed); 2 usage or config error; "
+    "3 cannot connect or authenticate; 4 database not ready (pgvector missing, not migrated, embedding "
+    "mismatch); 75 another run holds the lock (retry later)."
+)
+
+
+class MemcliError(Exception):
+    """Base error: ``message`` says what went wrong, ``hint`` what to do about it."""
+
+    exit_code: int = ExitCode.PROBLEMS
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class ConfigError(MemcliError):
+    exit_code = ExitCode.USAGE
+
+
+class ConnectError(MemcliError):
+    exit_code = ExitCode.CONNECT
+
+
+class NotReadyError(MemcliError):
+    exit_code = ExitCode.NOT_READY
+
+
+class LockedError(MemcliError):
+    exit_code = ExitCode.LOCKED
+
+
+class JobFailedError(MemcliError):
+    exit_code = ExitCode.PROBLEMS
