@@ -1,0 +1,237 @@
+"""``memcli migrate``: bring the database to the memory schema (Alembic); status, history, downgrade."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from memcli.cli.render import print_json
+from memcli.cli.state import get_state
+
+if TYPE_CHECKING:
+    from memcli.cli.state import State
+
+app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+SqlOpt = Annotated[
+    bool,
+    typer.Option(
+        "--sql",
+        help="Print the SQL instead of running it (offline: no database needed; for DBAs and the Supabase "
+        "SQL editor).",
+    ),
+]
+LockTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        metavar="SECONDS",
+        min=0.001,
+        help="Give up a DDL statement that waits longer than this for a lock held by the application.",
+    ),
+]
+LockWaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--lock-wait",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for another running migration before exiting 75.",
+    ),
+]
+
+
+@app.callback()
+def migrate(
+    ctx: typer.Context,
+    revision: Annotated[
+        str, typer.Option("--to", metavar="REV", help="Upgrade to this revision instead of head.")
+    ] = "head",
+    sql: SqlOpt = False,
+    embedding_dim: Annotated[
+        int | None,
+        typer.Option(
+            "--embedding-dim",
+            metavar="N",
+            min=1,
+            help="Vector dimension, chosen at the first migration (default 384; 1536 for OpenAI's models). "
+            "Also MEMCLI_EMBEDDING_DIM or [embedding] dimension in memcli.toml.",
+        ),
+    ] = None,
+    lock_timeout: LockTimeoutOpt = 10.0,
+    lock_wait: LockWaitOpt = 300.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Migrate the database to memcli's memory schema (Alembic). Without a subcommand: upgrade to head.
+
+    Idempotent: a migrated database is left as it is. An application's existing business tables are adopted
+    as they are (no column altered, no row touched). Runs are serialised by an advisory lock; each revision
+    commits on its own, so a failure leaves the last good revision. Exit 4 when pgvector is not available,
+    75 when another migration holds the lock for longer than --lock-wait.
+
+    Examples: memcli migrate · memcli migrate --embedding-dim 1536 (first migration only) ·
+    memcli migrate --sql > memory_schema.sql · memcli migrate status · memcli migrate down base --dry-run
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from memcli import migrations
+
+    state = get_state(ctx, json_)
+    dsn = None if sql else state.resolve_dsn()
+    result = migrations.upgrade(
+        dsn,
+        revision,
+        sql=sql,
+        embedding_dim=embedding_dim,
+        lock_timeout_ms=int(lock_timeout * 1000),
+        lock_wait_seconds=lock_wait,
+    )
+    if sql:
+        _print_sql(state, result)
+        return
+    if state.json:
+        print_json(result)
+        return
+    if state.quiet:
+        return
+    if result.applied:
+        typer.echo(
+            f"migrated {result.from_revision or 'base'} -> {result.to_revision} "
+            f"({', '.join(result.applied)}) in {result.duration_seconds:.2f} s; "
+            f"embedding dimension {result.embedding_dimension}"
+        )
+    else:
+        typer.echo(f"already at {result.to_revision}: nothing to do")
+
+
+@app.command()
+def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """Show the database's revision, the newest one and the revisions an upgrade would apply.
+
+    Exit 4 when revisions are pending (so scripts can run: memcli migrate status -q || memcli migrate).
+    """
+    from memcli import migrations
+
+    state = get_state(ctx, json_)
+    result = migrations.status(state.resolve_dsn())
+    if state.json:
+        print_json(result)
+    elif not state.quiet:
+        typer.echo(f"current   {result.current or 'base (not migrated)'}")
+        typer.echo(f"head      {result.head}")
+        if result.embedding_dimension is not None:
+            typer.echo(f"dimension {result.embedding_dimension}")
+        if result.pending:
+            typer.echo("pending   " + ", ".join(rev.revision for rev in result.pending))
+            typer.echo("run: memcli migrate")
+        else:
+            typer.echo("up to date")
+    if not result.up_to_date:
+        raise typer.Exit(4)
+
+
+@app.command()
+def history(ctx: typer.Context, json_: JsonOpt = False) -> None:
+    """List the schema's revisions, oldest first (no database needed)."""
+    from memcli import migrations
+
+    state = get_state(ctx, json_)
+    revisions = migrations.history()
+    if state.json:
+        print_json({"revisions": revisions})
+        return
+    for rev in revisions:
+        head = "  (head)" if rev.is_head else ""
+        typer.echo(f"{rev.down_revision or 'base'} -> {rev.revision}{head}  {rev.description}")
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    revision: Annotated[
+        str,
+        typer.Argument(
+            metavar="REV",
+            help="Revision to go back to: one of `memcli migrate history`, or base (removes all memcli "
+            "created; never the application's tables). With --sql also FROM:TO.",
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be reverted and dropped; change nothing.")
+    ] = False,
+    sql: SqlOpt = False,
+    lock_timeout: LockTimeoutOpt = 10.0,
+    lock_wait: LockWaitOpt = 300.0,
+    json_: JsonOpt = False,
+) -> None:
+    """Downgrade to REV. Drops the tables (and rows) of the reverted revisions; asks first unless --yes.
+
+    Example: memcli migrate down 0002_memory_system --dry-run
+    """
+    from memcli import migrations
+
+    state = get_state(ctx, json_)
+    if sql:
+        dsn = None if ":" in revision else state.resolve_dsn()
+        _print_sql(state, migrations.downgrade(dsn, revision, sql=True))
+        return
+    dsn = state.resolve_dsn()
+    plan = migrations.plan_downgrade(dsn, revision)
+    if dry_run:
+        if state.json:
+            print_json({"dry_run": True, **_plain(plan)})
+        else:
+            _echo_plan(plan)
+        return
+    if not plan.revisions:
+        if state.json:
+            print_json({"dry_run": False, **_plain(plan), "applied": []})
+        elif not state.quiet:
+            typer.echo(f"already at {plan.from_revision or 'base'}: nothing to do")
+        return
+    if not yes:
+        _echo_plan(plan, err=True)
+        typer.confirm("Downgrade and drop these?", abort=True, err=True)
+    result = migrations.downgrade(
+        dsn, revision, lock_timeout_ms=int(lock_timeout * 1000), lock_wait_seconds=lock_wait
+    )
+    if state.json:
+        print_json({"dry_run": False, **_plain(result), "drops": plan.drops})
+    elif not state.quiet:
+        typer.echo(
+            f"downgraded {result.from_revision} -> {result.to_revision or 'base'} "
+            f"({', '.join(result.applied)}) in {result.duration_seconds:.2f} s"
+        )
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    from memcli.cli.render import to_jsonable
+
+    data = to_jsonable(value)
+    assert isinstance(data, dict)
+    return data
+
+
+def _echo_plan(plan: Any, err: bool = False) -> None:
+    if not plan.revisions:
+        typer.echo(f"already at {plan.from_revision or 'base'}: nothing to revert", err=err)
+        return
+    target = plan.to_revision or "base"
+    typer.echo(f"downgrade {plan.from_revision} -> {target} reverts: {', '.join(plan.revisions)}", err=err)
+    for item in plan.drops:
+        typer.echo(f"  drops {item}", err=err)
+
+
+def _print_sql(state: State, result: Any) -> None:
+    if state.json:
+        print_json({"sql": result.sql, "embedding_dimension": result.embedding_dimension})
+    else:
+        typer.echo(result.sql, nl=False)
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``memcli migrate`` to the root app."""
+    root.add_typer(app, name="migrate")

@@ -1,0 +1,550 @@
+"""Schema migrations: Alembic driven from code, serialised, fail-fast, offline-capable.
+
+- ``upgrade`` / ``downgrade`` run the scripts in ``alembic/`` (a checkout) or ``memcli/_migrations`` (an
+  installed wheel), each revision in its own transaction: a failure leaves the database at the last good
+  revision and raises MigrationError naming the revision and the reason.
+- Concurrent runs are serialised by a session-level advisory lock: a second run waits (up to
+  ``lock_wait_seconds``, then LockedError) and then finds the work done.
+- After the lock, ``lock_timeout`` is set so DDL that would queue behind the application's transactions
+  fails fast instead of blocking the application behind it.
+- ``sql=True`` renders the SQL without a database (for DBAs and the Supabase SQL editor).
+- pgvector missing (not installed on the server, or not allowed): NotReadyError (exit 4) saying how to get it.
+
+This module imports Alembic and SQLAlchemy only inside its functions.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ConfigError, LockedError, MemcliError, NotReadyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy.engine import Connection, Engine
+
+# pg_advisory_lock key of schema migrations: b"memcli:m" as a big-endian bigint.
+MIGRATION_LOCK_KEY = int.from_bytes(b"memcli:m", "big", signed=True)
+DEFAULT_DIMENSION = 384
+# HNSW indexes on pgvector's `vector` type support at most 2000 dimensions.
+MAX_DIMENSION = 2000
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
+DEFAULT_LOCK_WAIT_SECONDS = 300.0
+
+PGVECTOR_SQLSTATES = {"0A000", "58P01", "42501"}  # not available, control file missing, permission denied
+PGVECTOR_HINT = (
+    "install pgvector on the server (Debian/Ubuntu: apt install postgresql-<major>-pgvector; RHEL: dnf "
+    "install pgvector_<major>; macOS: brew install pgvector; Docker: image pgvector/pgvector), or on "
+    "Supabase enable 'vector' under Dashboard > Database > Extensions; then have a superuser (or the "
+    "database owner) run: CREATE EXTENSION vector; and re-run memcli migrate"
+)
+
+
+_IN_PROCESS = threading.Lock()
+
+
+class MigrationError(MemcliError):
+    """A migration failed; the database stays at the last revision that succeeded."""
+
+
+@dataclass
+class RevisionInfo:
+    revision: str
+    down_revision: str | None
+    description: str
+    is_head: bool = False
+
+
+@dataclass
+class MigrationResult:
+    action: str  # "upgrade" | "downgrade"
+    target: str
+    from_revision: str | None = None
+    to_revision: str | None = None
+    applied: list[str] = field(default_factory=list)
+    sql: str | None = None  # the rendered SQL in offline mode
+    embedding_dimension: int | None = None
+    duration_seconds: float = 0.0
+
+
+@dataclass
+class MigrationStatus:
+    current: str | None
+    head: str
+    pending: list[RevisionInfo]
+    up_to_date: bool
+    embedding_dimension: int | None = None
+
+
+def script_location() -> Path:
+    """The migration scripts: the copy installed with the package, else ``alembic/`` of a checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_migrations", package.parent / "alembic"):
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+            return candidate
+    raise ConfigError(
+        f"migration scripts not found (looked in {package.parent / 'alembic'} and {package / '_migrations'})",
+        hint="reinstall memcli",
+    )
+
+
+def resolve_embedding_dim(explicit: int | str | None = None) -> int:
+    """The vector dimension for a first migration: argument, MEMCLI_EMBEDDING_DIM, memcli.toml, 384."""
+    value: Any = explicit
+    source = "--embedding-dim"
+    if value is None:
+        from memcli.config import load_config
+
+        sourced = load_config().get("embedding", "dimension", None, env="MEMCLI_EMBEDDING_DIM")
+        value, source = sourced.value, sourced.source
+    if value is None:
+        return DEFAULT_DIMENSION
+    try:
+        dim = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"embedding dimension {value!r} ({source}) is not an integer") from None
+    if not 1 <= dim <= MAX_DIMENSION:
+        raise ConfigError(
+            f"embedding dimension {dim} ({source}) is out of range",
+            hint=f"choose 1..{MAX_DIMENSION} (384 for all-MiniLM-L6-v2, 1536 for OpenAI's small models)",
+        )
+    return dim
+
+
+def alembic_config(
+    dsn: str | None = None,
+    *,
+    embedding_dim: int | None = None,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    output: io.StringIO | None = None,
+) -> AlembicConfig:
+    """An Alembic Config built in code (no alembic.ini needed); env.py reads the ``memcli.*`` attributes."""
+    from alembic.config import Config
+
+    cfg = Config(output_buffer=output) if output is not None else Config()
+    cfg.set_main_option("script_location", str(script_location()))
+    cfg.attributes["memcli.dsn"] = dsn
+    cfg.attributes["memcli.embedding_dim"] = embedding_dim
+    cfg.attributes["memcli.lock_timeout_ms"] = lock_timeout_ms
+    cfg.attributes["memcli.lock_wait_seconds"] = lock_wait_seconds
+    return cfg
+
+
+def make_engine(dsn: str) -> Engine:
+    """A SQLAlchemy engine whose connections come from memcli.db.connect (same errors, same settings)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from memcli.db import connect
+
+    return create_engine("postgresql+psycopg://", creator=lambda: connect(dsn), poolclass=NullPool)
+
+
+@contextmanager
+def migration_lock(
+    conn: Connection,
+    *,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+) -> Iterator[None]:
+    """Hold the migration advisory lock (polled: a waiter queues no lock) and set lock_timeout."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY}).scalar()
+        conn.commit()
+        if got:
+            break
+        if time.monotonic() >= deadline:
+            raise LockedError(
+                f"another migration has held the migration lock for more than {wait_seconds:g} s",
+                hint="wait for it to finish (see pg_stat_activity, application_name memcli) and retry",
+            )
+        time.sleep(0.2)
+    try:
+        conn.execute(
+            text("SELECT set_config('lock_timeout', :value, false)"), {"value": f"{lock_timeout_ms}ms"}
+        )
+        conn.commit()
+        yield
+    finally:
+        try:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+        except Exception:
+            pass  # the connection is gone, and the server released the session's lock with it
+
+
+def _current_revision(dsn: str) -> str | None:
+    from memcli.db import connect
+
+    with connect(dsn) as conn:
+        exists = conn.execute("SELECT to_regclass('alembic_version')").fetchone()
+        if exists is None or exists[0] is None:
+            return None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return str(row[0]) if row else None
+
+
+def _stored_dimension(dsn: str) -> int | None:
+    from memcli.db import connect
+
+    with connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('memory_settings')").fetchone()[0] is None:  # type: ignore[index]
+            return None
+        row = conn.execute("SELECT value FROM memory_settings WHERE key = 'embedding.dimension'").fetchone()
+        return int(row[0]) if row and isinstance(row[0], int | float | str) else None
+
+
+def _require_pgvector_available(dsn: str) -> None:
+    """Fail before changing anything when the server has no pgvector at all (no core table created)."""
+    from memcli.db import connect
+
+    with connect(dsn) as conn:
+        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+    if installed is None and available is None:
+        raise NotReadyError(
+            'pgvector is not installed on this Postgres server (extension "vector" is not available); '
+            "nothing was changed",
+            hint=PGVECTOR_HINT,
+        )
+
+
+def _path(script: Any, start: str | None, end: str | None) -> list[str]:
+    """Revisions strictly after ``start`` up to and including ``end``, oldest first."""
+    if end is None or start == end:
+        return []
+    revs = [rev.revision for rev in script.iterate_revisions(end, start or "base")]
+    return [r for r in reversed(revs) if r != start]
+
+
+def _translate(exc: Exception, dsn: str | None, before: str | None, target: str, action: str) -> MemcliError:
+    """A failed Alembic run as a one-line MemcliError with the failing revision and the database's state."""
+    from sqlalchemy.exc import DBAPIError
+
+    from memcli.dsn import password_of, scrub
+
+    orig = getattr(exc, "orig", None) if isinstance(exc, DBAPIError) else None
+    sqlstate = getattr(orig, "sqlstate", None)
+    diag = getattr(orig, "diag", None)
+    primary = (getattr(diag, "message_primary", None) if diag else None) or str(orig or exc)
+    reason = primary.strip().splitlines()[0] if primary.strip() else exc.__class__.__name__
+    if dsn:
+        reason = scrub(reason, password_of(dsn))
+    now: str | None = before
+    if dsn:
+        try:
+            now = _current_revision(dsn)
+        except MemcliError:
+            now = None
+    state = f"the database stays at revision {now or 'base (empty)'}"
+
+    if sqlstate in PGVECTOR_SQLSTATES and ("vector" in reason or "pgvector" in reason):
+        text = reason if reason.startswith("pgvector") else f"pgvector is not available: {reason}"
+        return NotReadyError(f"{text}; {state}", hint=PGVECTOR_HINT)
+    failed = None
+    try:
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory.from_config(alembic_config())
+        if action == "upgrade":
+            remaining = _path(script, now, script.get_revision(target).revision if target else None)
+            failed = remaining[0] if remaining else None
+        else:
+            failed = now
+    except Exception:
+        pass  # naming the revision is a courtesy; the reason is what matters
+    where = f"migration {failed}" if failed else f"{action}"
+    if sqlstate == "55P03":
+        return MigrationError(
+            f"{where} timed out waiting for a lock ({reason}); {state}",
+            hint="the application holds locks on these tables: retry when it is quieter, or raise "
+            "--lock-timeout",
+        )
+    hint = getattr(diag, "message_hint", None) if diag else None
+    if sqlstate == "42P07" and not hint:  # duplicate table: something of that name exists already
+        hint = (
+            "memcli creates the memory and operating tables itself: rename the existing one (ALTER TABLE ... "
+            "RENAME TO ...) and migrate again"
+        )
+    return MigrationError(f"{where} failed: {reason}; {state}", hint=hint or "run with -v for details")
+
+
+def upgrade(
+    dsn: str | None,
+    revision: str = "head",
+    sql: bool = False,
+    embedding_dim: int | None = None,
+    *,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+) -> MigrationResult:
+    """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database)."""
+    from alembic.script import ScriptDirectory
+
+    from alembic import command
+
+    started = time.perf_counter()
+    dim = resolve_embedding_dim(embedding_dim)
+    if sql:
+        out = io.StringIO()
+        cfg = alembic_config(None, embedding_dim=dim, output=out)
+        _run(command.upgrade, cfg, revision, sql=True)
+        return MigrationResult(
+            "upgrade", revision, sql=out.getvalue(), embedding_dimension=dim, duration_seconds=_since(started)
+        )
+    if dsn is None:
+        raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
+
+    before = _current_revision(dsn)
+    if before in (None, "0001_core_tables"):
+        _require_pgvector_available(dsn)
+    stored = _stored_dimension(dsn) if before is not None else None
+    if embedding_dim is not None and stored is not None and stored != dim:
+        raise ConfigError(
+            f"this database's embedding dimension is {stored}; it is chosen at the first migration",
+            hint="migrate a new database for another dimension (or re-embed into a new database)",
+        )
+    cfg = alembic_config(
+        dsn, embedding_dim=dim, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds
+    )
+    try:
+        _run(command.upgrade, cfg, revision)
+    except MemcliError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, dsn, before, revision, "upgrade") from exc
+    after = _current_revision(dsn)
+    script = ScriptDirectory.from_config(cfg)
+    start = cfg.attributes.get("memcli.start_revision", before)
+    return MigrationResult(
+        "upgrade",
+        revision,
+        from_revision=start,
+        to_revision=after,
+        applied=_path(script, start, after),
+        embedding_dimension=_stored_dimension(dsn),
+        duration_seconds=_since(started),
+    )
+
+
+def downgrade(
+    dsn: str | None,
+    revision: str,
+    sql: bool = False,
+    *,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+) -> MigrationResult:
+    """Downgrade to ``revision`` ("base" removes everything memcli created, never the application's tables).
+
+    Offline (``sql=True``) needs the starting revision: give ``FROM:TO``, or a DSN to read it from.
+    """
+    from alembic.script import ScriptDirectory
+
+    from alembic import command
+
+    started = time.perf_counter()
+    if sql:
+        target = revision
+        if ":" not in revision:
+            if dsn is None:
+                raise ConfigError(
+                    "offline downgrade needs the starting revision", hint="give FROM:TO, e.g. head:base"
+                )
+            current = _current_revision(dsn)
+            if current is None:
+                raise ConfigError("the database has no memcli revision to downgrade from")
+            target = f"{current}:{revision}"
+        out = io.StringIO()
+        _run(command.downgrade, alembic_config(None, output=out), target, sql=True)
+        return MigrationResult("downgrade", revision, sql=out.getvalue(), duration_seconds=_since(started))
+    if dsn is None:
+        raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
+
+    before = _current_revision(dsn)
+    cfg = alembic_config(dsn, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds)
+    script = ScriptDirectory.from_config(cfg)
+    _check_revision(script, revision)
+    try:
+        _run(command.downgrade, cfg, revision)
+    except MemcliError:
+        raise
+    except Exception as exc:
+        raise _translate(exc, dsn, before, revision, "downgrade") from exc
+    after = _current_revision(dsn)
+    start = cfg.attributes.get("memcli.start_revision", before)
+    return MigrationResult(
+        "downgrade",
+        revision,
+        from_revision=start,
+        to_revision=after,
+        applied=list(reversed(_path(script, after, start))),
+        duration_seconds=_since(started),
+    )
+
+
+# What reverting each revision removes (the core tables: only those memcli created, read from the database).
+REVISION_DROPS: dict[str, list[str]] = {
+    "0003_operations_security": [
+        "table system_maintenance_log (the maintenance-run log)",
+        "row-level security policies on the memory tables",
+    ],
+    "0002_memory_system": [
+        "tables conversation_memory, business_context_sections, semantic_memory, memory_consolidation_log, "
+        "context_relevance, user_context_profiles, memory_settings (and all their rows)",
+        "views, functions and triggers of the memory system",
+        "extension vector, if memcli created it and nothing else uses it",
+    ],
+    "0001_core_tables": ["table memcli_created_objects"],
+}
+
+
+@dataclass
+class DowngradePlan:
+    from_revision: str | None
+    to_revision: str | None
+    revisions: list[str]
+    drops: list[str]
+
+
+def plan_downgrade(dsn: str, revision: str) -> DowngradePlan:
+    """What ``downgrade(dsn, revision)`` would revert and drop, changing nothing."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    _check_revision(script, revision)
+    current = _current_revision(dsn)
+    target = None if revision == "base" else script.get_revision(revision).revision
+    if current is None:
+        return DowngradePlan(None, target, [], [])
+    remaining = set(_path(script, None, target)) if target else set()
+    revisions = [r for r in reversed(_path(script, None, current)) if r not in remaining]
+    drops: list[str] = []
+    for rev in revisions:
+        if rev == "0001_core_tables":
+            drops.extend(f"table {name} (created by memcli)" for name in _created_tables(dsn))
+        drops.extend(REVISION_DROPS.get(rev, []))
+    return DowngradePlan(current, target, revisions, drops)
+
+
+def _created_tables(dsn: str) -> list[str]:
+    from memcli.db import connect
+
+    with connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('memcli_created_objects')").fetchone()[0] is None:  # type: ignore[index]
+            return []
+        rows = conn.execute(
+            "SELECT object_name FROM memcli_created_objects WHERE object_type = 'table' ORDER BY created_at"
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def status(dsn: str) -> MigrationStatus:
+    """Current revision, head and the revisions an upgrade would apply."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    assert head is not None
+    current = _current_revision(dsn)
+    pending_ids = _path(script, current, head)
+    pending = [_info(script.get_revision(rev), head) for rev in pending_ids]
+    return MigrationStatus(
+        current=current,
+        head=head,
+        pending=pending,
+        up_to_date=current == head,
+        embedding_dimension=_stored_dimension(dsn) if current else None,
+    )
+
+
+def history() -> list[RevisionInfo]:
+    """All revisions, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    return [_info(rev, head) for rev in reversed(list(script.walk_revisions()))]
+
+
+def _info(rev: Any, head: str | None) -> RevisionInfo:
+    down = rev.down_revision
+    return RevisionInfo(
+        revision=rev.revision,
+        down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+        description=(rev.doc or "").strip().splitlines()[0] if rev.doc else "",
+        is_head=rev.revision == head,
+    )
+
+
+def _check_revision(script: Any, revision: str) -> None:
+    from alembic.util import CommandError
+
+    if revision in ("base", "head") or revision.startswith(("-", "+")):
+        return
+    try:
+        if script.get_revision(revision) is None:
+            raise CommandError(revision)
+    except CommandError:
+        known = ", ".join(r.revision for r in reversed(list(script.walk_revisions())))
+        raise ConfigError(f"unknown revision {revision!r}", hint=f"one of: base, {known}") from None
+
+
+def _run(fn: Any, cfg: AlembicConfig, revision: str, **kwargs: Any) -> None:
+    from alembic.util import CommandError
+
+    try:
+        # Alembic keeps the running migration in module globals (alembic.context, alembic.op): one at a time
+        # per process. Other processes are serialised by the advisory lock.
+        with _IN_PROCESS:
+            fn(cfg, revision, **kwargs)
+    except CommandError as exc:
+        raise ConfigError(f"alembic: {exc}", hint="see memcli migrate history for the revisions") from None
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: str | None) -> dict[str, Any]:
+    """What env.py needs: DSN, embedding dimension, lock settings (from memcli, ``-x`` or memcli's config)."""
+    dsn = attributes.get("memcli.dsn") or x_args.get("dsn") or (main_url or None)
+    if dsn and dsn.startswith("postgresql+"):
+        dsn = "postgresql" + dsn[dsn.index(":") :]
+    dim_arg = attributes.get("memcli.embedding_dim") or x_args.get("embedding_dim")
+    return {
+        "dsn": dsn,
+        "embedding_dim": resolve_embedding_dim(dim_arg),
+        "lock_timeout_ms": int(
+            attributes.get("memcli.lock_timeout_ms")
+            or x_args.get("lock_timeout_ms")
+            or os.environ.get("MEMCLI_LOCK_TIMEOUT_MS")
+            or DEFAULT_LOCK_TIMEOUT_MS
+        ),
+        "lock_wait_seconds": float(
+            attributes.get("memcli.lock_wait_seconds")
+            or x_args.get("lock_wait_seconds")
+            or DEFAULT_LOCK_WAIT_SECONDS
+        ),
+    }
+
+
+def resolve_dsn_like_memcli() -> str:
+    """The DSN memcli itself would use: MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else embedded."""
+    from memcli.config import load_config
+    from memcli.db import resolve_dsn
+
+    return resolve_dsn(load_config())

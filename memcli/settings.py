@@ -1,0 +1,56 @@
+"""The ``memory_settings`` table: retention per tier, embedding model and dimension, job thresholds.
+
+Values are JSONB. The migration seeds the defaults below; operators change them with SQL or memcli, and
+jobs read them as their option defaults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
+
+DEFAULTS: dict[str, tuple[Any, str]] = {
+    "retention.short_term_days": (7, "days a short_term memory lives when inserted without expires_at"),
+    "retention.long_term_days": (90, "days a long_term memory lives when inserted without expires_at"),
+    "retention.archived_days": (365, "days an archived memory lives"),
+    "embedding.model": (None, "embedding model of the stored vectors; recorded at the first write"),
+    "embedding.dimension": (384, "dimension of semantic_memory.embedding_vector"),
+    "search.min_similarity": (0.7, "default cosine similarity floor for memcli search"),
+    "consolidation.min_age_days": (5, "short_term memories older than this are consolidated"),
+    "archive.max_importance": (0.3, "long_term memories below this importance may be archived"),
+    "archive.min_age_days": (30, "long_term memories older than this may be archived"),
+    "forget.min_age_days": (90, "archived memories never accessed and older than this are forgotten"),
+    "relevance.decay_interval_hours": (24, "relevance rows not recalculated for this long decay"),
+    "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
+    "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
+}
+
+
+def get_settings(conn: psycopg.Connection) -> dict[str, Any]:
+    """All settings, the defaults filled in for keys the table does not have."""
+    values = {key: default for key, (default, _) in DEFAULTS.items()}
+    for key, value in conn.execute("SELECT key, value FROM memory_settings").fetchall():
+        values[key] = value
+    return values
+
+
+def get_setting(conn: psycopg.Connection, key: str, default: Any = None) -> Any:
+    row = conn.execute("SELECT value FROM memory_settings WHERE key = %s", (key,)).fetchone()
+    if row is not None:
+        return row[0]
+    return DEFAULTS[key][0] if key in DEFAULTS else default
+
+
+def set_setting(conn: psycopg.Connection, key: str, value: Any) -> None:
+    from psycopg.types.json import Jsonb
+
+    description = DEFAULTS.get(key, (None, None))[1]
+    conn.execute(
+        """
+        INSERT INTO memory_settings (key, value, description) VALUES (%s, %s, %s)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+        """,
+        (key, Jsonb(value), description),
+    )

@@ -1,0 +1,544 @@
+"""Schema migrations: up, down, adoption of an application's database, concurrency, failures, offline SQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from memcli import migrations
+from memcli.errors import ConfigError, LockedError, NotReadyError
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+HEAD = "0003_operations_security"
+ALL = ["0001_core_tables", "0002_memory_system", HEAD]
+MEMORY_TABLES = {
+    "conversation_memory",
+    "business_context_sections",
+    "semantic_memory",
+    "memory_consolidation_log",
+    "context_relevance",
+    "user_context_profiles",
+    "memory_settings",
+}
+CORE_TABLES = {
+    "businesses",
+    "menu_items",
+    "menu_categories",
+    "messages",
+    "orders",
+    "order_items",
+    "staff",
+    "qr_codes",
+    "tables",
+    "working_hours",
+    "profiles",
+    "session_states",
+    "Live Dining Board",
+}
+APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
+
+
+def tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def rows(dsn: str, names: set[str]) -> dict[str, list[str]]:
+    """Every row of the tables, as JSON text, sorted: equal snapshots mean no row was touched."""
+    with psycopg.connect(dsn) as conn:
+        return {
+            name: [
+                r[0]
+                for r in conn.execute(
+                    sql.SQL("SELECT to_jsonb(t)::text AS j FROM {} t ORDER BY 1").format(sql.Identifier(name))
+                )
+            ]
+            for name in sorted(names)
+        }
+
+
+def structure(dsn: str, names: set[str] | None = None) -> dict[str, list[tuple]]:
+    """Columns, indexes, constraints, triggers, policies, functions, views, extensions (of ``names``)."""
+    only = sorted(names) if names is not None else None
+    queries = {
+        "columns": """SELECT table_name, column_name, ordinal_position, data_type, udt_name, is_nullable,
+                             column_default, character_maximum_length, numeric_precision, numeric_scale,
+                             is_generated, generation_expression
+                        FROM information_schema.columns WHERE table_schema = 'public'
+                         AND (%(only)s::text[] IS NULL OR table_name = ANY(%(only)s))""",
+        "indexes": """SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+                         AND (%(only)s::text[] IS NULL OR tablename = ANY(%(only)s))""",
+        "constraints": """SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+                            FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
+                           WHERE r.relnamespace = 'public'::regnamespace
+                             AND (%(only)s::text[] IS NULL OR r.relname = ANY(%(only)s))""",
+        "triggers": """SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t
+                         JOIN pg_class r ON r.oid = t.tgrelid
+                        WHERE NOT tgisinternal AND r.relnamespace = 'public'::regnamespace
+                          AND (%(only)s::text[] IS NULL OR r.relname = ANY(%(only)s))""",
+        "rls": """SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class
+                   WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'
+                     AND (%(only)s::text[] IS NULL OR relname = ANY(%(only)s))""",
+        "policies": """SELECT tablename, policyname, qual, with_check FROM pg_policies
+                        WHERE schemaname = 'public'
+                         AND (%(only)s::text[] IS NULL OR tablename = ANY(%(only)s))""",
+        "functions": """SELECT p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p
+                         WHERE p.pronamespace = 'public'::regnamespace AND p.prokind = 'f'
+                           AND %(only)s::text[] IS NULL""",
+        "views": """SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'
+                     AND %(only)s::text[] IS NULL""",
+        "extensions": "SELECT extname, extversion FROM pg_extension WHERE %(only)s::text[] IS NULL",
+    }
+    with psycopg.connect(dsn) as conn:
+        return {key: sorted(conn.execute(q, {"only": only}).fetchall()) for key, q in queries.items()}
+
+
+def current(dsn: str) -> str | None:
+    return migrations.status(dsn).current
+
+
+def run_memcli(
+    *args: str, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "memcli"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+# --- an empty database --------------------------------------------------------------------------------
+
+
+def test_empty_database_up_down_up(empty_db: str) -> None:
+    result = migrations.upgrade(empty_db)
+    assert result.applied == ALL and result.to_revision == HEAD and result.embedding_dimension == 384
+    assert MEMORY_TABLES | CORE_TABLES | {"system_maintenance_log"} <= tables(empty_db)
+    migrated = structure(empty_db)
+
+    down = migrations.downgrade(empty_db, "base")
+    assert down.applied == list(reversed(ALL))
+    assert tables(empty_db) == {"alembic_version"}  # memcli created the core tables here, so it drops them
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+        ).fetchone() == (0,)
+
+    assert migrations.upgrade(empty_db).applied == ALL
+    assert structure(empty_db) == migrated
+
+
+def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO businesses (id, name) VALUES ('11111111-1111-1111-1111-000000000009', 'B');"
+            "INSERT INTO conversation_memory (session_id, memory_type, context_key, context_value) "
+            "VALUES ('s', 'short_term', 'k', '{\"a\": 1}');"
+            "INSERT INTO semantic_memory (session_id, content_type, content_text, embedding_vector) "
+            "VALUES ('s', 'conversation', 'text', array_fill(0.5, ARRAY[384])::vector);"
+            "INSERT INTO business_context_sections (business_id, section_type, section_name) "
+            "VALUES ('11111111-1111-1111-1111-000000000009', 'overview', 'About');"
+            "INSERT INTO memory_consolidation_log (session_id, consolidation_type) VALUES ('s', 'merge');"
+            "INSERT INTO context_relevance (session_id, context_type, context_key) VALUES ('s', 't', 'k');"
+            "INSERT INTO user_context_profiles (user_id) VALUES (gen_random_uuid());"
+            "UPDATE memory_settings SET value = '14' WHERE key = 'retention.short_term_days';"
+        )
+    kept = MEMORY_TABLES | {"businesses"}
+    before = rows(migrated_db, kept)
+    assert all(before[name] for name in kept)
+
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD]
+    assert "system_maintenance_log" not in tables(migrated_db)
+    assert rows(migrated_db, kept) == before
+    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert rows(migrated_db, kept) == before
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute(
+            "SELECT relrowsecurity FROM pg_class WHERE relname = 'conversation_memory'"
+        ).fetchone() == (True,)
+
+
+def test_migrating_twice_changes_nothing(migrated_app_db: str) -> None:
+    before = structure(migrated_app_db)
+    settings = rows(migrated_app_db, {"memory_settings", "memcli_created_objects"})
+    result = migrations.upgrade(migrated_app_db)
+    assert result.applied == [] and result.from_revision == result.to_revision == HEAD
+    assert structure(migrated_app_db) == before
+    assert rows(migrated_app_db, {"memory_settings", "memcli_created_objects"}) == settings
+
+
+# --- an application's database ------------------------------------------------------------------------
+
+
+def test_adopts_an_application_database_and_downgrade_leaves_it_intact(app_db: str) -> None:
+    app_rows = rows(app_db, APP_TABLES)
+    app_structure = structure(app_db, APP_TABLES)
+    assert all(app_rows[name] for name in APP_TABLES)  # every app table holds rows
+
+    assert migrations.upgrade(app_db).applied == ALL
+    assert rows(app_db, APP_TABLES) == app_rows
+    assert structure(app_db, APP_TABLES) == app_structure  # no column, index, constraint or trigger changed
+    assert tables(app_db) >= MEMORY_TABLES
+    with psycopg.connect(app_db) as conn:
+        created = conn.execute("SELECT object_type, object_name FROM memcli_created_objects").fetchall()
+    assert created == [("extension", "vector")]  # every business table was adopted
+
+    migrations.downgrade(app_db, "base")
+    assert tables(app_db) == APP_TABLES | {"alembic_version"}
+    assert rows(app_db, APP_TABLES) == app_rows
+    assert structure(app_db, APP_TABLES) == app_structure
+
+
+def test_creates_only_the_missing_business_tables_and_drops_only_those(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE businesses (id uuid PRIMARY KEY, name text NOT NULL, extra int)")
+        conn.execute("INSERT INTO businesses VALUES ('11111111-1111-1111-1111-000000000001', 'Own', 7)")
+        conn.execute("CREATE TABLE messages (id serial PRIMARY KEY, session_id text, body text)")
+    migrations.upgrade(empty_db)
+    with psycopg.connect(empty_db) as conn:
+        created = {
+            r[0]
+            for r in conn.execute(
+                "SELECT object_name FROM memcli_created_objects WHERE object_type = 'table'"
+            )
+        }
+    assert created == CORE_TABLES - {"businesses", "messages"}
+    migrations.downgrade(empty_db, "base")
+    assert tables(empty_db) == {"businesses", "messages", "alembic_version"}
+    assert rows(empty_db, {"businesses"})["businesses"] == [
+        '{"id": "11111111-1111-1111-1111-000000000001", "name": "Own", "extra": 7}'
+    ]
+
+
+# --- concurrency, locks, failures ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def lock_holder(empty_db: str) -> Iterator[psycopg.Connection]:
+    """A connection holding the migration advisory lock, as a running migration would."""
+    conn = psycopg.connect(empty_db, autocommit=True)
+    conn.execute("SELECT pg_advisory_lock(%s)", (migrations.MIGRATION_LOCK_KEY,))
+    yield conn
+    conn.close()
+
+
+def test_two_concurrent_migrates_are_serialised(empty_db: str, lock_holder: psycopg.Connection) -> None:
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "memcli"), "--dsn", empty_db, "migrate", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    # both are connected and waiting for the lock before it is released, so they really race
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = lock_holder.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = 'memcli'"
+        ).fetchone()
+        if waiting and waiting[0] >= 2:
+            break
+        time.sleep(0.1)
+    lock_holder.execute("SELECT pg_advisory_unlock(%s)", (migrations.MIGRATION_LOCK_KEY,))
+    outputs = [run.communicate(timeout=60) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    applied = sorted(json.loads(out)["applied"] for out, _ in outputs)
+    assert applied == [[], ALL]
+    assert [err for _, err in outputs] == ["", ""]  # Alembic's progress logging stays off without -v
+    assert current(empty_db) == HEAD
+    assert tables(empty_db) >= MEMORY_TABLES | CORE_TABLES
+
+
+def test_a_waiting_migrate_gives_up_with_exit_75(empty_db: str, lock_holder: psycopg.Connection) -> None:
+    with pytest.raises(LockedError) as info:
+        migrations.upgrade(empty_db, lock_wait_seconds=0.5)
+    assert info.value.exit_code == 75
+    assert tables(empty_db) == set()
+
+
+def test_a_failed_migration_stays_at_the_last_good_revision(empty_db: str, cli) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE system_maintenance_log (id int)")  # in the way of the third revision
+    result = cli("migrate", dsn=empty_db)
+    assert result.exit_code == 1
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert f"migration {HEAD} failed" in message and "already exists" in message
+    assert "stays at revision 0002_memory_system" in message
+    assert current(empty_db) == "0002_memory_system"
+    assert tables(empty_db) >= MEMORY_TABLES
+
+
+def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
+    app = psycopg.connect(app_db)
+    try:
+        app.execute("UPDATE businesses SET description = description")  # an open app transaction
+        started = time.monotonic()
+        with pytest.raises(migrations.MigrationError, match="timed out waiting for a lock") as info:
+            migrations.upgrade(app_db, lock_timeout_ms=300)
+        assert time.monotonic() - started < 10
+        assert "0002_memory_system" in str(info.value) and "--lock-timeout" in (info.value.hint or "")
+    finally:
+        app.rollback()
+        app.close()
+    assert current(app_db) == "0001_core_tables"
+    assert migrations.upgrade(app_db).applied == ["0002_memory_system", HEAD]
+
+
+# --- pgvector -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_extension_dir() -> Iterator[str]:
+    """A folder without extensions that the server's user can read."""
+    path = tempfile.mkdtemp(prefix="memcli-noext-")
+    os.chmod(path, 0o755)
+    yield path
+    os.rmdir(path)
+
+
+def test_pgvector_missing_on_the_server_exits_4_and_changes_nothing(
+    empty_db: str, empty_extension_dir: str, cli
+) -> None:
+    # Postgres 18 looks for extensions along extension_control_path: an empty folder hides pgvector.
+    nowhere = empty_extension_dir
+    hidden = f"{empty_db} options='-c extension_control_path={nowhere}'"
+    with psycopg.connect(hidden) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"
+        ).fetchone() == (0,)
+    with pytest.raises(NotReadyError) as info:
+        migrations.upgrade(hidden)
+    assert info.value.exit_code == 4 and "pgvector" in info.value.message
+    assert "apt install" in (info.value.hint or "") and "Supabase" in (info.value.hint or "")
+    assert tables(empty_db) == set()
+
+    result = cli("migrate", dsn=hidden)
+    assert result.exit_code == 4
+    assert (
+        "pgvector" in result.stderr
+        and "hint" in result.stderr
+        and len(result.stderr.strip().splitlines()) == 1
+    )
+
+
+@pytest.fixture
+def plain_role(pg_server: str, empty_db: str) -> Iterator[str]:
+    """A login role that may create tables but not extensions (like an application's role)."""
+    name = f"app_{uuid.uuid4().hex[:10]}"
+    ident = sql.Identifier(name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident))
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident))
+    yield name
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(ident))
+
+
+def test_pgvector_not_allowed_exits_4_with_a_hint(empty_db: str, plain_role: str) -> None:
+    dsn = f"{empty_db} user={plain_role}"
+    with pytest.raises(NotReadyError) as info:
+        migrations.upgrade(dsn)
+    assert "permission denied" in info.value.message and "superuser" in (info.value.hint or "")
+    assert current(empty_db) == "0001_core_tables"  # the revision before stays; nothing half-done
+
+
+# --- embedding dimension ------------------------------------------------------------------------------
+
+
+def test_embedding_dimension_is_chosen_at_the_first_migration(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMCLI_EMBEDDING_DIM", "1536")
+    assert migrations.upgrade(empty_db).embedding_dimension == 1536
+    with psycopg.connect(empty_db) as conn:
+        column = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'semantic_memory'::regclass AND attname = 'embedding_vector'"
+        ).fetchone()
+        setting = conn.execute(
+            "SELECT value FROM memory_settings WHERE key = 'embedding.dimension'"
+        ).fetchone()
+    assert column == ("vector(1536)",) and setting == (1536,)
+    with pytest.raises(ConfigError, match="chosen at the first migration"):
+        migrations.upgrade(empty_db, embedding_dim=384)
+    with pytest.raises(ConfigError, match="out of range"):
+        migrations.upgrade(empty_db, embedding_dim=4096)
+
+
+# --- offline SQL --------------------------------------------------------------------------------------
+
+
+def test_offline_sql_builds_the_same_schema(empty_db: str, migrated_db: str) -> None:
+    script = migrations.upgrade(None, sql=True).sql
+    assert script is not None
+    assert "CREATE TABLE conversation_memory" in script and "CREATE EXTENSION vector" in script
+    assert (
+        "vector(384)" in script
+        and "INSERT INTO alembic_version (version_num) VALUES ('0001_core_tables')" in script
+    )
+    assert "vector(1536)" in (migrations.upgrade(None, sql=True, embedding_dim=1536).sql or "")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(script)  # as a DBA would run it in psql or the Supabase SQL editor
+    assert current(empty_db) == HEAD
+    assert structure(empty_db) == structure(migrated_db)
+
+    down = migrations.downgrade(None, f"{HEAD}:base", sql=True).sql
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(down or "")
+    assert tables(empty_db) == {"alembic_version"}
+
+
+def test_migrate_sql_prints_sql_without_a_database(cli) -> None:
+    result = cli("migrate", "--sql", dsn="postgresql://nobody@127.0.0.1:1/nothing")
+    assert result.exit_code == 0
+    assert "CREATE TABLE conversation_memory" in result.stdout and result.stderr == ""
+    result = cli("migrate", "down", "head:0002_memory_system", "--sql")
+    assert result.exit_code == 0 and "DROP TABLE system_maintenance_log" in result.stdout
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def test_cli_migrate_status_history_and_down(empty_db: str, cli) -> None:
+    status = cli("migrate", "status", "--json", dsn=empty_db)
+    assert status.exit_code == 4 and json.loads(status.stdout)["pending"][0]["revision"] == "0001_core_tables"
+
+    first = cli("migrate", "--json", dsn=empty_db)
+    assert first.exit_code == 0 and json.loads(first.stdout)["applied"] == ALL
+    again = cli("migrate", dsn=empty_db)
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+    status = cli("migrate", "status", dsn=empty_db)
+    assert status.exit_code == 0 and "up to date" in status.stdout
+
+    history = cli("migrate", "history", "--json")
+    assert [rev["revision"] for rev in json.loads(history.stdout)["revisions"]] == ALL
+
+    dry = cli("migrate", "down", "base", "--dry-run", "--json", dsn=empty_db)
+    plan = json.loads(dry.stdout)
+    assert dry.exit_code == 0 and plan["revisions"] == list(reversed(ALL))
+    assert any("table businesses" in item for item in plan["drops"])
+    assert current(empty_db) == HEAD
+
+    refused = cli("migrate", "down", "0002_memory_system", dsn=empty_db, input="n\n")
+    assert refused.exit_code == 1 and current(empty_db) == HEAD
+    accepted = cli("migrate", "down", "0002_memory_system", dsn=empty_db, input="y\n")
+    assert accepted.exit_code == 0 and current(empty_db) == "0002_memory_system"
+    assert "system_maintenance_log" in accepted.stderr  # the confirmation said what it drops
+
+    unknown = cli("migrate", "down", "nope", "--yes", dsn=empty_db)
+    assert unknown.exit_code == 2 and "unknown revision" in unknown.stderr
+
+
+def test_verbose_migrate_shows_alembics_progress(empty_db: str) -> None:
+    result = run_memcli("-v", "--dsn", empty_db, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "Running upgrade  -> 0001_core_tables" in result.stderr
+
+
+def test_plain_alembic_from_a_checkout_resolves_the_dsn_like_memcli(empty_db: str) -> None:
+    env = {**os.environ, "MEMCLI_DATABASE_URL": empty_db}
+    env.pop("DATABASE_URL", None)
+    up = subprocess.run(
+        [str(BIN / "alembic"), "upgrade", "head"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert up.returncode == 0, up.stderr
+    assert "Running upgrade" in up.stderr  # the ini file's logging: alembic's own CLI stays talkative
+    assert current(empty_db) == HEAD
+    down = subprocess.run(
+        [str(BIN / "alembic"), "-x", f"dsn={empty_db}", "downgrade", "0002_memory_system"],
+        cwd=REPO,
+        env={k: v for k, v in env.items() if k != "MEMCLI_DATABASE_URL"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert down.returncode == 0, down.stderr
+    assert current(empty_db) == "0002_memory_system"
+
+
+def test_an_installed_wheel_migrates(empty_db: str, tmp_path: Path) -> None:
+    """The wheel carries its migration scripts: an installed memcli migrates from any directory."""
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [str(BIN / "pip"), "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        timeout=300,
+    )
+    wheel = next(dist.glob("memcli-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    # pip of the dev environment installs the wheel into the fresh venv (console script included); the
+    # dependencies are not installed again but found in the dev environment, which a .pth file appends
+    # after the venv's own site-packages (its editable memcli hook is not processed from there).
+    subprocess.run(
+        [
+            str(BIN / "pip"),
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    site = next(venv.glob("lib/python*/site-packages"))
+    deps = next(Path(sys.executable).parent.parent.glob("lib/python*/site-packages"))
+    (site / "memcli-deps.pth").write_text(f"{deps}\n")
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MEMCLI_DATABASE_URL", "DATABASE_URL")
+    }
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    probe = "import memcli, memcli.migrations as m; print(memcli.__file__); print(m.script_location())"
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert where[0].startswith(str(site)) and where[1] == str(site / "memcli" / "_migrations")
+    migrate = subprocess.run(
+        [str(venv / "bin" / "memcli"), "--dsn", empty_db, "migrate", "--json"],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    assert json.loads(migrate.stdout)["applied"] == ALL
+    assert current(empty_db) == HEAD
