@@ -1,0 +1,388 @@
+"""``memcli search``, ``memcli embed`` and ``memcli remember``: semantic memory from the terminal.
+
+They parse options, call memcli.search / memcli.memories and render the result (a table on a terminal, one
+JSON document with ``--json``). The embedding model loads only when a text must be embedded: ``--like`` and
+``--sections`` never load it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from memcli.cli.render import print_json, progress
+from memcli.cli.state import State, get_state
+
+if TYPE_CHECKING:
+    from memcli.embeddings import Embedder
+    from memcli.search import SearchResult, SectionSearchResult
+
+EMBEDDER_HELP = (
+    "Embedding provider: local (sentence-transformers, default), openai (any OpenAI-compatible endpoint) or "
+    "hashing (lexical, for tests); optionally provider:model. Default: MEMCLI_EMBEDDER, else [embedding] "
+    "provider in memcli.toml, else local."
+)
+SEARCH_EXIT_CODES = (
+    "Exit codes: 0 done (also when nothing matched); 2 bad option; 3 cannot connect (or reach the embedding "
+    "endpoint); 4 not migrated, or the embedder differs from the model that wrote the stored vectors."
+)
+TEXT_WIDTH = 80  # characters of a memory shown in the terminal table (--json has the full text)
+
+
+class ContentType(StrEnum):
+    conversation = "conversation"
+    business_info = "business_info"
+    user_preference = "user_preference"
+
+
+class SectionType(StrEnum):
+    menu = "menu"
+    services = "services"
+    hours = "hours"
+    location = "location"
+    policies = "policies"
+    overview = "overview"
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (full texts, timings).")]
+EmbedderOpt = Annotated[
+    str | None, typer.Option("--embedder", metavar="PROVIDER[:MODEL]", help=EMBEDDER_HELP)
+]
+
+
+def _embedder(state: State, provider: str | None) -> Embedder:
+    from memcli.embeddings import get_embedder
+
+    return get_embedder(state.config(), provider)
+
+
+def _one_line(text: str, width: int | None) -> str:
+    flat = " ".join(text.split())
+    if width is not None and len(flat) > width:
+        return flat[: width - 1] + "…"
+    return flat
+
+
+def _when(value: Any) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+# ------------------------------------------------------------------------------------------------- search
+
+
+def search(
+    ctx: typer.Context,
+    query: Annotated[str | None, typer.Argument(help="What to look for, in plain words.")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Only this session's memories.")] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="UUID", help="Only this user's memories.")
+    ] = None,
+    content_type: Annotated[
+        ContentType | None, typer.Option("--type", help="Only memories of this content type.")
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", "-k", min=1, max=1000, help="How many results at most.")
+    ] = 10,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            min=-1.0,
+            max=1.0,
+            help="Cosine similarity floor (default: settings search.min_similarity, 0.7).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="WHEN", help="Created at or after: 2024-05-01, 2024-05-01T14:30, or 7d."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", metavar="WHEN", help="Created before (a bare date includes that day), or 2h."
+        ),
+    ] = None,
+    like: Annotated[
+        str | None,
+        typer.Option(
+            "--like", metavar="MEMORY_ID", help="Neighbours of this stored memory (no model needed)."
+        ),
+    ] = None,
+    hybrid: Annotated[
+        bool, typer.Option("--hybrid", help="Fuse vector similarity with Postgres full-text search (RRF).")
+    ] = False,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Exact scan instead of the HNSW index (slow; the ground truth).")
+    ] = False,
+    sections: Annotated[
+        bool,
+        typer.Option("--sections", help="Search business context sections (by text) instead of memories."),
+    ] = False,
+    business: Annotated[
+        str | None, typer.Option("--business", metavar="UUID", help="With --sections: only this business.")
+    ] = None,
+    section_type: Annotated[
+        SectionType | None, typer.Option("--section-type", help="With --sections: only this section type.")
+    ] = None,
+    embedder: EmbedderOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Find the memories that mean what QUERY means (semantic search over semantic_memory).
+
+    Filters narrow the search without losing results: the index keeps scanning until --top-k rows pass.
+    Returned memories count as accessed (access_count, last_accessed_at).
+    """
+    state = get_state(ctx, json_)
+    if sections:
+        _search_sections(state, query, business, section_type, top_k)
+        return
+    if query is None and like is None:
+        from memcli.errors import ConfigError
+
+        raise ConfigError("nothing to search for", hint="give a QUERY, or --like MEMORY_ID")
+    from memcli.search import parse_time_bound
+    from memcli.search import search as run_search
+
+    since_at = parse_time_bound(since) if since else None
+    until_at = parse_time_bound(until, end=True) if until else None
+    # --like searches with the stored vector (with --hybrid, the text feeds the full-text side only).
+    needs_model = query is not None and like is None
+    chosen = _embedder(state, embedder) if needs_model else None
+    with state.connect() as conn:
+        result = run_search(
+            conn,
+            chosen,
+            query,
+            session=session,
+            user=user,
+            content_type=content_type.value if content_type else None,
+            top_k=top_k,
+            min_similarity=min_similarity,
+            since=since_at,
+            until=until_at,
+            like_id=like,
+            hybrid=hybrid,
+            exact=exact,
+        )
+    if state.json:
+        print_json(result)
+        return
+    _render_search(state, result, lexical=bool(getattr(chosen, "lexical", False)))
+
+
+def _render_search(state: State, result: SearchResult, *, lexical: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = state.console
+    if not result.hits:
+        if result.empty_database:
+            console.print(
+                "No memories yet. Add one with: memcli remember 'text' --session SESSION "
+                "(or load demo data with: memcli seed --demo)"
+            )
+            return
+        floor = f" with similarity >= {result.min_similarity:.2f}" if result.mode != "hybrid" else ""
+        console.print(f"No memories matched{floor}. Try a lower --min-similarity or fewer filters.")
+        if result.unembedded:
+            console.print("Some memories have no embedding yet and cannot be found: run memcli embed")
+        return
+    width = TEXT_WIDTH if console.is_terminal else None
+    table = Table(box=None, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("similarity", justify="right")
+    if result.mode == "hybrid":
+        table.add_column("fused", justify="right")
+    table.add_column("type")
+    table.add_column("session")
+    table.add_column("created")
+    table.add_column("text", overflow="ellipsis", no_wrap=console.is_terminal)
+    for hit in result.hits:
+        cells = [str(hit.rank), f"{hit.similarity:.3f}"]
+        if result.mode == "hybrid":
+            cells.append(f"{hit.score:.4f}" if hit.score is not None else "-")
+        cells += [
+            hit.content_type or "-",
+            escape(hit.session_id),
+            _when(hit.created_at),
+            escape(_one_line(hit.content_text, width)),
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    if not state.quiet:
+        source = f"like {result.like_id}" if result.like_id else result.embedder
+        note = " (lexical: matches words, not meaning)" if lexical else ""
+        timing = result.timing
+        console.print(
+            f"[dim]{len(result.hits)} result(s) · {result.mode} · {source}{note} · "
+            f"query {timing.get('query_ms', 0):.1f} ms · total {timing.get('total_ms', 0):.1f} ms[/dim]"
+        )
+
+
+def _search_sections(
+    state: State, query: str | None, business: str | None, section_type: SectionType | None, limit: int
+) -> None:
+    from memcli.errors import ConfigError
+    from memcli.search import search_sections
+
+    if not query:
+        raise ConfigError("--sections needs a QUERY text")
+    with state.connect() as conn:
+        result = search_sections(
+            conn, query, business, section_type.value if section_type else None, limit=limit
+        )
+    if state.json:
+        print_json(result)
+        return
+    _render_sections(state, result)
+
+
+def _render_sections(state: State, result: SectionSearchResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = state.console
+    if not result.hits:
+        console.print(f"No active business sections match {result.query!r}.")
+        return
+    width = TEXT_WIDTH if console.is_terminal else None
+    table = Table("#", "business", "type", "section", "content", box=None, header_style="bold")
+    for hit in result.hits:
+        content = (
+            hit.section_content
+            if isinstance(hit.section_content, str)
+            else json.dumps(hit.section_content, ensure_ascii=False)
+        )
+        table.add_row(
+            str(hit.rank),
+            escape(hit.business_name or str(hit.business_id or "-")),
+            hit.section_type,
+            escape(hit.section_name),
+            escape(_one_line(content or "", width)),
+        )
+    console.print(table)
+    if not state.quiet and result.hits and result.hits[0].matched_by == "substring":
+        console.print("[dim]no full-text match; these contain the query as a substring[/dim]")
+
+
+# -------------------------------------------------------------------------------------------------- embed
+
+
+def embed(
+    ctx: typer.Context,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, max=10_000, help="Memories per batch (one transaction each)."),
+    ] = 64,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, help="Embed at most this many memories in this run.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be embedded; change nothing.")
+    ] = False,
+    embedder: EmbedderOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Embed the semantic memories that have no embedding yet (backfill).
+
+    Batches commit one by one, so an interrupted run keeps its work and the next run continues; rows the
+    application holds locked are skipped and left for the next run.
+    """
+    from memcli.memories import embed_missing
+
+    state = get_state(ctx, json_)
+    chosen = _embedder(state, embedder)
+    bar = progress(state.console, disable=state.quiet or state.json)
+    with state.connect() as conn, bar:
+        task = bar.add_task("embedding memories", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = embed_missing(
+            conn, chosen, batch_size=batch_size, max_rows=limit, progress=advance, dry_run=dry_run
+        )
+    if state.json:
+        print_json(result)
+        return
+    console = state.console
+    if result.dry_run:
+        console.print(
+            f"{result.pending:,} memories have no embedding; would embed {result.planned:,} "
+            f"with {result.model} ({result.dimension} dimensions)."
+        )
+        return
+    if result.pending == 0:
+        console.print("Every memory has an embedding already; nothing to do.")
+        return
+    rate = f", {result.rows_per_second:,.0f}/s" if result.rows_per_second else ""
+    console.print(
+        f"Embedded {result.embedded:,} memories with {result.model} in {result.batches} batch(es) "
+        f"({result.duration_seconds:.1f}s{rate}); {result.remaining:,} still without an embedding."
+    )
+
+
+# ----------------------------------------------------------------------------------------------- remember
+
+
+def remember(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="The memory, in plain words.")],
+    session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")],
+    user: Annotated[str | None, typer.Option("--user", metavar="UUID", help="The user it is about.")] = None,
+    content_type: Annotated[
+        ContentType, typer.Option("--type", help="Content type.")
+    ] = ContentType.conversation,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", metavar="JSON", help="A JSON object stored with the memory.")
+    ] = None,
+    embedder: EmbedderOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Store TEXT as a semantic memory, with its embedding."""
+    from memcli.errors import ConfigError
+    from memcli.memories import remember as store
+
+    state = get_state(ctx, json_)
+    extra = None
+    if metadata is not None:
+        try:
+            extra = json.loads(metadata)
+        except ValueError as exc:
+            raise ConfigError(f"--metadata is not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(
+                "--metadata must be a JSON object", hint='e.g. --metadata \'{"source": "chat"}\''
+            )
+    chosen = _embedder(state, embedder)
+    with state.connect() as conn:
+        memory_id = store(
+            conn, chosen, text, session, user=user, content_type=content_type.value, metadata=extra
+        )
+    payload = {
+        "id": memory_id,
+        "session_id": session,
+        "user_id": user,
+        "content_type": content_type.value,
+        "embedding_model": chosen.name,
+        "dimension": chosen.dimension,
+    }
+    if state.json:
+        print_json(payload)
+        return
+    if state.quiet:
+        state.console.print(str(memory_id))
+        return
+    state.console.print(f"Remembered {memory_id} (session {session}, {content_type.value}, {chosen.name})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command(epilog=SEARCH_EXIT_CODES)(search)
+    app.command(epilog=SEARCH_EXIT_CODES)(embed)
+    app.command(epilog=SEARCH_EXIT_CODES)(remember)

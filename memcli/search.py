@@ -1,0 +1,554 @@
+"""Semantic search over ``semantic_memory``, and text search over ``business_context_sections``.
+
+A search embeds the query with the same model that wrote the stored vectors (checked first: a different
+model or dimension is refused with exit 4), then asks the HNSW index for the nearest rows:
+
+- ``hnsw.ef_search`` is raised to at least 200, and with ``top_k`` (the candidate list must be well
+  beyond the answer for the approximate top-k to match the exact one);
+- with pgvector >= 0.8 the scan is iterative (``hnsw.iterative_scan = relaxed_order``): when filters
+  (session, user, type, dates) discard candidates, the index keeps scanning, up to ``hnsw.max_scan_tuples``,
+  until ``top_k`` rows pass, instead of returning fewer rows than asked. ``relaxed_order`` may return rows
+  slightly out of order, so the top-k are re-sorted by exact distance outside the index scan;
+- the similarity floor is applied outside the ``ORDER BY ... LIMIT`` subquery, so it never turns the
+  index's ordered scan into a filter.
+
+``exact`` sorts by an expression the index cannot serve (a full scan with an exact top-k sort): the ground
+truth for recall. ``like_id`` searches with a stored memory's vector (no model needed). ``hybrid`` fuses the
+vector ranking with Postgres full text (``content_tsv @@ websearch_to_tsquery``, ranked by ``ts_rank``) by
+reciprocal rank fusion; the similarity floor applies to the vector side only, so a keyword match can still
+come through. The words of a hybrid query match when any of them occurs (websearch syntax — "a phrase",
+-word, or — keeps its own meaning).
+
+Returned rows count as read: their ``access_count`` goes up by one and ``last_accessed_at`` is set.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ConfigError, NotReadyError
+
+if TYPE_CHECKING:
+    import numpy
+    import psycopg
+    from psycopg import sql
+
+    from memcli.embeddings import Embedder
+
+CONTENT_TYPES = ("conversation", "business_info", "user_preference")
+SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
+MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
+MAX_TOP_K = 1000
+# pgvector's default candidate list (40) gave recall@10 of about 0.91 at 100k clustered vectors, 100 about
+# 0.95, 200 about 0.97 for under a millisecond more (benchmarks/search_bench.py prints the sweep).
+EF_SEARCH_FLOOR = 200
+
+
+@dataclass
+class SearchHit:
+    rank: int
+    id: uuid.UUID
+    similarity: float
+    content_type: str | None
+    session_id: str
+    user_id: uuid.UUID | None
+    created_at: datetime
+    content_text: str
+    score: float | None = None  # hybrid: the fused score the hits are ordered by
+    vector_rank: int | None = None  # hybrid: rank among the vector candidates (None: not among them)
+    text_rank: int | None = None  # hybrid: rank among the full-text matches (None: no match)
+
+
+@dataclass
+class SearchResult:
+    query: str | None
+    mode: str  # "indexed", "exact" or "hybrid"
+    exact: bool
+    embedder: str | None  # None for --like (the stored vector is used)
+    like_id: uuid.UUID | None
+    top_k: int
+    min_similarity: float
+    filters: dict[str, Any]
+    hits: list[SearchHit] = field(default_factory=list)
+    empty_database: bool = False  # no semantic memories at all
+    unembedded: bool = False  # some memories have no embedding yet (memcli embed)
+    timing: dict[str, float] = field(default_factory=dict)  # embed_ms, query_ms, total_ms
+
+
+@dataclass
+class SectionHit:
+    rank: int
+    id: uuid.UUID
+    business_id: uuid.UUID | None
+    business_name: str | None
+    section_type: str
+    section_name: str
+    section_content: Any
+    score: float
+    matched_by: str  # "fulltext" or "substring"
+
+
+@dataclass
+class SectionSearchResult:
+    query: str
+    business_id: uuid.UUID | None
+    section_type: str | None
+    hits: list[SectionHit] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def vector_literal(vector: Any) -> str:
+    """pgvector's text form; float32 printed with enough digits to round-trip exactly."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ConfigError(f"{what} {value!r} is not a UUID") from None
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1}
+
+
+def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
+    """``--since``/``--until`` values: an ISO date or date-time, or an age such as ``7d``, ``12h``, ``30m``.
+
+    An age means that long before now. A date without a time zone is local time; a bare date given as an
+    upper bound (``end``) means the end of that day, so ``--until 2024-05-01`` includes May 1st.
+    """
+    now = now or datetime.now().astimezone()
+    value = (text or "").strip()
+    match = _RELATIVE.match(value)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        return now - timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    try:
+        if len(value) == 10:  # a bare date: 2024-05-01
+            day = date.fromisoformat(value)
+            start = datetime.combine(day + timedelta(days=1) if end else day, datetime.min.time())
+            return start.astimezone()
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"cannot read the date {text!r}",
+            hint="use an ISO date (2024-05-01), a date-time (2024-05-01T14:30) or an age (7d, 12h, 30m)",
+        ) from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _filters(
+    session: str | None,
+    user: uuid.UUID | None,
+    content_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    exclude: uuid.UUID | None,
+    alias: str = "",
+) -> tuple[str, dict[str, Any]]:
+    """`` AND ...`` clauses (fixed text, named parameters) for the filters that are set."""
+    column = f"{alias}." if alias else ""
+    clauses, params = [], {}
+    for name, sql_text, value in (
+        ("f_session", "session_id = %(f_session)s", session),
+        ("f_user", "user_id = %(f_user)s", user),
+        ("f_type", "content_type = %(f_type)s", content_type),
+        ("f_since", "created_at >= %(f_since)s", since),
+        ("f_until", "created_at < %(f_until)s", until),
+        ("f_exclude", "id <> %(f_exclude)s", exclude),
+    ):
+        if value is not None:
+            clauses.append(column + sql_text)
+            params[name] = value
+    return "".join(f" AND {clause}" for clause in clauses), params
+
+
+def default_ef_search(top_k: int) -> int:
+    """HNSW candidate list length for a top-k search (pgvector's default is 40)."""
+    return min(1000, max(EF_SEARCH_FLOOR, 4 * top_k))
+
+
+def _tune_index_scan(conn: psycopg.Connection, top_k: int, ef_search: int | None = None) -> None:
+    """Per-transaction settings (``set_config(..., true)`` is SET LOCAL), in one round trip.
+
+    A candidate list well beyond the answer keeps recall high (see ``EF_SEARCH_FLOOR``). Iterative
+    scans exist from pgvector 0.8 on (older versions would warn about an unknown hnsw.* parameter).
+    Custom plans always: psycopg prepares a statement run five times, and a generic plan (made without
+    the query's values) could take the HNSW index for a filter so selective that the session's btree index
+    is the right path, or keep a plan made for another case.
+    """
+    conn.execute(
+        """
+        SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+               set_config('hnsw.ef_search', %(ef)s, true),
+               CASE WHEN string_to_array(v.extversion, '.')::int[] >= '{0,8}' THEN
+                   set_config('hnsw.iterative_scan', 'relaxed_order', true)
+                   || set_config('hnsw.max_scan_tuples', %(max_scan)s, true)
+               END
+        FROM pg_extension v WHERE v.extname = 'vector'
+        """,
+        {"ef": str(ef_search or default_ef_search(top_k)), "max_scan": str(MAX_SCAN_TUPLES)},
+    )
+
+
+def _order(exact: bool) -> str:
+    # "+ 0" makes the sort key an expression the HNSW index cannot serve, so an exact search is a full scan
+    # whatever the planner settings or a cached plan say.
+    return "(embedding_vector <=> %(q)s::vector) + 0" if exact else "embedding_vector <=> %(q)s::vector"
+
+
+def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> str:
+    row = conn.execute(
+        "SELECT embedding_vector::text FROM semantic_memory WHERE id = %s", (memory_id,)
+    ).fetchone()
+    if row is None:
+        raise ConfigError(
+            f"no semantic memory with id {memory_id}", hint="take an id from memcli search --json"
+        )
+    if row[0] is None:
+        raise NotReadyError(f"memory {memory_id} has no embedding yet", hint="run: memcli embed")
+    return str(row[0])
+
+
+_HIT_COLUMNS = "id, similarity, content_type, session_id, user_id, created_at, content_text"
+
+
+def _compose(template: str, **parts: str) -> sql.Composed:
+    """Fill ``{name}`` slots of a query template with fixed SQL fragments (never with values)."""
+    from psycopg import sql
+
+    return sql.SQL(template).format(**{name: sql.SQL(text) for name, text in parts.items()})  # type: ignore[arg-type]
+
+
+def _vector_query(where: str, exact: bool = False) -> sql.Composed:
+    # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); MATERIALIZED keeps the
+    # planner from pushing the similarity floor into it. The outer ORDER BY re-sorts relaxed_order output.
+    return _compose(
+        """
+        WITH nearest AS MATERIALIZED (
+            SELECT id, content_type, session_id, user_id, created_at, content_text,
+                   embedding_vector <=> %(q)s::vector AS distance
+            FROM semantic_memory
+            WHERE embedding_vector IS NOT NULL{where}
+            ORDER BY {order}
+            LIMIT %(k)s
+        )
+        SELECT id, 1 - distance AS similarity, content_type, session_id, user_id, created_at, content_text
+        FROM nearest
+        WHERE 1 - distance >= %(min)s
+        ORDER BY distance, id
+        """,
+        where=where,
+        order=_order(exact),
+    )
+
+
+def _hybrid_query(where: str, where_m: str, exact: bool = False) -> sql.Composed:
+    return _compose(
+        """
+        WITH vec AS MATERIALIZED (
+            SELECT id, embedding_vector <=> %(q)s::vector AS distance
+            FROM semantic_memory
+            WHERE embedding_vector IS NOT NULL{where}
+            ORDER BY {order}
+            LIMIT %(n)s
+        ),
+        vec_ranked AS (
+            SELECT id, row_number() OVER (ORDER BY distance, id) AS r
+            FROM vec WHERE 1 - distance >= %(min)s
+        ),
+        txt AS (
+            SELECT id, row_number() OVER (ORDER BY ts_rank(content_tsv, query) DESC, id) AS r
+            FROM semantic_memory, (
+                -- Plain words match any of them (ranked by how many and how often): the vector side
+                -- carries the meaning, this side adds keyword hits. Quotes, "-word" and "or" keep
+                -- websearch_to_tsquery's own meaning.
+                SELECT CASE WHEN w::text ~ '[!<|]' THEN w ELSE replace(w::text, ' & ', ' | ')::tsquery END
+                FROM websearch_to_tsquery('english', %(text)s) AS w
+            ) AS q(query)
+            WHERE content_tsv @@ query{where}
+            ORDER BY ts_rank(content_tsv, query) DESC, id
+            LIMIT %(n)s
+        ),
+        fused AS (
+            SELECT id, v.r AS vector_rank, t.r AS text_rank,
+                   coalesce(1.0 / (%(rrf)s + v.r), 0) + coalesce(1.0 / (%(rrf)s + t.r), 0) AS score
+            FROM vec_ranked v FULL JOIN txt t USING (id)
+        )
+        SELECT m.id,
+               CASE WHEN m.embedding_vector IS NULL THEN NULL
+                    ELSE 1 - (m.embedding_vector <=> %(q)s::vector) END AS similarity,
+               m.content_type, m.session_id, m.user_id, m.created_at, m.content_text,
+               f.score, f.vector_rank, f.text_rank
+        FROM fused f JOIN semantic_memory m ON m.id = f.id
+        WHERE true{where_m}
+        ORDER BY f.score DESC, f.vector_rank NULLS LAST, m.id
+        LIMIT %(k)s
+        """,
+        where=where,
+        where_m=where_m,
+        order=_order(exact),
+    )
+
+
+def search(
+    conn: psycopg.Connection,
+    embedder: Embedder | None,
+    query: str | None,
+    *,
+    session: str | None = None,
+    user: str | uuid.UUID | None = None,
+    content_type: str | None = None,
+    top_k: int = 10,
+    min_similarity: float | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    like_id: str | uuid.UUID | None = None,
+    hybrid: bool = False,
+    exact: bool = False,
+    record_access: bool = True,
+    ef_search: int | None = None,
+) -> SearchResult:
+    """The ``top_k`` memories nearest to ``query`` (or to memory ``like_id``) that pass the filters.
+
+    Runs in one transaction (a savepoint if the caller has one open) and commits it when it owns it.
+    ``ef_search`` overrides the HNSW candidate list length (default: :func:`default_ef_search`).
+    """
+    from memcli.embeddings import ensure_compatible
+    from memcli.readiness import require_migrated
+    from memcli.settings import get_setting
+
+    started = time.perf_counter()
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise ConfigError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k}")
+    if ef_search is not None and not 1 <= ef_search <= 1000:
+        raise ConfigError(f"ef_search must be between 1 and 1000, got {ef_search}")
+    if content_type is not None and content_type not in CONTENT_TYPES:
+        raise ConfigError(f"unknown content type {content_type!r}", hint=f"one of {', '.join(CONTENT_TYPES)}")
+    if since is not None and until is not None and since >= until:
+        raise ConfigError("--since must be before --until")
+    user_id = parse_uuid(user, "user id")
+    like = parse_uuid(like_id, "memory id")
+    if like is None and not (query and query.strip()):
+        raise ConfigError("nothing to search for", hint="give a query text or --like MEMORY_ID")
+    if hybrid and not (query and query.strip()):
+        raise ConfigError("--hybrid needs a query text for the full-text side")
+    if like is not None and query and query.strip() and not hybrid:
+        raise ConfigError("give a query text or --like MEMORY_ID, not both", hint="or add --hybrid")
+    if like is None and embedder is None:
+        raise ConfigError("a query text needs an embedder")
+
+    with conn.transaction():
+        require_migrated(conn)
+        if min_similarity is None:
+            min_similarity = float(get_setting(conn, "search.min_similarity", 0.7))
+        if not -1.0 <= min_similarity <= 1.0:
+            raise ConfigError(f"min-similarity must be between -1 and 1, got {min_similarity}")
+
+        timing: dict[str, float] = {}
+        result = SearchResult(
+            query=query,
+            mode="hybrid" if hybrid else "exact" if exact else "indexed",
+            exact=exact,
+            embedder=None if like is not None else (embedder.name if embedder else None),
+            like_id=like,
+            top_k=top_k,
+            min_similarity=min_similarity,
+            filters={
+                "session": session,
+                "user": user_id,
+                "content_type": content_type,
+                "since": since,
+                "until": until,
+            },
+        )
+
+        if like is not None:
+            vector = _stored_vector(conn, like)
+        else:
+            assert embedder is not None and query is not None
+            # Compare before embedding: a mismatch must not cost a model load.
+            ensure_compatible(conn, embedder, record=False)
+            t0 = time.perf_counter()
+            vector = vector_literal(embed_query(embedder, query))
+            timing["embed_ms"] = _ms(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        _tune_index_scan(conn, top_k, ef_search)
+        where, params = _filters(session, user_id, content_type, since, until, like)
+        if hybrid:
+            where_m = _filters(session, user_id, content_type, since, until, like, alias="m")[0]
+            sql_text = _hybrid_query(where, where_m, exact)
+            args = {
+                "q": vector,
+                "min": min_similarity,
+                "n": max(4 * top_k, 40),
+                "k": top_k,
+                "text": query,
+                "rrf": RRF_K,
+                **params,
+            }
+        else:
+            sql_text = _vector_query(where, exact)
+            args = {"q": vector, "min": min_similarity, "k": top_k, **params}
+        rows = conn.execute(sql_text, args).fetchall()
+        timing["query_ms"] = _ms(time.perf_counter() - t0)
+
+        for rank, row in enumerate(rows, start=1):
+            hit = SearchHit(
+                rank=rank,
+                id=row[0],
+                similarity=round(float(row[1]), 6) if row[1] is not None else 0.0,
+                content_type=row[2],
+                session_id=row[3],
+                user_id=row[4],
+                created_at=row[5],
+                content_text=row[6],
+            )
+            if hybrid:
+                hit.score, hit.vector_rank, hit.text_rank = round(float(row[7]), 6), row[8], row[9]
+            result.hits.append(hit)
+
+        if result.hits and record_access:
+            conn.execute(
+                """
+                UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()
+                WHERE id = ANY(%s)
+                """,
+                ([hit.id for hit in result.hits],),
+            )
+        if not result.hits:
+            empty, unembedded = conn.execute(
+                """
+                SELECT NOT EXISTS (SELECT 1 FROM semantic_memory),
+                       EXISTS (SELECT 1 FROM semantic_memory WHERE embedding_vector IS NULL)
+                """
+            ).fetchone()  # type: ignore[misc]
+            result.empty_database, result.unembedded = bool(empty), bool(unembedded)
+
+    timing["total_ms"] = _ms(time.perf_counter() - started)
+    result.timing = timing
+    return result
+
+
+def embed_query(embedder: Embedder, text: str) -> numpy.ndarray:
+    vectors = embedder.embed([text])
+    return vectors[0]
+
+
+# -- business_context_sections ---------------------------------------------------------------------------
+
+_SECTION_DOC = "to_tsvector('english', s.section_name || ' ' || coalesce(s.section_content::text, ''))"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_sections(
+    conn: psycopg.Connection,
+    query: str,
+    business_id: str | uuid.UUID | None = None,
+    section_type: str | None = None,
+    limit: int = 10,
+) -> SectionSearchResult:
+    """Active business sections matching ``query``: full text first, a substring match when that finds none.
+
+    Full text (English stemming over the section name and content) finds "vegetarian options" in a menu
+    section that says "Vegetarian option"; the substring fallback finds what stemming cannot (a phone
+    number fragment, a dish name in another language).
+    """
+    from memcli.readiness import require_migrated
+
+    started = time.perf_counter()
+    if not query or not query.strip():
+        raise ConfigError("nothing to search for", hint="give a query text")
+    if section_type is not None and section_type not in SECTION_TYPES:
+        raise ConfigError(f"unknown section type {section_type!r}", hint=f"one of {', '.join(SECTION_TYPES)}")
+    if not 1 <= limit <= MAX_TOP_K:
+        raise ConfigError(f"limit must be between 1 and {MAX_TOP_K}, got {limit}")
+    business = parse_uuid(business_id, "business id")
+    result = SectionSearchResult(query=query, business_id=business, section_type=section_type)
+
+    with conn.transaction():
+        require_migrated(conn)
+        name_column = (
+            "b.name"
+            if conn.execute(
+                """
+                SELECT 1 FROM information_schema.columns
+                WHERE table_schema = 'public' AND table_name = 'businesses' AND column_name = 'name'
+                """
+            ).fetchone()
+            else "NULL::text"
+        )
+        where = ["s.is_active"]
+        params: dict[str, Any] = {"text": query, "limit": limit, "like": f"%{_escape_like(query.strip())}%"}
+        if business is not None:
+            where.append("s.business_id = %(business)s")
+            params["business"] = business
+        if section_type is not None:
+            where.append("s.section_type = %(type)s")
+            params["type"] = section_type
+        filters = " AND ".join(where)
+        columns = "s.id, s.business_id, {name}, s.section_type, s.section_name, s.section_content"
+        fulltext = _compose(
+            """
+            SELECT {columns}, ts_rank({doc}, query) AS score, 'fulltext'
+            FROM business_context_sections s
+            LEFT JOIN businesses b ON b.id = s.business_id,
+            websearch_to_tsquery('english', %(text)s) AS query
+            WHERE {filters} AND {doc} @@ query
+            ORDER BY score DESC, s.section_order, s.section_name
+            LIMIT %(limit)s
+            """,
+            columns=columns.format(name=name_column),
+            doc=_SECTION_DOC,
+            filters=filters,
+        )
+        substring = _compose(
+            """
+            SELECT {columns}, 0.0::real AS score, 'substring'
+            FROM business_context_sections s
+            LEFT JOIN businesses b ON b.id = s.business_id
+            WHERE {filters}
+              AND (s.section_name ILIKE %(like)s OR s.section_content::text ILIKE %(like)s)
+            ORDER BY s.section_order, s.section_name
+            LIMIT %(limit)s
+            """,
+            columns=columns.format(name=name_column),
+            filters=filters,
+        )
+        rows = conn.execute(fulltext, params).fetchall()
+        if not rows:
+            rows = conn.execute(substring, params).fetchall()
+    for rank, row in enumerate(rows, start=1):
+        result.hits.append(
+            SectionHit(
+                rank=rank,
+                id=row[0],
+                business_id=row[1],
+                business_name=row[2],
+                section_type=row[3],
+                section_name=row[4],
+                section_content=row[5],
+                score=round(float(row[6]), 6),
+                matched_by=row[7],
+            )
+        )
+    result.timing = {"total_ms": _ms(time.perf_counter() - started)}
+    return result
