@@ -1,0 +1,335 @@
+"""Cleanup of expired memories, in batches that never block the application.
+
+``cleanup_expired`` deletes what ``SELECT cleanup_expired_memory()`` deletes, but safely on big tables:
+1. ``conversation_memory`` rows whose ``expires_at`` has passed, a batch at a time: the batch's ids are
+   picked by the ``expires_at`` index with ``FOR UPDATE SKIP LOCKED`` (rows the application is updating
+   right now are left for the next run), deleted, committed;
+2. then ``context_relevance`` rows of sessions that have no ``conversation_memory`` and no
+   ``semantic_memory`` left (their context no longer exists), batched the same way.
+
+The set of rows is fixed when the job starts (``expires_at`` before the database's ``now()`` at that moment,
+minus ``older_than``), so a run always ends and its dry run counts exactly what it would delete.
+
+``cleanup_stale_relevance`` removes relevance rows whose score has decayed below ``relevance.min_score``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from memcli.jobs.common import (
+    DEFAULT_TIMEOUTS,
+    TIERS,
+    ProgressCallback,
+    Timeouts,
+    attach_partial,
+    check_batch_size,
+    check_memory_type,
+    in_batch,
+    own_transactions,
+)
+from memcli.settings import get_setting
+
+if TYPE_CHECKING:
+    import psycopg
+
+SAMPLE_SESSIONS = 10
+
+
+@dataclass
+class CleanupResult:
+    dry_run: bool
+    cutoff: datetime | None = None  # memories with expires_at before this are (or would be) deleted
+    older_than_seconds: float | None = None
+    memory_type: str | None = None
+    batch_size: int = 0
+    deleted: dict[str, int] = field(
+        default_factory=lambda: {"conversation_memory": 0, "context_relevance": 0}
+    )
+    deleted_by_tier: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
+    would_delete: dict[str, int] | None = None  # dry run only
+    would_delete_by_tier: dict[str, int] | None = None  # dry run only
+    sample_sessions: list[dict[str, Any]] = field(default_factory=list)  # dry run: most-expired sessions
+    batches: int = 0
+    longest_batch_ms: float = 0.0  # the longest single batch transaction = the longest lock held
+    complete: bool = True
+    stopped: str | None = None  # why the run ended early (max runtime)
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return (
+            sum(self.would_delete.values()) if self.would_delete is not None else sum(self.deleted.values())
+        )
+
+
+@dataclass
+class RelevanceCleanupResult:
+    dry_run: bool
+    min_score: float = 0.0
+    deleted: int = 0
+    would_delete: int | None = None  # dry run only
+    batches: int = 0
+    longest_batch_ms: float = 0.0
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.would_delete if self.would_delete is not None else self.deleted
+
+
+def _expired_filter(memory_type: str | None, alias: str = "") -> Any:
+    """``expires_at < cutoff`` [and the tier]; values come from the ``cutoff``/``memory_type`` parameters."""
+    from psycopg import sql
+
+    prefix = sql.SQL("{}.").format(sql.Identifier(alias)) if alias else sql.SQL("")
+    clause = sql.SQL("{}expires_at < %(cutoff)s").format(prefix)
+    if memory_type is not None:
+        clause = sql.SQL("{} AND {}memory_type = %(memory_type)s").format(clause, prefix)
+    return clause
+
+
+# ``id = ANY(ARRAY(subquery))`` makes the delete a primary-key lookup of the batch's ids; a join with the
+# subquery lets the planner hash-join against a scan of the whole table in every batch.
+_DELETE_MEMORIES = """
+WITH gone AS (
+    DELETE FROM conversation_memory
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM conversation_memory
+        WHERE {filter}
+        ORDER BY expires_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING memory_type
+)
+SELECT memory_type, count(*) FROM gone GROUP BY memory_type
+"""
+
+# The orphan rule of cleanup_expired_memory(): no conversation_memory and no semantic_memory left.
+_DELETE_ORPHANS = """
+WITH gone AS (
+    DELETE FROM context_relevance
+    WHERE id = ANY(ARRAY(
+        SELECT cr.id FROM context_relevance cr
+        WHERE NOT EXISTS (SELECT 1 FROM conversation_memory cm WHERE cm.session_id = cr.session_id)
+          AND NOT EXISTS (SELECT 1 FROM semantic_memory sm WHERE sm.session_id = cr.session_id)
+        LIMIT %(limit)s
+        FOR UPDATE OF cr SKIP LOCKED
+    ))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+# Dry run: relevance rows that will be orphans once the selected memories are gone.
+_ORPHANS_AFTER = """
+SELECT count(*) FROM context_relevance cr
+WHERE NOT EXISTS (
+    SELECT 1 FROM conversation_memory cm
+    WHERE cm.session_id = cr.session_id AND NOT coalesce({filter}, false)
+)
+AND NOT EXISTS (SELECT 1 FROM semantic_memory sm WHERE sm.session_id = cr.session_id)
+"""
+
+
+def cleanup_expired(
+    conn: psycopg.Connection,
+    *,
+    dry_run: bool = False,
+    older_than: timedelta | None = None,
+    memory_type: str | None = None,
+    batch_size: int | None = None,
+    max_runtime: timedelta | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> CleanupResult:
+    """Delete expired memories (and the relevance rows left without context) in short batches.
+
+    ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier.
+    ``max_runtime`` stops between batches (``complete`` is then False; a re-run continues).
+    ``conn`` must be idle: every batch commits on its own.
+    """
+    from psycopg import sql
+
+    memory_type = check_memory_type(memory_type)
+    started = time.perf_counter()
+    with own_transactions(conn):
+        size = check_batch_size(
+            batch_size if batch_size is not None else get_setting(conn, "cleanup.batch_size")
+        )
+        cutoff = conn.execute("SELECT now() - %s::interval", (older_than or timedelta(0),)).fetchone()[0]  # type: ignore[index]
+        result = CleanupResult(
+            dry_run=dry_run,
+            cutoff=cutoff,
+            older_than_seconds=older_than.total_seconds() if older_than is not None else None,
+            memory_type=memory_type,
+            batch_size=size,
+        )
+        params: dict[str, Any] = {"cutoff": cutoff, "memory_type": memory_type, "limit": size}
+        flt = _expired_filter(memory_type)
+        counts = conn.execute(
+            sql.SQL("SELECT memory_type, count(*) FROM conversation_memory WHERE {} GROUP BY 1").format(flt),
+            params,
+        ).fetchall()
+        expired_by_tier = dict.fromkeys(TIERS, 0) | {tier: int(n) for tier, n in counts}
+        total = sum(expired_by_tier.values())
+
+        if dry_run:
+            orphans = conn.execute(
+                sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm")), params
+            ).fetchone()
+            result.would_delete_by_tier = expired_by_tier
+            result.would_delete = {"conversation_memory": total, "context_relevance": int(orphans[0])}  # type: ignore[index]
+            result.sample_sessions = [
+                {"session_id": session, "expired": int(n)}
+                for session, n in conn.execute(
+                    sql.SQL(
+                        "SELECT session_id, count(*) FROM conversation_memory WHERE {} "
+                        "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT %(sample)s"
+                    ).format(flt),
+                    {**params, "sample": SAMPLE_SESSIONS},
+                ).fetchall()
+            ]
+            result.duration_seconds = time.perf_counter() - started
+            return result
+
+        deadline = started + max_runtime.total_seconds() if max_runtime is not None else None
+        delete_memories = sql.SQL(_DELETE_MEMORIES).format(filter=flt)
+        try:
+            if progress:
+                progress(0, total)
+            while True:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    result.complete, result.stopped = False, "max runtime reached"
+                    break
+                batch_started = time.perf_counter()
+
+                def book(rows: list[Any], batch_started: float = batch_started) -> None:
+                    if not rows:
+                        return
+                    result.batches += 1
+                    result.longest_batch_ms = max(
+                        result.longest_batch_ms, (time.perf_counter() - batch_started) * 1000
+                    )
+                    for tier, n in rows:
+                        result.deleted_by_tier[tier] = result.deleted_by_tier.get(tier, 0) + int(n)
+                    result.deleted["conversation_memory"] += sum(int(n) for _, n in rows)
+
+                rows = in_batch(
+                    conn, timeouts, lambda: conn.execute(delete_memories, params).fetchall(), book
+                )
+                deleted = sum(int(n) for _, n in rows)
+                if deleted == 0:
+                    break
+                if progress:
+                    done = result.deleted["conversation_memory"]
+                    progress(done, max(total, done))
+                if deleted < size:  # SKIP LOCKED found no more unlocked candidates
+                    break
+            if result.complete:
+                _delete_orphans(conn, params, timeouts, result, deadline)
+        except BaseException as exc:
+            result.complete = False
+            result.duration_seconds = time.perf_counter() - started
+            attach_partial(exc, result)
+            raise
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+def _count(cursor: psycopg.Cursor[Any]) -> int:
+    """The single ``count(*)`` a batch statement returns."""
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _delete_orphans(
+    conn: psycopg.Connection,
+    params: dict[str, Any],
+    timeouts: Timeouts,
+    result: CleanupResult,
+    deadline: float | None,
+) -> None:
+    while True:
+        if deadline is not None and time.perf_counter() >= deadline:
+            result.complete, result.stopped = False, "max runtime reached"
+            return
+        batch_started = time.perf_counter()
+
+        def book(deleted: int, batch_started: float = batch_started) -> None:
+            if deleted:
+                result.batches += 1
+                result.longest_batch_ms = max(
+                    result.longest_batch_ms, (time.perf_counter() - batch_started) * 1000
+                )
+                result.deleted["context_relevance"] += deleted
+
+        deleted = in_batch(conn, timeouts, lambda: _count(conn.execute(_DELETE_ORPHANS, params)), book)
+        if deleted == 0 or deleted < params["limit"]:
+            return
+
+
+_DELETE_STALE = """
+WITH gone AS (
+    DELETE FROM context_relevance
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM context_relevance
+        WHERE relevance_score < %(min_score)s
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+
+def cleanup_stale_relevance(
+    conn: psycopg.Connection,
+    *,
+    dry_run: bool = False,
+    min_score: float | None = None,
+    batch_size: int | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> RelevanceCleanupResult:
+    """Delete ``context_relevance`` rows whose score decayed below ``min_score`` (settings default)."""
+    started = time.perf_counter()
+    with own_transactions(conn):
+        threshold = float(min_score if min_score is not None else get_setting(conn, "relevance.min_score"))
+        size = check_batch_size(
+            batch_size if batch_size is not None else get_setting(conn, "cleanup.batch_size")
+        )
+        result = RelevanceCleanupResult(dry_run=dry_run, min_score=threshold)
+        params = {"min_score": threshold, "limit": size}
+        if dry_run:
+            row = conn.execute(
+                "SELECT count(*) FROM context_relevance WHERE relevance_score < %(min_score)s", params
+            ).fetchone()
+            result.would_delete = int(row[0]) if row else 0
+        else:
+            try:
+                while True:
+                    batch_started = time.perf_counter()
+
+                    def book(deleted: int, batch_started: float = batch_started) -> None:
+                        if deleted:
+                            result.batches += 1
+                            result.deleted += deleted
+                            result.longest_batch_ms = max(
+                                result.longest_batch_ms, (time.perf_counter() - batch_started) * 1000
+                            )
+
+                    deleted = in_batch(
+                        conn, timeouts, lambda: _count(conn.execute(_DELETE_STALE, params)), book
+                    )
+                    if deleted == 0 or deleted < size:
+                        break
+            except BaseException as exc:
+                attach_partial(exc, result)
+                raise
+    result.duration_seconds = time.perf_counter() - started
+    return result

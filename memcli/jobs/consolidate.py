@@ -1,0 +1,520 @@
+"""Consolidation: merge old short-term memories per session, decay relevance, archive and forget.
+
+- merge: for every session with ``short_term`` memories older than the threshold, one transaction calls
+  ``consolidate_session_memories(session, threshold)``: the SQL function inserts the merged ``long_term``
+  memory, writes the ``merge`` log row and deletes the originals, so a killed run never leaves originals
+  deleted without their merged memory and log row. memcli and applications share that one implementation.
+- decay: ``relevance_score = relevance_score * decay_factor`` for relevance rows not recalculated within
+  ``relevance.decay_interval_hours``.
+- archive: ``long_term`` memories with importance below ``archive.max_importance`` and older than
+  ``archive.min_age_days`` become ``archived`` with the archived tier's expiry; one ``archive`` log row per
+  session and batch lists their ids.
+- forget: ``archived`` memories never accessed (``access_count = 0``) and older than ``forget.min_age_days``
+  are deleted; one ``forget`` log row per session and batch keeps their ids.
+
+Every transaction sets ``memcli.maintenance = 'on'`` so the access trigger does not count these updates as
+accesses. Dry runs count and change nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from memcli.jobs.common import (
+    DEFAULT_TIMEOUTS,
+    ProgressCallback,
+    Timeouts,
+    attach_partial,
+    check_batch_size,
+    in_batch,
+    own_transactions,
+)
+from memcli.settings import get_settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+MAX_LISTED_IDS = 100  # ids listed in a result (the log table keeps all of them)
+
+
+def _days(value: Any) -> timedelta:
+    return timedelta(days=float(value))
+
+
+def _fmt_days(age: timedelta) -> str:
+    return f"{age.total_seconds() / 86400:g}"
+
+
+@dataclass
+class MergeResult:
+    dry_run: bool
+    older_than_seconds: float = 0.0
+    sessions: int = 0  # sessions consolidated (dry run: that would be)
+    memories_merged: int = 0  # short_term memories merged away (dry run: that would be)
+    new_memory_ids: list[str] = field(default_factory=list)  # first MAX_LISTED_IDS
+    skipped_sessions: list[dict[str, str]] = field(default_factory=list)  # busy sessions, left for next run
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.memories_merged
+
+
+@dataclass
+class DecayResult:
+    dry_run: bool
+    interval_seconds: float = 0.0
+    decayed: int = 0  # dry run: rows that would decay
+    batches: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.decayed
+
+
+@dataclass
+class ArchiveResult:
+    dry_run: bool
+    max_importance: float = 0.0
+    min_age_seconds: float = 0.0
+    expires_in_days: float = 0.0
+    archived: int = 0  # dry run: memories that would be archived
+    sessions: int = 0
+    log_rows: int = 0
+    batches: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.archived
+
+
+@dataclass
+class ForgetResult:
+    dry_run: bool
+    min_age_seconds: float = 0.0
+    forgotten: int = 0  # dry run: memories that would be forgotten
+    sessions: int = 0
+    log_rows: int = 0
+    batches: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.forgotten
+
+
+@dataclass
+class ConsolidateResult:
+    dry_run: bool
+    merge: MergeResult | None = None
+    decay: DecayResult | None = None
+    archive: ArchiveResult | None = None
+    forget: ForgetResult | None = None
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(part.rows for part in (self.merge, self.decay, self.archive, self.forget) if part)
+
+
+def _session_filter(session: str | None, column: str = "session_id") -> Any:
+    from psycopg import sql
+
+    if session is None:
+        return sql.SQL("")
+    return sql.SQL(" AND {} = %(session)s").format(sql.Identifier(column))
+
+
+_CANDIDATES = """
+SELECT session_id, count(*) FROM conversation_memory
+WHERE memory_type = 'short_term' AND created_at < now() - %(age)s::interval
+  AND (expires_at IS NULL OR expires_at >= now()){session}
+GROUP BY session_id ORDER BY session_id
+"""
+
+
+def merge_sessions(
+    conn: psycopg.Connection,
+    *,
+    session: str | None = None,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> MergeResult:
+    """Merge each session's old short-term memories through ``consolidate_session_memories``."""
+    from psycopg import errors, sql
+
+    started = time.perf_counter()
+    with own_transactions(conn):
+        age = (
+            older_than if older_than is not None else _days(get_settings(conn)["consolidation.min_age_days"])
+        )
+        result = MergeResult(dry_run=dry_run, older_than_seconds=age.total_seconds())
+        params: dict[str, Any] = {"age": age, "session": session}
+        candidates = conn.execute(
+            sql.SQL(_CANDIDATES).format(session=_session_filter(session)), params
+        ).fetchall()
+        if dry_run:
+            result.sessions = len(candidates)
+            result.memories_merged = sum(int(n) for _, n in candidates)
+            result.duration_seconds = time.perf_counter() - started
+            return result
+
+        def consolidate_one(session_id: str) -> tuple[uuid.UUID | None, int]:
+            row = conn.execute(
+                "SELECT consolidate_session_memories(%s, %s::interval)", (session_id, age)
+            ).fetchone()
+            new_id = row[0] if row else None
+            if new_id is None:
+                return None, 0
+            merged = conn.execute(
+                """
+                SELECT coalesce(sum(cardinality(old_memory_ids)), 0) FROM memory_consolidation_log
+                WHERE new_memory_id = %s AND consolidation_type = 'merge'
+                """,
+                (new_id,),
+            ).fetchone()
+            return new_id, int(merged[0]) if merged else 0
+
+        def book_merge(outcome: tuple[uuid.UUID | None, int]) -> None:
+            new_id, merged = outcome
+            if new_id is not None:
+                result.sessions += 1
+                result.memories_merged += merged
+                if len(result.new_memory_ids) < MAX_LISTED_IDS:
+                    result.new_memory_ids.append(str(new_id))
+
+        try:
+            if progress:
+                progress(0, len(candidates))
+            for done, (session_id, _) in enumerate(candidates, start=1):
+                try:
+                    in_batch(conn, timeouts, lambda s=session_id: consolidate_one(s), book_merge)
+                except (errors.LockNotAvailable, errors.DeadlockDetected) as exc:
+                    # the application keeps this session busy: leave it whole for the next run
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                    result.skipped_sessions.append({"session_id": session_id, "reason": reason})
+                if progress:
+                    progress(done, len(candidates))
+        except BaseException as exc:
+            result.duration_seconds = time.perf_counter() - started
+            attach_partial(exc, result)
+            raise
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+# Batches pick their ids with ``id = ANY(ARRAY(subquery))``: a primary-key lookup per row, where a join
+# with the subquery may be planned as a hash join over a scan of the whole table in every batch.
+_DECAY = """
+UPDATE context_relevance
+SET relevance_score = relevance_score * coalesce(decay_factor, 1), last_calculated = now()
+WHERE id = ANY(ARRAY(
+    SELECT id FROM context_relevance
+    WHERE last_calculated < %(cutoff)s{session}
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+))
+"""
+
+
+def decay_relevance(
+    conn: psycopg.Connection,
+    *,
+    session: str | None = None,
+    interval: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> DecayResult:
+    """Multiply relevance by its decay factor where it was last calculated more than ``interval`` ago."""
+    from psycopg import sql
+
+    started = time.perf_counter()
+    with own_transactions(conn):
+        settings = get_settings(conn)
+        every = (
+            interval
+            if interval is not None
+            else timedelta(hours=float(settings["relevance.decay_interval_hours"]))
+        )
+        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
+        cutoff = conn.execute("SELECT now() - %s::interval", (every,)).fetchone()[0]  # type: ignore[index]
+        result = DecayResult(dry_run=dry_run, interval_seconds=every.total_seconds())
+        params: dict[str, Any] = {"cutoff": cutoff, "session": session, "limit": size}
+        if dry_run:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM context_relevance WHERE last_calculated < %(cutoff)s{}").format(
+                    _session_filter(session)
+                ),
+                params,
+            ).fetchone()
+            result.decayed = int(row[0]) if row else 0
+            result.duration_seconds = time.perf_counter() - started
+            return result
+        statement = sql.SQL(_DECAY).format(session=_session_filter(session))
+
+        def book_decay(updated: int) -> None:
+            if updated > 0:
+                result.batches += 1
+                result.decayed += updated
+
+        try:
+            while True:
+                updated = in_batch(
+                    conn, timeouts, lambda: conn.execute(statement, params).rowcount, book_decay
+                )
+                if updated <= 0 or updated < size:
+                    break
+        except BaseException as exc:
+            attach_partial(exc, result)
+            raise
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+_ARCHIVE = """
+WITH moved AS (
+    UPDATE conversation_memory
+    SET memory_type = 'archived', expires_at = now() + %(expires_days)s * interval '1 day'
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM conversation_memory
+        WHERE memory_type = 'long_term' AND importance_score < %(max_importance)s
+          AND created_at < %(cutoff)s{session}
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, session_id
+), logged AS (
+    INSERT INTO memory_consolidation_log
+        (session_id, consolidation_type, old_memory_ids, new_memory_id, consolidation_reason, details)
+    SELECT session_id, 'archive', array_agg(id ORDER BY id), NULL, %(reason)s, %(details)s
+    FROM moved GROUP BY session_id
+    RETURNING session_id
+)
+SELECT (SELECT count(*) FROM moved), (SELECT array_agg(session_id) FROM logged)
+"""
+
+_FORGET = """
+WITH gone AS (
+    DELETE FROM conversation_memory
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM conversation_memory
+        WHERE memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s{session}
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING id, session_id
+), logged AS (
+    INSERT INTO memory_consolidation_log
+        (session_id, consolidation_type, old_memory_ids, new_memory_id, consolidation_reason, details)
+    SELECT session_id, 'forget', array_agg(id ORDER BY id), NULL, %(reason)s, %(details)s
+    FROM gone GROUP BY session_id
+    RETURNING session_id
+)
+SELECT (SELECT count(*) FROM gone), (SELECT array_agg(session_id) FROM logged)
+"""
+
+
+def _batched_move(
+    conn: psycopg.Connection,
+    statement: Any,
+    params: dict[str, Any],
+    timeouts: Timeouts,
+    result: ArchiveResult | ForgetResult,
+    size: int,
+) -> int:
+    """Run archive/forget batches until none is left; returns the rows moved."""
+    moved_total = 0
+    sessions: set[str] = set()
+
+    def run() -> tuple[int, list[str]]:
+        row = conn.execute(statement, params).fetchone()
+        return (int(row[0]), list(row[1] or [])) if row else (0, [])
+
+    def book(outcome: tuple[int, list[str]]) -> None:
+        nonlocal moved_total
+        moved, logged = outcome
+        if moved == 0:
+            return
+        result.batches += 1
+        result.log_rows += len(logged)
+        sessions.update(logged)
+        result.sessions = len(sessions)
+        moved_total += moved
+        if isinstance(result, ArchiveResult):
+            result.archived += moved
+        else:
+            result.forgotten += moved
+
+    try:
+        while True:
+            moved, _ = in_batch(conn, timeouts, run, book)
+            if moved == 0 or moved < size:
+                break
+    except BaseException as exc:
+        attach_partial(exc, result)
+        raise
+    return moved_total
+
+
+def archive_memories(
+    conn: psycopg.Connection,
+    *,
+    session: str | None = None,
+    max_importance: float | None = None,
+    min_age: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> ArchiveResult:
+    """Archive long-term memories of low importance older than ``min_age`` (settings defaults)."""
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    started = time.perf_counter()
+    with own_transactions(conn):
+        settings = get_settings(conn)
+        importance = float(
+            max_importance if max_importance is not None else settings["archive.max_importance"]
+        )
+        age = min_age if min_age is not None else _days(settings["archive.min_age_days"])
+        expires_days = float(settings["retention.archived_days"])
+        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
+        cutoff = conn.execute("SELECT now() - %s::interval", (age,)).fetchone()[0]  # type: ignore[index]
+        result = ArchiveResult(
+            dry_run=dry_run,
+            max_importance=importance,
+            min_age_seconds=age.total_seconds(),
+            expires_in_days=expires_days,
+        )
+        criteria = {"max_importance": importance, "min_age_days": age.total_seconds() / 86400}
+        params: dict[str, Any] = {
+            "max_importance": importance,
+            "cutoff": cutoff,
+            "session": session,
+            "limit": size,
+            "expires_days": expires_days,
+            "reason": f"long_term, importance below {importance:g}, older than {_fmt_days(age)} days",
+            "details": Jsonb({"criteria": criteria, "expires_in_days": expires_days}),
+        }
+        session_sql = _session_filter(session)
+        if dry_run:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), count(DISTINCT session_id) FROM conversation_memory "
+                    "WHERE memory_type = 'long_term' AND importance_score < %(max_importance)s "
+                    "AND created_at < %(cutoff)s{}"
+                ).format(session_sql),
+                params,
+            ).fetchone()
+            result.archived, result.sessions = (int(row[0]), int(row[1])) if row else (0, 0)
+        else:
+            _batched_move(conn, sql.SQL(_ARCHIVE).format(session=session_sql), params, timeouts, result, size)
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+def forget_memories(
+    conn: psycopg.Connection,
+    *,
+    session: str | None = None,
+    min_age: timedelta | None = None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> ForgetResult:
+    """Delete archived memories never accessed and older than ``min_age``, logging their ids."""
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    started = time.perf_counter()
+    with own_transactions(conn):
+        settings = get_settings(conn)
+        age = min_age if min_age is not None else _days(settings["forget.min_age_days"])
+        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
+        cutoff = conn.execute("SELECT now() - %s::interval", (age,)).fetchone()[0]  # type: ignore[index]
+        result = ForgetResult(dry_run=dry_run, min_age_seconds=age.total_seconds())
+        params: dict[str, Any] = {
+            "cutoff": cutoff,
+            "session": session,
+            "limit": size,
+            "reason": f"archived, never accessed, older than {_fmt_days(age)} days",
+            "details": Jsonb({"criteria": {"access_count": 0, "min_age_days": age.total_seconds() / 86400}}),
+        }
+        session_sql = _session_filter(session)
+        if dry_run:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), count(DISTINCT session_id) FROM conversation_memory "
+                    "WHERE memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s{}"
+                ).format(session_sql),
+                params,
+            ).fetchone()
+            result.forgotten, result.sessions = (int(row[0]), int(row[1])) if row else (0, 0)
+        else:
+            _batched_move(conn, sql.SQL(_FORGET).format(session=session_sql), params, timeouts, result, size)
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+def consolidate(
+    conn: psycopg.Connection,
+    *,
+    session: str | None = None,
+    older_than: timedelta | None = None,
+    dry_run: bool = False,
+    decay: bool = False,
+    archive: bool = False,
+    forget: bool = False,
+    decay_interval: timedelta | None = None,
+    archive_max_importance: float | None = None,
+    archive_min_age: timedelta | None = None,
+    forget_min_age: timedelta | None = None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> ConsolidateResult:
+    """Merge, then (as asked) decay, archive and forget, in that order, on one connection."""
+    started = time.perf_counter()
+    result = ConsolidateResult(dry_run=dry_run)
+    result.merge = merge_sessions(
+        conn, session=session, older_than=older_than, dry_run=dry_run, progress=progress, timeouts=timeouts
+    )
+    if decay:
+        result.decay = decay_relevance(
+            conn,
+            session=session,
+            interval=decay_interval,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            timeouts=timeouts,
+        )
+    if archive:
+        result.archive = archive_memories(
+            conn,
+            session=session,
+            max_importance=archive_max_importance,
+            min_age=archive_min_age,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            timeouts=timeouts,
+        )
+    if forget:
+        result.forget = forget_memories(
+            conn,
+            session=session,
+            min_age=forget_min_age,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            timeouts=timeouts,
+        )
+    result.duration_seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,387 @@
+"""Running maintenance jobs: the lock, the run log, and one step after another.
+
+A job run uses two kinds of connection:
+- a *control* connection, open for the whole run: it holds the job's advisory locks and writes the run log
+  (a ``running`` row per step, committed before the step starts);
+- a fresh *work* connection per step, closed after it. A step that fails (an error, a cancelled statement,
+  a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
+
+Jobs and their steps:
+- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories) and
+  ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
+- ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
+  ``forget`` when asked;
+- ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
+- ``cleanup`` and ``consolidate``: what the commands of those names run.
+
+Locks: a job holds its own lock plus the lock of the work it shares with a stand-alone command (``daily``
+also takes ``cleanup``, ``weekly`` also ``consolidate``), so ``memcli cleanup`` and ``memcli maintain daily``
+never run at the same time either. A dry run takes no lock and writes no log: it changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ConfigError, ConnectError, MemcliError
+from memcli.jobs import cleanup as cleanup_mod
+from memcli.jobs import consolidate as consolidate_mod
+from memcli.jobs import interrupts, optimize
+from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, partial_result
+from memcli.jobs.locks import check_direct_connection, job_lock
+from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
+
+if TYPE_CHECKING:
+    import psycopg
+
+JOBS = ("daily", "weekly", "monthly")
+JOB_LOCKS: dict[str, tuple[str, ...]] = {
+    "daily": ("daily", "cleanup"),
+    "weekly": ("weekly", "consolidate"),
+    "monthly": ("monthly",),
+    "cleanup": ("cleanup",),
+    "consolidate": ("consolidate",),
+}
+
+ConnectFactory = Callable[[], "psycopg.Connection"]
+StepCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class Step:
+    name: str
+    run: Callable[[psycopg.Connection], Any]  # returns a result dataclass with a ``rows`` count
+
+
+@dataclass
+class StepReport:
+    step: str
+    status: str
+    rows: int = 0
+    duration_seconds: float = 0.0
+    error: str | None = None
+    result: Any = None
+
+
+@dataclass
+class JobReport:
+    job: str
+    dry_run: bool
+    status: str = SUCCEEDED
+    run_id: str | None = None
+    started_at: datetime | None = None
+    duration_seconds: float = 0.0
+    rows: int = 0
+    steps: list[StepReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    interrupted_runs_closed: int = 0  # earlier runs of this job found killed and marked failed
+
+    @property
+    def failed_steps(self) -> list[StepReport]:
+        return [s for s in self.steps if s.status == FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed_steps else 0
+
+    def step(self, name: str) -> StepReport | None:
+        return next((s for s in self.steps if s.step == name), None)
+
+
+def connection_factory(connect: ConnectFactory | str) -> ConnectFactory:
+    """A DSN becomes a factory of autocommit connections."""
+    if callable(connect):
+        return connect
+    dsn = connect
+
+    def factory() -> psycopg.Connection:
+        from memcli.db import connect as db_connect
+
+        return db_connect(dsn, autocommit=True)
+
+    return factory
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MemcliError):
+        return str(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{exc.__class__.__name__}: {first}" if first else exc.__class__.__name__
+
+
+def _rows(result: Any) -> int:
+    return int(getattr(result, "rows", 0) or 0)
+
+
+def run_steps(
+    connect: ConnectFactory | str,
+    job: str,
+    steps: Sequence[Step],
+    *,
+    dry_run: bool = False,
+    locks: Sequence[str] | None = None,
+    on_step: StepCallback | None = None,
+) -> JobReport:
+    """Run ``steps`` in order under the job's locks, logging each; a failed step does not stop the rest.
+
+    Raises LockedError (exit 75) at once when another run holds a lock, ConfigError behind a
+    transaction-pooling proxy, NotReadyError when the schema is not migrated.
+    """
+    from memcli.readiness import require_migrated
+
+    factory = connection_factory(connect)
+    report = JobReport(job=job, dry_run=dry_run)
+    started = time.perf_counter()
+    control = factory()
+    try:
+        if not control.autocommit:
+            control.autocommit = True
+        require_migrated(control)
+        report.warnings.extend(check_direct_connection(control))
+        report.started_at = control.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        lock_names: Sequence[str] = (
+            () if dry_run else (locks if locks is not None else JOB_LOCKS.get(job, (job,)))
+        )
+        with job_lock(control, lock_names, job):
+            log = None if dry_run else RunLog(control, job)
+            if log is not None:
+                report.run_id = log.run_id
+                report.interrupted_runs_closed = log.close_interrupted()
+            job_entry = log.start(None, {"steps": [s.name for s in steps]}) if log else None
+            try:
+                for index, step in enumerate(steps):
+                    if on_step:
+                        on_step(step.name, index, len(steps))
+                    report.steps.append(_run_step(factory, step, log))
+            except BaseException as exc:
+                if log is not None and job_entry is not None and not control.broken:
+                    log.finish(job_entry, FAILED, rows=_total(report), error=_one_line(exc))
+                raise
+            report.rows = _total(report)
+            report.status = FAILED if report.failed_steps else SUCCEEDED
+            if log is not None and job_entry is not None:
+                failed = report.failed_steps
+                log.finish(
+                    job_entry,
+                    report.status,
+                    rows=report.rows,
+                    error="; ".join(f"{s.step}: {s.error}" for s in failed) if failed else None,
+                    details={"steps": {s.step: s.status for s in report.steps}},
+                )
+    finally:
+        control.close()
+    report.duration_seconds = time.perf_counter() - started
+    return report
+
+
+def _total(report: JobReport) -> int:
+    return sum(s.rows for s in report.steps)
+
+
+def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None) -> StepReport:
+    import psycopg
+
+    entry = log.start(step.name) if log else None
+    started = time.perf_counter()
+    status, error, result = SUCCEEDED, None, None
+    try:
+        conn = factory()
+        try:
+            result = step.run(conn)
+        finally:
+            conn.close()
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if log is not None and entry is not None:
+            with interrupts.deferred():  # a second Ctrl-C must not leave the step unrecorded
+                log.finish(entry, FAILED, rows=_rows(partial_result(exc)), error="interrupted by a signal")
+        raise
+    except Exception as exc:
+        status, error, result = FAILED, _one_line(exc), partial_result(exc)
+    report = StepReport(
+        step=step.name,
+        status=status,
+        rows=_rows(result),
+        duration_seconds=time.perf_counter() - started,
+        error=error,
+        result=result,
+    )
+    if log is not None and entry is not None:
+        try:
+            with interrupts.deferred():  # the step is done: record it before stopping
+                log.finish(
+                    entry,
+                    status,
+                    rows=report.rows,
+                    error=error,
+                    details={"result": _details(result)} if result is not None else None,
+                )
+        except psycopg.OperationalError as exc:
+            raise ConnectError(
+                f"lost the connection that holds the maintenance lock after step {step.name}",
+                hint="check the server; the next run marks this one as interrupted",
+            ) from exc
+    return report
+
+
+def _details(result: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        return dataclasses.asdict(result)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- job plans
+
+
+def cleanup_steps(
+    *,
+    dry_run: bool = False,
+    older_than: timedelta | None = None,
+    memory_type: str | None = None,
+    batch_size: int | None = None,
+    max_runtime: timedelta | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> list[Step]:
+    return [
+        Step(
+            "cleanup",
+            lambda conn: cleanup_mod.cleanup_expired(
+                conn,
+                dry_run=dry_run,
+                older_than=older_than,
+                memory_type=memory_type,
+                batch_size=batch_size,
+                max_runtime=max_runtime,
+                progress=progress,
+                timeouts=timeouts,
+            ),
+        )
+    ]
+
+
+def consolidate_steps(
+    *,
+    dry_run: bool = False,
+    session: str | None = None,
+    older_than: timedelta | None = None,
+    decay: bool = True,
+    archive: bool = True,
+    forget: bool = False,
+    decay_interval: timedelta | None = None,
+    archive_max_importance: float | None = None,
+    archive_min_age: timedelta | None = None,
+    forget_min_age: timedelta | None = None,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> list[Step]:
+    steps = [
+        Step(
+            "consolidate",
+            lambda conn: consolidate_mod.merge_sessions(
+                conn,
+                session=session,
+                older_than=older_than,
+                dry_run=dry_run,
+                progress=progress,
+                timeouts=timeouts,
+            ),
+        )
+    ]
+    if decay:
+        steps.append(
+            Step(
+                "decay",
+                lambda conn: consolidate_mod.decay_relevance(
+                    conn,
+                    session=session,
+                    interval=decay_interval,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    timeouts=timeouts,
+                ),
+            )
+        )
+    if archive:
+        steps.append(
+            Step(
+                "archive",
+                lambda conn: consolidate_mod.archive_memories(
+                    conn,
+                    session=session,
+                    max_importance=archive_max_importance,
+                    min_age=archive_min_age,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    timeouts=timeouts,
+                ),
+            )
+        )
+    if forget:
+        steps.append(
+            Step(
+                "forget",
+                lambda conn: consolidate_mod.forget_memories(
+                    conn,
+                    session=session,
+                    min_age=forget_min_age,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    timeouts=timeouts,
+                ),
+            )
+        )
+    return steps
+
+
+def job_steps(
+    job: str,
+    *,
+    dry_run: bool = False,
+    forget: bool = False,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> list[Step]:
+    """The steps of ``daily``, ``weekly`` or ``monthly``."""
+    if job == "daily":
+        return [
+            *cleanup_steps(dry_run=dry_run, progress=progress, timeouts=timeouts),
+            Step(
+                "stale_relevance",
+                lambda conn: cleanup_mod.cleanup_stale_relevance(conn, dry_run=dry_run, timeouts=timeouts),
+            ),
+        ]
+    if job == "weekly":
+        return consolidate_steps(dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)
+    if job == "monthly":
+        lock_ms = timeouts.ddl_lock_timeout_ms
+        return [
+            Step(
+                "vacuum_analyze",
+                lambda conn: optimize.vacuum_analyze(conn, dry_run=dry_run, lock_timeout_ms=lock_ms),
+            ),
+            Step("reindex", lambda conn: optimize.reindex(conn, dry_run=dry_run, lock_timeout_ms=lock_ms)),
+        ]
+    raise ConfigError(f"unknown job {job!r}", hint=f"use one of: {', '.join(JOBS)}")
+
+
+def run_job(
+    connect: ConnectFactory | str,
+    job: str,
+    *,
+    dry_run: bool = False,
+    forget: bool = False,
+    progress: ProgressCallback | None = None,
+    on_step: StepCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> JobReport:
+    """Run ``daily``, ``weekly`` or ``monthly``; the report's ``exit_code`` is 1 when a step failed."""
+    steps = job_steps(job, dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)
+    return run_steps(connect, job, steps, dry_run=dry_run, on_step=on_step)
