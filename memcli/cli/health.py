@@ -1,0 +1,298 @@
+"""``memcli health``: a Rich table on a terminal, JSON for scripts, node-exporter textfile metrics."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from memcli.cli.render import print_json, to_jsonable
+from memcli.cli.state import get_state
+
+if TYPE_CHECKING:
+    from memcli.health import CheckResult, HealthReport
+
+STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    prometheus = "prometheus"
+
+
+def health(
+    ctx: typer.Context,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check", "-c", metavar="NAME", help="Run only this check or group (repeatable); default: all."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 on warnings too, not only failures.")
+    ] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also run expensive checks (vector index recall probe).")
+    ] = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (same as --format json).")
+    ] = False,
+    format_: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--format", "-f", help="table (default on a terminal), json, or prometheus textfile metrics."
+        ),
+    ] = None,
+    list_: Annotated[
+        bool,
+        typer.Option(
+            "--list", help="List the checks and the thresholds ([health.thresholds] keys); no database."
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write to this file instead of stdout, atomically (for node-exporter's textfile collector).",
+        ),
+    ] = None,
+) -> None:
+    """Check that the memory database is healthy: server, schema, memory hygiene, maintenance runs,
+    Postgres internals and the vector index. Read-only.
+
+    Each check reports OK / WARN / FAIL (or SKIP when it cannot run, e.g. for lack of privileges), the value
+    it measured, its threshold and what to do. Thresholds: [health.thresholds] in memcli.toml.
+
+    Exit codes: 0 all OK; 1 any FAIL, or any WARN with --strict; 2 bad option or threshold; 3 cannot
+    connect; 4 the memory schema is not migrated.
+
+    Examples: memcli health · memcli health --check schema --check maintenance_daily · memcli health --json ·
+    memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom
+    """
+    from memcli.errors import ConnectError, NotReadyError
+    from memcli.health import load_thresholds, resolve_names, run_checks
+
+    state = get_state(ctx, json_)
+    fmt = format_ or (OutputFormat.json if state.json else OutputFormat.table)
+    thresholds = load_thresholds(state.config().section("health.thresholds"))
+    if list_:
+        _print_catalogue(state, thresholds)
+        return
+    names = resolve_names(check, deep)  # unknown names fail before connecting (exit 2)
+    try:
+        conn = state.connect()
+        try:
+            report = run_checks(conn, names, thresholds, deep)
+        finally:
+            conn.close()
+    except (ConnectError, NotReadyError) as exc:
+        if fmt is OutputFormat.prometheus:
+            from memcli.health.prometheus import format_prometheus_down
+
+            _emit(format_prometheus_down(int(exc.exit_code)), output)
+        raise
+    code = report.exit_code(strict)
+    if fmt is OutputFormat.prometheus:
+        from memcli.health.prometheus import format_prometheus
+
+        _emit(format_prometheus(report, code), output)
+    elif fmt is OutputFormat.json:
+        document = report_document(report, code, strict)
+        if output is not None:
+            import json
+
+            _emit(json.dumps(to_jsonable(document), indent=2) + "\n", output)
+        else:
+            print_json(document)
+    elif output is not None:
+        _emit(render_text(report, code, strict, quiet=state.quiet), output)
+    else:
+        state.console.print(render_table(report, code, strict, quiet=state.quiet))
+    raise typer.Exit(code)
+
+
+def _print_catalogue(state: Any, thresholds: Any) -> None:
+    from memcli.health import REGISTRY, THRESHOLDS, resolve_names
+
+    checks = [
+        {"name": n, "group": REGISTRY[n].group, "title": REGISTRY[n].title, "deep_only": REGISTRY[n].deep}
+        for n in resolve_names(None, deep=True)
+    ]
+    limits = [
+        {
+            "key": key,
+            "value": thresholds[key],
+            "default": t.default,
+            "description": t.description,
+            "source": t.source,
+        }
+        for key, t in THRESHOLDS.items()
+    ]
+    if state.json:
+        print_json({"checks": checks, "thresholds": limits})
+        return
+    from rich.table import Table
+
+    table = Table("Check", "Group", "What it checks", header_style="bold")
+    for c in checks:
+        table.add_row(c["name"], c["group"], c["title"] + (" (--deep)" if c["deep_only"] else ""))
+    state.console.print(table)
+    table = Table("[health.thresholds] key", "Value", "Meaning", "Source", header_style="bold")
+    for t in limits:
+        value = f"{t['value']:g}" + ("" if t["value"] == t["default"] else f" (default {t['default']:g})")
+        table.add_row(t["key"], value, t["description"], t["source"])
+    state.console.print(table)
+
+
+def report_document(report: HealthReport, code: int, strict: bool) -> dict[str, Any]:
+    return {
+        "status": report.status.value,
+        "exit_code": code,
+        "strict": strict,
+        "deep": report.deep,
+        "read_only": report.read_only,
+        "checked_at": report.checked_at,
+        "elapsed_ms": report.elapsed_ms,
+        "database": report.database,
+        "counts": report.counts(),
+        "checks": [
+            {
+                "name": r.name,
+                "group": r.group,
+                "status": r.status.value,
+                "value": r.value,
+                "unit": r.unit,
+                "estimate": r.estimate,
+                "threshold": r.threshold,
+                "message": r.message,
+                "hint": r.hint,
+                "elapsed_ms": r.elapsed_ms,
+                "details": r.details,
+            }
+            for r in report.results
+        ],
+    }
+
+
+def format_value(result: CheckResult) -> str:
+    value, unit = result.value, result.unit
+    if value is None:
+        return "-"
+    approx = "~" if result.estimate and isinstance(value, int | float) and value else ""
+    if unit == "bytes" and isinstance(value, int | float):
+        size = float(value)
+        for suffix, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+            if size >= scale:
+                return f"{approx}{size / scale:.1f} {suffix}"
+        return f"{approx}{size:.0f} B"
+    if unit == "ratio" and isinstance(value, int | float):
+        return f"{value:.2%}"
+    if unit == "ms" and isinstance(value, int | float):
+        return f"{value:.2f} ms"
+    if unit == "seconds" and isinstance(value, int | float):
+        seconds = float(value)
+        if seconds < 120:
+            return f"{seconds:.0f} s"
+        if seconds < 7200:
+            return f"{seconds / 60:.0f} min"
+        if seconds < 3 * 86400:
+            return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 86400:.1f} d"
+    if isinstance(value, int):
+        return f"{approx}{value:,}"
+    if isinstance(value, float):
+        return f"{approx}{value:,.6g}"
+    return str(value)
+
+
+def _summary(report: HealthReport, code: int, strict: bool) -> str:
+    counts = report.counts()
+    database = report.database.get("name", "?")
+    return (
+        f"{report.status.value.upper()} — {len(report.results)} checks: {counts['ok']} ok, "
+        f"{counts['warn']} warn, {counts['fail']} fail, {counts['skip']} skipped · database {database} · "
+        f"{report.elapsed_ms:.0f} ms"
+        f" · exit {code}" + (" (strict)" if strict else "")
+    )
+
+
+def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=True, header_style="bold", show_lines=False, expand=False)
+    table.add_column("Check", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Value", justify="right", no_wrap=True)
+    table.add_column("Threshold")
+    table.add_column("Finding / what to do")
+    group = None
+    for result in report.results:
+        if quiet and result.status.value == "ok":
+            continue
+        if group is not None and result.group != group:
+            table.add_section()
+        group = result.group
+        finding = Text(result.message)
+        if result.hint and result.status.value != "ok":
+            finding.append(f"\n→ {result.hint}", style="dim")
+        table.add_row(
+            result.name,
+            Text(result.status.value.upper(), style=STYLES[result.status.value]),
+            format_value(result),
+            result.threshold or "",
+            finding,
+        )
+    summary = Text(_summary(report, code, strict), style=STYLES[report.status.value])
+    return Group(table, summary) if table.row_count else summary
+
+
+def render_text(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=200, color_system=None, file=io.StringIO())
+    console.print(render_table(report, code, strict, quiet))
+    return console.export_text()
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    write_atomically(output, text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename it, so readers never see half a file."""
+    from memcli.errors import ConfigError
+
+    path = path.expanduser()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write --output {path}: {exc.strerror or exc}", hint="check that the folder exists"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # node-exporter usually runs as another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``memcli health`` to the root app."""
+    app.command("health")(health)

@@ -1,0 +1,193 @@
+"""Operations: the scheduled maintenance runs happen and succeed (from system_maintenance_log).
+
+A job that never ran is judged against the age of the schema (the oldest memory_settings row, written by
+the first migration): a freshly migrated database is fine, one migrated longer ago than twice a job's period
+without a successful run fails like a job that stopped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from memcli.health.core import CheckResult, Context, Status, human_duration, register
+
+if TYPE_CHECKING:
+    import psycopg
+
+LOG = "system_maintenance_log"
+
+
+def _installed_age(ctx: Context) -> float | None:
+    """Seconds since the schema was created, from the oldest settings row (None if unknown)."""
+
+    def compute() -> float | None:
+        from psycopg import sql
+
+        value = ctx.scalar(
+            sql.SQL("SELECT extract(epoch FROM now() - min(updated_at)) FROM {}").format(
+                ctx.table("memory_settings")
+            )
+        )
+        return float(value) if value is not None else None
+
+    return ctx.memo("installed_age", compute)
+
+
+def _job_check(job: str) -> Any:
+    def check(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+        from psycopg import sql
+
+        ctx.require_tables(LOG, "memory_settings")
+        ctx.require_visible_rows(LOG, "memory_settings")
+        period_h = ctx.thresholds[f"maintenance_{job}_hours"]
+        factor = ctx.thresholds["maintenance_fail_factor"]
+        limit_s = period_h * 3600 * factor
+        name = f"maintenance_{job}"
+        threshold = (
+            f"succeeded within {human_duration(limit_s)} ({factor:g} x {human_duration(period_h * 3600)})"
+        )
+        # The run's summary row has step NULL; both lookups walk the (maintenance_type, started_at) index.
+        row = ctx.row(
+            sql.SQL(
+                """
+                SELECT
+                  (SELECT coalesce(finished_at, started_at) FROM {t}
+                    WHERE maintenance_type = %(job)s AND step IS NULL AND status = 'succeeded'
+                    ORDER BY started_at DESC LIMIT 1) AS last_success,
+                  (SELECT json_build_object('status', status, 'started_at', started_at,
+                                            'finished_at', finished_at, 'error', error)
+                     FROM {t} WHERE maintenance_type = %(job)s AND step IS NULL
+                    ORDER BY started_at DESC LIMIT 1) AS last_run,
+                  now() AS now
+                """
+            ).format(t=ctx.table(LOG)),
+            {"job": job},
+        )
+        assert row is not None
+        last_success: datetime | None = row["last_success"]
+        last_run: dict[str, Any] | None = row["last_run"]
+        now: datetime = row["now"]
+        details: dict[str, Any] = {
+            "last_success": last_success,
+            "last_run": last_run,
+            "period_hours": period_h,
+        }
+        if last_success is None:
+            installed = _installed_age(ctx)
+            details["schema_age_seconds"] = installed
+            if installed is not None and installed <= limit_s:
+                message = f"not run yet; schema created {human_duration(installed)} ago"
+                if last_run and last_run["status"] == "failed":
+                    return CheckResult(
+                        name,
+                        Status.WARN,
+                        threshold=threshold,
+                        unit="seconds",
+                        message=f"{message}, the only run failed: {(last_run.get('error') or '')[:200]}",
+                        details=details,
+                    )
+                return CheckResult(
+                    name, Status.OK, threshold=threshold, unit="seconds", message=message, details=details
+                )
+            age_text = f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
+            return CheckResult(
+                name,
+                Status.FAIL,
+                threshold=threshold,
+                unit="seconds",
+                message=f"never succeeded{age_text}",
+                hint=f"schedule it: memcli schedule (cron runs memcli maintain {job})",
+                details=details,
+            )
+        age = (now - last_success).total_seconds()
+        details["age_seconds"] = age
+        message = f"last success {human_duration(age)} ago"
+        status = Status.OK
+        hint = None
+        if age > limit_s:
+            status = Status.FAIL
+            hint = f"run memcli maintain {job} and check its cron entry (memcli schedule)"
+        if last_run and last_run["status"] == "failed":
+            status = max(status, Status.WARN, key=lambda s: s.severity)
+            message += f"; the latest run failed: {(last_run.get('error') or 'no error recorded')[:200]}"
+            hint = hint or f"see system_maintenance_log; rerun: memcli maintain {job}"
+        elif last_run and last_run["status"] == "running":
+            started = datetime.fromisoformat(str(last_run["started_at"]))
+            running_for = (now - started).total_seconds()
+            if running_for > period_h * 3600:
+                status = max(status, Status.WARN, key=lambda s: s.severity)
+                message += f"; a run has been 'running' for {human_duration(running_for)}"
+                hint = hint or "the run may hang: check pg_stat_activity for application_name memcli"
+        return CheckResult(
+            name,
+            status,
+            value=round(age, 1),
+            unit="seconds",
+            threshold=threshold,
+            message=message,
+            hint=hint,
+            details=details,
+        )
+
+    return check
+
+
+for _job, _title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")):
+    register(
+        f"maintenance_{_job}",
+        "operations",
+        f"{_title} maintenance succeeded recently",
+        f"run: memcli maintain {_job}; schedule it with memcli schedule",
+    )(_job_check(_job))
+
+
+@register(
+    "maintenance_failures",
+    "operations",
+    "No failed maintenance runs recently",
+    "read the error in system_maintenance_log and rerun the job",
+)
+def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    from psycopg import sql
+
+    ctx.require_tables(LOG)
+    ctx.require_visible_rows(LOG)
+    window_h = ctx.thresholds["failed_runs_window_hours"]
+    rows = ctx.rows(
+        sql.SQL(
+            """
+            SELECT maintenance_type AS job, step, started_at, left(error, 200) AS error FROM {t}
+            WHERE status = 'failed' AND started_at > now() - make_interval(secs => %s)
+            ORDER BY started_at DESC LIMIT 50
+            """
+        ).format(t=ctx.table(LOG)),
+        (window_h * 3600,),
+    )
+    runs = [r for r in rows if r["step"] is None]
+    steps = [r for r in rows if r["step"] is not None]
+    # A run whose summary row is missing (killed before writing it) still shows through its failed steps.
+    count = len(runs) or len(steps)
+    threshold = f"0 failed in the last {window_h:g} h"
+    if not count:
+        return CheckResult(
+            "maintenance_failures",
+            Status.OK,
+            value=0,
+            unit="count",
+            threshold=threshold,
+            message=f"no failed run in the last {window_h:g} h",
+        )
+    latest = (runs or steps)[0]
+    jobs = sorted({r["job"] for r in rows})
+    return CheckResult(
+        "maintenance_failures",
+        Status.WARN,
+        value=count,
+        unit="count",
+        threshold=threshold,
+        message=f"{count} failed in the last {window_h:g} h ({', '.join(jobs)}); latest: {latest['job']}"
+        + (f"/{latest['step']}" if latest["step"] else "")
+        + f": {latest['error'] or 'no error recorded'}",
+        details={"failed": rows},
+    )
