@@ -11,7 +11,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    PROBLEMS = 1  # a check or job found problems (health WARN/FAIL, a job partly failed)
+    PROBLEMS = 1  # health FAIL (or WARN with --strict), a job partly failed
     USAGE = 2  # bad usage or configuration
     CONNECT = 3  # cannot connect or authenticate
     NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
@@ -19,9 +19,9 @@ class ExitCode(IntEnum):
 
 
 EXIT_CODE_HELP = (
-    "Exit codes: 0 ok; 1 problems found (health WARN/FAIL, a job step failed); 2 usage or config error; "
-    "3 cannot connect or authenticate; 4 database not ready (pgvector missing, not migrated, embedding "
-    "mismatch); 75 another run holds the lock (retry later)."
+    "Exit codes: 0 ok; 1 problems found (health FAIL, or WARN with --strict; a job step failed); "
+    "2 usage or config error; 3 cannot connect or authenticate; 4 database not ready (pgvector missing, "
+    "not migrated, embedding mismatch); 75 another run holds the lock (retry later)."
 )
 
 
