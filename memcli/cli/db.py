@@ -67,15 +67,19 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 
 @app.command()
-def url(ctx: typer.Context) -> None:
+def url(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Print the embedded server's DSN, for psql and the application (starts it if needed).
 
     Example: psql "$(memcli db url)"
     """
     from memcli import embedded
 
-    state = get_state(ctx)
-    typer.echo(embedded.start(state.config().home.value).dsn)
+    state = get_state(ctx, json_)
+    dsn = embedded.start(state.config().home.value).dsn
+    if state.json:
+        print_json({"dsn": dsn})
+    else:
+        typer.echo(dsn)
 
 
 @app.command()
