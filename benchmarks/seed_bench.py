@@ -52,15 +52,19 @@ def _time_copy(dsn: str, rows: list[tuple]) -> float:
         return time.perf_counter() - started
 
 
-def _time_executemany(dsn: str, rows: list[tuple]) -> float:
-    import psycopg
-
+def _insert_query() -> str:
     from memcli.seed.demo import CONVERSATION_COLUMNS
 
-    query = (
+    return (
         f"INSERT INTO conversation_memory ({', '.join(CONVERSATION_COLUMNS)}) "
         f"VALUES ({', '.join(['%s'] * len(CONVERSATION_COLUMNS))})"
     )
+
+
+def _time_executemany(dsn: str, rows: list[tuple]) -> float:
+    import psycopg
+
+    query = _insert_query()
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur:
@@ -73,12 +77,7 @@ def _time_row_by_row(dsn: str, rows: list[tuple]) -> float:
     """One execute() per row in one transaction: what "row-by-row INSERT" costs, for reference."""
     import psycopg
 
-    from memcli.seed.demo import CONVERSATION_COLUMNS
-
-    query = (
-        f"INSERT INTO conversation_memory ({', '.join(CONVERSATION_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(CONVERSATION_COLUMNS))})"
-    )
+    query = _insert_query()
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur:
@@ -90,7 +89,8 @@ def _time_row_by_row(dsn: str, rows: list[tuple]) -> float:
 
 def _time_copy_floor(dsn: str, rows: list[tuple]) -> float:
     """COPY into an unlogged copy of the table without indexes or triggers: the client and parsing cost
-    alone, so the rest of the COPY time is the real table's five indexes and its expiry trigger."""
+    alone, so the rest of the COPY time is the real table's seven indexes (primary key, unique key, five
+    secondary) and its expiry trigger."""
     import psycopg
 
     from memcli.seed.demo import CONVERSATION_COLUMNS, copy_rows
