@@ -293,3 +293,12 @@ def test_location_needs_an_address():
 def test_content_hash_ignores_key_order():
     assert content_hash("menu", {"a": 1, "b": [1, 2]}) == content_hash("menu", {"b": [1, 2], "a": 1})
     assert content_hash("menu", {"a": 1}) != content_hash("hours", {"a": 1})
+
+
+def test_a_business_with_a_blank_name_still_gets_its_sections(migrated_app_db):
+    execute(migrated_app_db, f"UPDATE businesses SET name = ' ' WHERE id = '{LEAF}'")
+    with psycopg.connect(migrated_app_db) as conn:
+        result = seed_business_context(conn)
+    assert result.totals.created == 8
+    overview = sections(migrated_app_db)[(LEAF, "overview")]["section_content"]
+    assert "name" not in overview and overview["text"].startswith(overview["category"])

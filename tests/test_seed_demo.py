@@ -243,3 +243,14 @@ def test_demo_next_to_an_apps_businesses_needs_yes(cli, migrated_app_db):
         ).fetchall()
     assert app_rows == before  # the app's rows are untouched
     assert sections_of == [(True,)]  # only the demo businesses got sections
+
+
+def test_expiry_follows_the_retention_the_trigger_uses(migrated_db):
+    # A zero retention is a valid setting for the expiry trigger; the demo must not replace it by the default.
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute("UPDATE memory_settings SET value = '0' WHERE key = 'retention.archived_days'")
+        conn.commit()
+    load(migrated_db, sessions=20)
+    archived = "SELECT count(*) FROM conversation_memory WHERE memory_type = 'archived'"
+    assert count(migrated_db, archived) > 0
+    assert count(migrated_db, archived + " AND expires_at <> created_at + memory_retention('archived')") == 0

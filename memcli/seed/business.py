@@ -24,7 +24,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import psycopg
 
 SECTION_TYPES = ("overview", "menu", "hours", "location")
+# The application's tables the sections are built from.
+SOURCE_TABLES = ("businesses", "menu_items", "menu_categories", "working_hours")
 SECTION_NAMES = {"overview": "Overview", "menu": "Menu", "hours": "Opening hours", "location": "Location"}
 SECTION_ORDER = {"overview": 0, "menu": 1, "hours": 2, "location": 3}
 # Marks a section memcli built whose source disappeared; a later refresh that builds it again reactivates it.
@@ -147,7 +149,7 @@ def seed_business_context(
     try:
         if defaults:
             result.settings_added = ensure_default_settings(conn)
-        _seed_sections(conn, result, ids, refresh=refresh, dry_run=dry_run)
+        _seed_sections(conn, result, ids, refresh=refresh, dry_run=dry_run, columns=source_columns(conn))
     except BaseException:
         conn.rollback()
         raise
@@ -202,6 +204,11 @@ def _parse_uuid(value: str | uuid.UUID) -> uuid.UUID:
 # --- reading the source tables -------------------------------------------------------------------------
 
 
+def source_columns(conn: psycopg.Connection) -> dict[str, dict[str, str] | None]:
+    """The columns of each of SOURCE_TABLES (None for a table that does not exist)."""
+    return {table: table_columns(conn, table) for table in SOURCE_TABLES}
+
+
 def _seed_sections(
     conn: psycopg.Connection,
     result: SeedResult,
@@ -209,8 +216,10 @@ def _seed_sections(
     *,
     refresh: bool,
     dry_run: bool,
+    columns: Mapping[str, dict[str, str] | None],
 ) -> None:
-    businesses = _read_businesses(conn, result, ids)
+    """``columns``: ``source_columns(conn)``, read once by the caller."""
+    businesses = _read_businesses(conn, result, ids, columns["businesses"])
     if businesses is None:
         return
     active = [b for b in businesses if b["active"]]
@@ -234,7 +243,7 @@ def _seed_sections(
         else:
             built.append(_Section(business["id"], "location", location))
 
-    menus = _read_menus(conn, result, active_ids)
+    menus = _read_menus(conn, result, active_ids, columns["menu_items"], columns["menu_categories"])
     if menus is not None:
         readable.add("menu")
         for business in active:
@@ -246,7 +255,7 @@ def _seed_sections(
     else:
         result.sections["menu"].skipped += len(active)
 
-    hours = _read_hours(conn, result, active_ids)
+    hours = _read_hours(conn, result, active_ids, columns["working_hours"])
     if hours is not None:
         readable.add("hours")
         for business in active:
@@ -279,12 +288,14 @@ def _select_list(alias: str, columns: dict[str, str], wanted: dict[str, str | No
 
 
 def _read_businesses(
-    conn: psycopg.Connection, result: SeedResult, ids: list[uuid.UUID] | None
+    conn: psycopg.Connection,
+    result: SeedResult,
+    ids: list[uuid.UUID] | None,
+    columns: dict[str, str] | None,
 ) -> list[dict[str, Any]] | None:
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    columns = table_columns(conn, "businesses")
     if columns is None:
         result.warnings.append("table businesses does not exist: no business context to seed")
         return None
@@ -335,13 +346,16 @@ def _read_businesses(
 
 
 def _read_menus(
-    conn: psycopg.Connection, result: SeedResult, business_ids: list[uuid.UUID]
+    conn: psycopg.Connection,
+    result: SeedResult,
+    business_ids: list[uuid.UUID],
+    items: dict[str, str] | None,
+    categories: dict[str, str] | None,
 ) -> dict[uuid.UUID, list[dict[str, Any]]] | None:
     """Available items of active categories for the given businesses, in menu order: one query."""
     from psycopg import sql
     from psycopg.rows import dict_row
 
-    items = table_columns(conn, "menu_items")
     if items is None:
         result.warnings.append("table menu_items does not exist: menu sections skipped")
         return None
@@ -349,7 +363,6 @@ def _read_menus(
     if missing:
         result.warnings.append(f"table menu_items has no {', '.join(missing)} column: menu sections skipped")
         return None
-    categories = table_columns(conn, "menu_categories")
     if categories is None:
         result.warnings.append("table menu_categories does not exist: menu items listed without categories")
     join = categories is not None and "category_id" in items and {"id", "name"} <= set(categories)
@@ -395,12 +408,14 @@ def _read_menus(
 
 
 def _read_hours(
-    conn: psycopg.Connection, result: SeedResult, business_ids: list[uuid.UUID]
+    conn: psycopg.Connection,
+    result: SeedResult,
+    business_ids: list[uuid.UUID],
+    columns: dict[str, str] | None,
 ) -> dict[uuid.UUID, list[tuple[int, Any, Any, bool]]] | None:
     """(weekday 0=Monday, open, close, closed) rows per business: one query."""
     from psycopg import sql
 
-    columns = table_columns(conn, "working_hours")
     if columns is None:
         result.warnings.append("table working_hours does not exist: hours sections skipped")
         return None
@@ -486,7 +501,10 @@ def overview_content(business: dict[str, Any]) -> dict[str, Any]:
         "contact": _plain(contact),
     }
     content = {k: _plain(v) for k, v in content.items() if not _empty(v)}
-    parts = [content["name"] + (f" ({content['category']})" if content.get("category") else "")]
+    # A blank name is dropped with the other empty values: the category then heads the text alone.
+    name, category = content.get("name"), content.get("category")
+    title = f"{name} ({category})" if name and category else name or category
+    parts = [title] if title else []
     if content.get("description"):
         parts.append(content["description"])
     for key in sorted(content.get("contact", {})):
@@ -659,7 +677,6 @@ def _write_sections(
 ) -> None:
     from psycopg.types.json import Jsonb
 
-    scope_ids = ids
     existing: dict[tuple[uuid.UUID, str, str], str | None] = {}
     rows = conn.execute(
         """
@@ -667,7 +684,7 @@ def _write_sections(
         FROM business_context_sections
         WHERE section_type = ANY(%s) AND (%s::uuid[] IS NULL OR business_id = ANY(%s::uuid[]))
         """,
-        (list(SECTION_TYPES), scope_ids, scope_ids),
+        (list(SECTION_TYPES), ids, ids),
     ).fetchall()
     for business_id, section_type, section_name, source_hash in rows:
         existing[(business_id, section_type, section_name)] = source_hash

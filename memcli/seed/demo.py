@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, JobFailedError, NotReadyError
 from memcli.seed import vocabulary as v
-from memcli.seed.introspect import table_columns
+from memcli.seed.business import (
+    WEEKDAYS,
+    SeedResult,
+    _seed_sections,
+    ensure_default_settings,
+    source_columns,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -203,8 +209,6 @@ def _dish_list(dishes: Sequence[v.Dish], limit: int = 4) -> str:
 
 
 def _hours_text(hours: Sequence[tuple[int, tuple[tuple[str, str], ...]]]) -> str:
-    from memcli.seed.business import WEEKDAYS
-
     return "; ".join(
         f"{WEEKDAYS[day]} " + (", ".join(f"{o}-{c}" for o, c in periods) if periods else "closed")
         for day, periods in hours
@@ -541,6 +545,9 @@ TOPICS = (
 PREFERENCE_TOPICS = ("dietary_preference", "allergies", "favourite_dish", "seating_preference", "spice_level")
 IMPORTANT_TOPICS = ("allergies", "dietary_preference")
 
+# The tiers whose memories expire (a semantic memory never does).
+EXPIRING_TIERS = ("short_term", "long_term", "archived")
+
 # Session age bands, in days before the base time, cycled so that even a few sessions cover all of them.
 _BANDS = ("recent", "mid", "recent", "old", "mid")
 _TIERS = {
@@ -563,12 +570,12 @@ def generate_demo(
     Every row gets an explicit expires_at, computed as the expiry trigger would (created_at + the tier's
     retention; the semantic tier never expires), so the rows do not depend on when they are loaded.
     """
+    from memcli.settings import DEFAULTS
+
     retention: dict[str, float | None] = {
-        "short_term": 7.0,
-        "long_term": 90.0,
-        "archived": 365.0,
-        "semantic": None,
+        tier: float(DEFAULTS[f"retention.{tier}_days"][0]) for tier in EXPIRING_TIERS
     }
+    retention["semantic"] = None
     retention.update(retention_days or {})
     rng = random.Random(random_seed)
     seed = random_seed
@@ -861,35 +868,32 @@ def _vector_text(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(x) for x in values) + "]"
 
 
-def non_demo_holders(conn: psycopg.Connection) -> list[str]:
+def non_demo_holders(conn: psycopg.Connection, business_columns: dict[str, str] | None) -> list[str]:
     """The tables holding rows that are not demo data: memories, and the app's businesses (demo restaurants
-    would show up in a live application next to the real ones)."""
+    would show up in a live application next to the real ones). ``business_columns``: table_columns of
+    businesses."""
     like = DEMO_PREFIX + "%"
     marker = '{"demo": true}'
-    checks = {
-        "conversation_memory": conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM conversation_memory WHERE session_id NOT LIKE %s)", (like,)
-        ),
-        "semantic_memory": conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM semantic_memory WHERE session_id NOT LIKE %s)", (like,)
-        ),
-        "user_context_profiles": conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM user_context_profiles"
-            " WHERE NOT coalesce(profile_data @> %s::jsonb, false))",
-            (marker,),
-        ),
-    }
-    holders = [table for table, cursor in checks.items() if cursor.fetchone()[0]]  # type: ignore[index]
-    columns = table_columns(conn, "businesses") or {}
-    if columns:
+    row = conn.execute(
+        """
+        SELECT EXISTS (SELECT 1 FROM conversation_memory WHERE session_id NOT LIKE %s),
+               EXISTS (SELECT 1 FROM semantic_memory WHERE session_id NOT LIKE %s),
+               EXISTS (SELECT 1 FROM user_context_profiles
+                       WHERE NOT coalesce(profile_data @> %s::jsonb, false))
+        """,
+        (like, like, marker),
+    ).fetchone()
+    tables = ("conversation_memory", "semantic_memory", "user_context_profiles")
+    holders = [table for table, found in zip(tables, row or (), strict=True) if found]
+    if business_columns:
         # Demo businesses carry settings {"demo": true} and a demo- slug; with neither column, no business can
         # be told apart from a real one.
-        if columns.get("settings") == "jsonb":
+        if business_columns.get("settings") == "jsonb":
             query = (
                 "SELECT EXISTS (SELECT 1 FROM businesses WHERE NOT coalesce(settings @> %s::jsonb, false))"
             )
             row = conn.execute(query, (marker,)).fetchone()
-        elif "slug" in columns:
+        elif "slug" in business_columns:
             query = "SELECT EXISTS (SELECT 1 FROM businesses WHERE coalesce(slug, '') NOT LIKE %s)"
             row = conn.execute(query, (like,)).fetchone()
         else:
@@ -918,8 +922,6 @@ def seed_demo(
     None with ``dry_run``.
     """
     from memcli.readiness import require_migrated
-    from memcli.seed.business import _seed_sections, ensure_default_settings
-    from memcli.settings import get_settings
 
     if businesses < 0 or sessions < 0:
         raise ConfigError("--businesses and --sessions must not be negative")
@@ -930,7 +932,8 @@ def seed_demo(
     base = base_time or default_base_time()
     result.base_time = base
 
-    holders = non_demo_holders(conn)
+    app_columns = source_columns(conn)
+    holders = non_demo_holders(conn, app_columns["businesses"])
     if holders and not yes:
         raise DemoRefusedError(
             f"this database holds data that is not demo data (in {', '.join(holders)}); "
@@ -940,7 +943,7 @@ def seed_demo(
     if holders:
         result.warnings.append(f"added demo data next to existing rows in {', '.join(holders)}")
 
-    if _already_loaded(conn, random_seed):
+    if _already_loaded(conn, random_seed, app_columns["businesses"]):
         conn.rollback()
         result.already_loaded = True
         result.warnings.append(
@@ -949,18 +952,18 @@ def seed_demo(
         )
         return result
 
-    app_columns = {
-        name: table_columns(conn, name)
-        for name in ("businesses", "menu_categories", "menu_items", "working_hours")
-    }
     if app_columns["businesses"] is None:
         raise NotReadyError("table businesses does not exist", hint="run: memcli migrate (it creates it)")
 
-    settings = get_settings(conn)
-    retention = {
-        tier: float(settings.get(f"retention.{tier}_days") or default)
-        for tier, default in (("short_term", 7), ("long_term", 90), ("archived", 365))
-    }
+    # The expiry trigger's own rule (memory_retention: the setting, else the tier's default), so the explicit
+    # expires_at are the ones the trigger would have set.
+    retention = dict(
+        conn.execute(
+            "SELECT tier, extract(epoch FROM memory_retention(tier))::float8 / 86400"
+            " FROM unnest(%s::text[]) AS t(tier)",
+            (list(EXPIRING_TIERS),),
+        ).fetchall()
+    )
     data = generate_demo(
         businesses=businesses,
         sessions=sessions,
@@ -1051,12 +1054,10 @@ def seed_demo(
             total=len(data.relevance),
         )
         # The demo businesses' context sections, built as `memcli seed` builds them for real ones.
-        from memcli.seed.business import SeedResult
-
         sections = SeedResult()
         ids = [row["id"] for row in data.businesses]
         if ids:
-            _seed_sections(conn, sections, ids, refresh=False, dry_run=False)
+            _seed_sections(conn, sections, ids, refresh=False, dry_run=False, columns=app_columns)
         result.counts["business_context_sections"] = sum(c.created for c in sections.sections.values())
         result.warnings.extend(sections.warnings)
         result.settings_added = ensure_default_settings(conn)
@@ -1075,7 +1076,7 @@ def seed_demo(
     return result
 
 
-def _already_loaded(conn: psycopg.Connection, seed: int) -> bool:
+def _already_loaded(conn: psycopg.Connection, seed: int, business_columns: dict[str, str] | None) -> bool:
     like = session_prefix(seed) + "%"
     row = conn.execute(
         """
@@ -1087,8 +1088,7 @@ def _already_loaded(conn: psycopg.Connection, seed: int) -> bool:
     ).fetchone()
     if row and row[0]:
         return True
-    columns = table_columns(conn, "businesses")
-    if columns and "id" in columns:
+    if business_columns and "id" in business_columns:
         found = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM businesses WHERE id = %s)", (demo_id(seed, "business", 0),)
         )
