@@ -391,3 +391,33 @@ def test_pg_monitor_member_reads_settings_and_maintenance_runs(
     with psycopg.connect(readonly_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM memory_settings").fetchone()[0] > 0
         assert conn.execute("SELECT count(*) FROM conversation_memory").fetchone()[0] == 0
+
+
+def test_row_estimates_and_row_security_are_read_once_per_run(readonly_dsn: str, monkeypatch) -> None:
+    from memcli.health import CheckSkipped, Context, load_thresholds
+
+    statements: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def counting(self, query, params=None, **kwargs):
+        statements.append(str(query))
+        return execute(self, query, params, **kwargs)
+
+    conn = connect(readonly_dsn)
+    try:
+        ctx = Context(conn, load_thresholds(None), False, "public")
+        ctx.role()
+        monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+        estimates = [
+            ctx.row_estimate(t) for t in ("semantic_memory", "conversation_memory", "semantic_memory")
+        ]
+        assert estimates == [0.0, 0.0, 0.0] and len(statements) == 1
+        for tables in (("conversation_memory",), ("semantic_memory", "conversation_memory")):
+            with pytest.raises(
+                CheckSkipped, match=r"row-level security may hide rows of .*conversation_memory"
+            ):
+                ctx.require_visible_rows(*tables)
+        assert len(statements) == 2
+        assert ctx.row_estimate("no_such_table") == 0.0 and len(statements) == 2
+    finally:
+        conn.close()

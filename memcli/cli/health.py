@@ -182,29 +182,20 @@ def report_document(report: HealthReport, code: int, strict: bool) -> dict[str, 
 
 
 def format_value(result: CheckResult) -> str:
+    from memcli.health.core import human_bytes, human_duration
+
     value, unit = result.value, result.unit
     if value is None:
         return "-"
     approx = "~" if result.estimate and isinstance(value, int | float) and value else ""
     if unit == "bytes" and isinstance(value, int | float):
-        size = float(value)
-        for suffix, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-            if size >= scale:
-                return f"{approx}{size / scale:.1f} {suffix}"
-        return f"{approx}{size:.0f} B"
+        return approx + human_bytes(float(value))
     if unit == "ratio" and isinstance(value, int | float):
         return f"{value:.2%}"
     if unit == "ms" and isinstance(value, int | float):
         return f"{value:.2f} ms"
     if unit == "seconds" and isinstance(value, int | float):
-        seconds = float(value)
-        if seconds < 120:
-            return f"{seconds:.0f} s"
-        if seconds < 7200:
-            return f"{seconds / 60:.0f} min"
-        if seconds < 3 * 86400:
-            return f"{seconds / 3600:.1f} h"
-        return f"{seconds / 86400:.1f} d"
+        return human_duration(value)
     if isinstance(value, int):
         return f"{approx}{value:,}"
     if isinstance(value, float):

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from memcli.health.core import CheckResult, CheckSkipped, Context, Status, human_duration, register
+from memcli.health.core import (
+    CheckResult,
+    CheckSkipped,
+    Context,
+    Status,
+    human_bytes,
+    human_duration,
+    register,
+)
 from memcli.readiness import REQUIRED_TABLES
 
 if TYPE_CHECKING:
@@ -43,15 +51,6 @@ MEMORY_TABLES = [t for t in REQUIRED_TABLES if t not in ("memory_settings", "sys
 XID_LIMIT = 2_146_483_648
 
 
-def _mb(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value:.0f} B"
-
-
 @register(
     "table_sizes",
     "internals",
@@ -75,14 +74,14 @@ def check_table_sizes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         r["total_bytes"] for r in rows if r["schema"] == ctx.schema and r["table"] in REQUIRED_TABLES
     )
     top = rows[:10]
-    biggest = ", ".join(f"{r['table']} {_mb(r['total_bytes'])}" for r in top[:3])
+    biggest = ", ".join(f"{r['table']} {human_bytes(r['total_bytes'])}" for r in top[:3])
     return CheckResult(
         "table_sizes",
         Status.OK,
         value=database,
         unit="bytes",
         threshold="informational",
-        message=f"database {_mb(database)}, memory tables {_mb(memory)}; largest: {biggest}",
+        message=f"database {human_bytes(database)}, memory tables {human_bytes(memory)}; largest: {biggest}",
         estimate=False,
         details={"database_bytes": database, "memory_tables_bytes": memory, "largest": top},
     )
@@ -159,7 +158,9 @@ def check_bloat(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     threshold = f"bloat < {factor:g}x or waste < {ctx.thresholds['bloat_min_waste_mb']:g} MB"
     details = {"top": rows[:10], "flagged": flagged}
     if flagged:
-        listing = ", ".join(f"{r['name']} {r['bloat']:g}x ({_mb(r['waste_bytes'])})" for r in flagged[:5])
+        listing = ", ".join(
+            f"{r['name']} {r['bloat']:g}x ({human_bytes(r['waste_bytes'])})" for r in flagged[:5]
+        )
         return CheckResult(
             "bloat",
             Status.WARN,
@@ -170,7 +171,11 @@ def check_bloat(conn: psycopg.Connection, ctx: Context) -> CheckResult:
             message=f"{len(flagged)} bloated: {listing}",
             details=details,
         )
-    message = f"largest estimated waste {_mb(worst)}" if rows else "no statistics yet (tables never analyzed)"
+    message = (
+        f"largest estimated waste {human_bytes(worst)}"
+        if rows
+        else "no statistics yet (tables never analyzed)"
+    )
     return CheckResult(
         "bloat",
         Status.OK,
@@ -215,6 +220,18 @@ def _table_stats(ctx: Context) -> list[dict[str, Any]]:
     return ctx.memo("table_stats", lambda: ctx.rows(_TABLE_STATS_SQL, (SYSTEM_SCHEMAS,)))
 
 
+def _overdue(ctx: Context, changes: str, trigger: str, age: str) -> list[dict[str, Any]]:
+    """Tables whose ``changes`` (dead tuples, or changes since analyze) passed both dead_tuples_min_rows and
+    their autovacuum ``trigger``, with no (auto)vacuum or analyze for vacuum_stale_hours (``age``)."""
+    min_rows = ctx.thresholds["dead_tuples_min_rows"]
+    stale_s = ctx.thresholds["vacuum_stale_hours"] * 3600
+    return [
+        r
+        for r in _table_stats(ctx)
+        if r[changes] >= min_rows and r[changes] > r[trigger] and (r[age] is None or r[age] > stale_s)
+    ]
+
+
 @register(
     "dead_tuples",
     "internals",
@@ -223,15 +240,8 @@ def _table_stats(ctx: Context) -> list[dict[str, Any]]:
 )
 def check_dead_tuples(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
-    stale_s = ctx.thresholds["vacuum_stale_hours"] * 3600
     rows = _table_stats(ctx)
-    flagged = [
-        r
-        for r in rows
-        if r["n_dead_tup"] >= min_rows
-        and r["n_dead_tup"] > r["vacuum_trigger"]
-        and (r["vacuum_age"] is None or r["vacuum_age"] > stale_s)
-    ]
+    flagged = _overdue(ctx, "n_dead_tup", "vacuum_trigger", "vacuum_age")
     dead = sum(r["n_dead_tup"] for r in rows)
     threshold = (
         f"no table over its autovacuum trigger with ≥ {min_rows:g} dead tuples and no vacuum for "
@@ -296,15 +306,7 @@ def _vacuum_row(r: dict[str, Any]) -> dict[str, Any]:
 )
 def check_stale_statistics(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
-    stale_s = ctx.thresholds["vacuum_stale_hours"] * 3600
-    rows = _table_stats(ctx)
-    flagged = [
-        r
-        for r in rows
-        if r["n_mod_since_analyze"] >= min_rows
-        and r["n_mod_since_analyze"] > r["analyze_trigger"]
-        and (r["analyze_age"] is None or r["analyze_age"] > stale_s)
-    ]
+    flagged = _overdue(ctx, "n_mod_since_analyze", "analyze_trigger", "analyze_age")
     threshold = (
         f"no table over its autoanalyze trigger with ≥ {min_rows:g} changes and no analyze for "
         f"{ctx.thresholds['vacuum_stale_hours']:g} h"
@@ -424,7 +426,9 @@ def check_unused_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     since = ctx.scalar("SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()")
     details = {"unused": others, "unused_memcli_indexes": own, "stats_reset": since}
     if others:
-        listing = ", ".join(f"{r['index']} ({_mb(r['bytes'])}, {r['scans']} scans)" for r in others[:5])
+        listing = ", ".join(
+            f"{r['index']} ({human_bytes(r['bytes'])}, {r['scans']} scans)" for r in others[:5]
+        )
         counted = f" since the statistics reset at {since:%Y-%m-%d %H:%M}" if since else ""
         return CheckResult(
             "unused_indexes",

@@ -52,15 +52,14 @@ def expected_objects(ctx: Context) -> Expected:
     return ctx.memo("expected", compute)
 
 
-def _revisions_from_files() -> tuple[dict[str, str | None], dict[str, str]] | None:
-    """revision -> down_revision and revision -> first doc line, read from the scripts without importing
-    Alembic (which, with SQLAlchemy, costs about half a second per run); None if a script is not plain."""
+def _revisions_from_files() -> dict[str, str | None] | None:
+    """revision -> down_revision, read from the scripts without importing Alembic (which, with SQLAlchemy,
+    costs about half a second per run); None if a script is not plain."""
     import ast
 
     from memcli.migrations import script_location
 
     downs: dict[str, str | None] = {}
-    docs: dict[str, str] = {}
     for path in sorted((script_location() / "versions").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         values: dict[str, object] = {}
@@ -84,23 +83,13 @@ def _revisions_from_files() -> tuple[dict[str, str | None], dict[str, str]] | No
         if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
             return None  # merge revisions (tuples) and the like: let Alembic resolve them
         downs[revision] = down
-        docs[revision] = (
-            (ast.get_docstring(tree) or "").strip().splitlines()[0] if ast.get_docstring(tree) else ""
-        )
-    return downs, docs
-
-
-def sql_format(template: str, ctx: Context, *tables: str) -> Any:
-    from psycopg import sql
-
-    return sql.SQL(template).format(*(ctx.table(t) for t in tables))  # type: ignore[arg-type]
+    return downs
 
 
 def revision_chain() -> list[str]:
     """The revisions from base to head, in order."""
-    parsed = _revisions_from_files()
-    if parsed is not None:
-        downs = parsed[0]
+    downs = _revisions_from_files()
+    if downs is not None:
         children = {down: rev for rev, down in downs.items()}
         heads = [rev for rev in downs if rev not in children]
         if len(heads) == 1 and len(children) == len(downs):
@@ -141,7 +130,9 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
             hint="run: memcli migrate (it adopts existing tables) or stamp the revision the schema matches",
             details={"head": head, "current": None},
         )
-    query = sql_format("SELECT version_num FROM {}", ctx, "alembic_version")
+    from psycopg import sql
+
+    query = sql.SQL("SELECT version_num FROM {}").format(ctx.table("alembic_version"))
     current_rows = [r["version_num"] for r in ctx.rows(query)]
     current = current_rows[0] if len(current_rows) == 1 else None
     details: dict[str, Any] = {"head": head, "current": current}

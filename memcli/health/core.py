@@ -237,25 +237,30 @@ class Context:
         role = self.role()
         if role["superuser"] or role["bypassrls"]:
             return
-        hidden = [
-            r["relname"]
-            for r in self.rows(
-                """
-                SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relrowsecurity
-                  AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
-                  -- a permissive read-everything policy for one of this role's roles shows every row
-                  AND NOT EXISTS (
-                      SELECT 1 FROM pg_policy p
-                      WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
-                        AND pg_get_expr(p.polqual, p.polrelid) = 'true'
-                        AND (p.polroles = '{0}'
-                             OR EXISTS (SELECT 1 FROM unnest(p.polroles) AS r(oid)
-                                        WHERE r.oid <> 0 AND pg_has_role(r.oid, 'USAGE'))))
-                """,
-                (self.schema, list(tables)),
-            )
-        ]
+        # One query for every table of the schema, shared by all the checks that ask.
+        hiding = self.memo(
+            "rls_hidden",
+            lambda: {
+                r["relname"]
+                for r in self.rows(
+                    """
+                    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = %s AND c.relrowsecurity
+                      AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
+                      -- a permissive read-everything policy for one of this role's roles shows every row
+                      AND NOT EXISTS (
+                          SELECT 1 FROM pg_policy p
+                          WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                            AND pg_get_expr(p.polqual, p.polrelid) = 'true'
+                            AND (p.polroles = '{0}'
+                                 OR EXISTS (SELECT 1 FROM unnest(p.polroles) AS r(oid)
+                                            WHERE r.oid <> 0 AND pg_has_role(r.oid, 'USAGE'))))
+                    """,
+                    (self.schema,),
+                )
+            },
+        )
+        hidden = [table for table in tables if table in hiding]
         if hidden:
             raise CheckSkipped(
                 f"row-level security may hide rows of {', '.join(hidden)} from role {role['name']}",
@@ -286,18 +291,25 @@ class Context:
     def row_estimate(self, table: str) -> float:
         """Rows in ``table`` from the statistics: the larger of reltuples and the live-tuple counter.
 
-        reltuples is -1 until the first VACUUM/ANALYZE, while n_live_tup follows inserts at once.
+        reltuples is -1 until the first VACUUM/ANALYZE, while n_live_tup follows inserts at once. One query
+        reads every table of the schema, shared by all the checks that count.
         """
-        row = self.row(
-            """
-            SELECT greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0) AS estimate
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
-            WHERE n.nspname = %s AND c.relname = %s
-            """,
-            (self.schema, table),
+        estimates = self.memo(
+            "row_estimates",
+            lambda: {
+                r["relname"]: float(r["estimate"])
+                for r in self.rows(
+                    """
+                    SELECT c.relname, greatest(c.reltuples, coalesce(s.n_live_tup, 0), 0) AS estimate
+                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+                    WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')
+                    """,
+                    (self.schema,),
+                )
+            },
         )
-        return float(row["estimate"]) if row else 0.0
+        return estimates.get(table, 0.0)
 
     def count_where(
         self, table: str, where: sql.Composable, params: Iterable[Any] = (), alias: str = "t"
@@ -451,6 +463,16 @@ def _run_one(conn: psycopg.Connection, ctx: Context, check: Check) -> CheckResul
     return result
 
 
+def human_bytes(size: float | None) -> str:
+    """``512 B``, ``3.4 kB``, ``12.0 MB``, ``1.5 GB``; ``-`` when unknown."""
+    if size is None:
+        return "-"
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
 def human_duration(seconds: float | None) -> str:
     """``45 s``, ``12 min``, ``5.5 h``, ``3.2 d``; ``?`` when unknown."""
     if seconds is None:
@@ -493,9 +515,9 @@ def run_checks(
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         conn.execute(
-            "SELECT set_config('statement_timeout', %s, true)", (f"{limits['statement_timeout_ms']:g}",)
+            "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+            (f"{limits['statement_timeout_ms']:g}", f"{limits['lock_timeout_ms']:g}"),
         )
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{limits['lock_timeout_ms']:g}",))
         schema = memory_schema(conn)
         if schema is None:
             raise NotReadyError(

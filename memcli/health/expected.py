@@ -1,7 +1,7 @@
 """The schema objects a migrated database must have, as the migrations at head create them.
 
 Kept as plain data so health never imports SQLAlchemy or the models at run time (that import alone costs
-about half a second, every run, and health runs from cron). tests/test_health_schema.py proves these lists
+about half a second, every run, and health runs from cron). tests/test_health_expected.py proves these lists
 match memcli.schema.models, so a new table or index in the models without an entry here fails the tests.
 Views, functions and triggers are not in the models; these are the migrations' names.
 """
