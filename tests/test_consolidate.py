@@ -282,6 +282,23 @@ def test_forget_keeps_ids_in_the_log(migrated_db: str, cli: Any) -> None:
         assert forget_memories(conn, min_age=timedelta(days=5)).forgotten == 1  # 'recent' is 10 days old
 
 
+def test_archive_and_forget_keep_to_the_session(migrated_db: str) -> None:
+    with connect(migrated_db) as conn:
+        for session in ("s", "t"):
+            add_memory(conn, session, "low", {}, tier="long_term", age="40 days", importance=0.1)
+            add_memory(conn, session, "unused", {}, tier="archived", age="100 days")
+        assert archive_memories(conn, session="s", dry_run=True).archived == 1
+        assert forget_memories(conn, session="s", dry_run=True).forgotten == 1
+        archived, forgotten = archive_memories(conn, session="s"), forget_memories(conn, session="s")
+        assert (archived.archived, archived.sessions, archived.log_rows) == (1, 1, 1)
+        assert (forgotten.forgotten, forgotten.sessions, forgotten.log_rows) == (1, 1, 1)
+        left = conn.execute(
+            "SELECT session_id, memory_type, count(*) FROM conversation_memory GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    # s: its low-importance memory archived, its unused archived one forgotten; t untouched
+    assert left == [("s", "archived", 1), ("t", "archived", 1), ("t", "long_term", 1)]
+
+
 def test_library_consolidate_runs_all_parts(migrated_db: str) -> None:
     prepare(migrated_db)
     with connect(migrated_db) as conn:

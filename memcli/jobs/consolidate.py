@@ -30,6 +30,7 @@ from memcli.jobs.common import (
     Timeouts,
     attach_partial,
     check_batch_size,
+    first_line,
     in_batch,
     own_transactions,
 )
@@ -174,12 +175,13 @@ def merge_sessions(
             new_id = row[0] if row else None
             if new_id is None:
                 return None, 0
+            # session_id lets the log's session index find the row; new_memory_id has no index
             merged = conn.execute(
                 """
                 SELECT coalesce(sum(cardinality(old_memory_ids)), 0) FROM memory_consolidation_log
-                WHERE new_memory_id = %s AND consolidation_type = 'merge'
+                WHERE session_id = %s AND new_memory_id = %s AND consolidation_type = 'merge'
                 """,
-                (new_id,),
+                (session_id, new_id),
             ).fetchone()
             return new_id, int(merged[0]) if merged else 0
 
@@ -199,8 +201,7 @@ def merge_sessions(
                     in_batch(conn, timeouts, lambda s=session_id: consolidate_one(s), book_merge)
                 except (errors.LockNotAvailable, errors.DeadlockDetected) as exc:
                     # the application keeps this session busy: leave it whole for the next run
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-                    result.skipped_sessions.append({"session_id": session_id, "reason": reason})
+                    result.skipped_sessions.append({"session_id": session_id, "reason": first_line(exc)})
                 if progress:
                     progress(done, len(candidates))
         except BaseException as exc:
@@ -271,7 +272,7 @@ def decay_relevance(
                 updated = in_batch(
                     conn, timeouts, lambda: conn.execute(statement, params).rowcount, book_decay
                 )
-                if updated <= 0 or updated < size:
+                if updated < size:  # the last batch
                     break
         except BaseException as exc:
             attach_partial(exc, result)
@@ -280,14 +281,19 @@ def decay_relevance(
     return result
 
 
+# The memories archive and forget act on; the batch statements and the dry runs' counts share them.
+_ARCHIVE_WHERE = (
+    "memory_type = 'long_term' AND importance_score < %(max_importance)s AND created_at < %(cutoff)s"
+)
+_FORGET_WHERE = "memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s"
+
 _ARCHIVE = """
 WITH moved AS (
     UPDATE conversation_memory
     SET memory_type = 'archived', expires_at = now() + %(expires_days)s * interval '1 day'
     WHERE id = ANY(ARRAY(
         SELECT id FROM conversation_memory
-        WHERE memory_type = 'long_term' AND importance_score < %(max_importance)s
-          AND created_at < %(cutoff)s{session}
+        WHERE {where}
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ))
@@ -307,7 +313,7 @@ WITH gone AS (
     DELETE FROM conversation_memory
     WHERE id = ANY(ARRAY(
         SELECT id FROM conversation_memory
-        WHERE memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s{session}
+        WHERE {where}
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ))
@@ -323,16 +329,27 @@ SELECT (SELECT count(*) FROM gone), (SELECT array_agg(session_id) FROM logged)
 """
 
 
+def _count_memories(conn: psycopg.Connection, where: Any, params: dict[str, Any]) -> tuple[int, int]:
+    """Dry run of archive/forget: the memories matching ``where``, and their sessions."""
+    from psycopg import sql
+
+    row = conn.execute(
+        sql.SQL("SELECT count(*), count(DISTINCT session_id) FROM conversation_memory WHERE {}").format(
+            where
+        ),
+        params,
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 def _batched_move(
     conn: psycopg.Connection,
     statement: Any,
     params: dict[str, Any],
     timeouts: Timeouts,
     result: ArchiveResult | ForgetResult,
-    size: int,
-) -> int:
-    """Run archive/forget batches until none is left; returns the rows moved."""
-    moved_total = 0
+) -> None:
+    """Run archive/forget batches until none is left, booking each into ``result``."""
     sessions: set[str] = set()
 
     def run() -> tuple[int, list[str]]:
@@ -340,7 +357,6 @@ def _batched_move(
         return (int(row[0]), list(row[1] or [])) if row else (0, [])
 
     def book(outcome: tuple[int, list[str]]) -> None:
-        nonlocal moved_total
         moved, logged = outcome
         if moved == 0:
             return
@@ -348,7 +364,6 @@ def _batched_move(
         result.log_rows += len(logged)
         sessions.update(logged)
         result.sessions = len(sessions)
-        moved_total += moved
         if isinstance(result, ArchiveResult):
             result.archived += moved
         else:
@@ -357,12 +372,11 @@ def _batched_move(
     try:
         while True:
             moved, _ = in_batch(conn, timeouts, run, book)
-            if moved == 0 or moved < size:
+            if moved < params["limit"]:  # the last batch: SKIP LOCKED found no more candidates
                 break
     except BaseException as exc:
         attach_partial(exc, result)
         raise
-    return moved_total
 
 
 def archive_memories(
@@ -405,19 +419,11 @@ def archive_memories(
             "reason": f"long_term, importance below {importance:g}, older than {_fmt_days(age)} days",
             "details": Jsonb({"criteria": criteria, "expires_in_days": expires_days}),
         }
-        session_sql = _session_filter(session)
+        selected = sql.SQL(_ARCHIVE_WHERE) + _session_filter(session)
         if dry_run:
-            row = conn.execute(
-                sql.SQL(
-                    "SELECT count(*), count(DISTINCT session_id) FROM conversation_memory "
-                    "WHERE memory_type = 'long_term' AND importance_score < %(max_importance)s "
-                    "AND created_at < %(cutoff)s{}"
-                ).format(session_sql),
-                params,
-            ).fetchone()
-            result.archived, result.sessions = (int(row[0]), int(row[1])) if row else (0, 0)
+            result.archived, result.sessions = _count_memories(conn, selected, params)
         else:
-            _batched_move(conn, sql.SQL(_ARCHIVE).format(session=session_sql), params, timeouts, result, size)
+            _batched_move(conn, sql.SQL(_ARCHIVE).format(where=selected), params, timeouts, result)
     result.duration_seconds = time.perf_counter() - started
     return result
 
@@ -449,18 +455,11 @@ def forget_memories(
             "reason": f"archived, never accessed, older than {_fmt_days(age)} days",
             "details": Jsonb({"criteria": {"access_count": 0, "min_age_days": age.total_seconds() / 86400}}),
         }
-        session_sql = _session_filter(session)
+        selected = sql.SQL(_FORGET_WHERE) + _session_filter(session)
         if dry_run:
-            row = conn.execute(
-                sql.SQL(
-                    "SELECT count(*), count(DISTINCT session_id) FROM conversation_memory "
-                    "WHERE memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s{}"
-                ).format(session_sql),
-                params,
-            ).fetchone()
-            result.forgotten, result.sessions = (int(row[0]), int(row[1])) if row else (0, 0)
+            result.forgotten, result.sessions = _count_memories(conn, selected, params)
         else:
-            _batched_move(conn, sql.SQL(_FORGET).format(session=session_sql), params, timeouts, result, size)
+            _batched_move(conn, sql.SQL(_FORGET).format(where=selected), params, timeouts, result)
     result.duration_seconds = time.perf_counter() - started
     return result
 

@@ -27,23 +27,21 @@ def _handler(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _deliver_pending() -> None:
-    if _State.depth == 0 and _State.pending is not None:
-        _State.pending = None
-        raise KeyboardInterrupt
-
-
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block ends (a held signal is raised then, or at the next block)."""
-    _deliver_pending()
+    """Hold SIGINT/SIGTERM until the block ends, then raise a held one as ``KeyboardInterrupt``.
+
+    A held signal is raised even when the block fails (the failure becomes its ``__context__``): the run
+    stops where the signal found it, never one batch or retry later.
+    """
     _State.depth += 1
     try:
         yield
     finally:
         _State.depth -= 1
-    # reached only when the block ended normally; after an error the signal waits for the next block
-    _deliver_pending()
+        if _State.depth == 0 and _State.pending is not None:
+            _State.pending = None
+            raise KeyboardInterrupt
 
 
 @contextmanager

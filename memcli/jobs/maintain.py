@@ -124,7 +124,6 @@ def run_steps(
     steps: Sequence[Step],
     *,
     dry_run: bool = False,
-    locks: Sequence[str] | None = None,
     on_step: StepCallback | None = None,
 ) -> JobReport:
     """Run ``steps`` in order under the job's locks, logging each; a failed step does not stop the rest.
@@ -144,9 +143,7 @@ def run_steps(
         require_migrated(control)
         report.warnings.extend(check_direct_connection(control))
         report.started_at = control.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        lock_names: Sequence[str] = (
-            () if dry_run else (locks if locks is not None else JOB_LOCKS.get(job, (job,)))
-        )
+        lock_names = () if dry_run else JOB_LOCKS.get(job, (job,))
         with job_lock(control, lock_names, job):
             log = None if dry_run else RunLog(control, job)
             if log is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import JobFailedError
-from memcli.jobs.common import attach_partial, own_transactions
+from memcli.jobs.common import attach_partial, first_line, own_transactions
 
 if TYPE_CHECKING:
     import psycopg
@@ -92,11 +92,6 @@ def existing_tables(conn: psycopg.Connection, tables: Sequence[str] = MEMORY_TAB
     return [r[0] for r in rows]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def _attempt(conn: psycopg.Connection, statement: Any) -> str | None:
     """Run one maintenance statement; its error message, or None. A lost connection still raises."""
     try:
@@ -104,7 +99,7 @@ def _attempt(conn: psycopg.Connection, statement: Any) -> str | None:
     except Exception as exc:
         if conn.closed or conn.broken:
             raise
-        return _first_line(exc)
+        return first_line(exc)
     return None
 
 
