@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
+from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
 from memcli.search import CONTENT_TYPES, parse_uuid, vector_literal
 
 if TYPE_CHECKING:
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-ProgressCallback = Callable[[int, int | None], None]  # (rows done, rows planned or None)
 MAX_BATCH_SIZE = 10_000
 
 
@@ -90,22 +88,6 @@ class EmbedResult:
     rows_per_second: float | None = None
 
 
-@contextmanager
-def _autocommit(conn: psycopg.Connection) -> Iterator[None]:
-    """Each batch commits on its own: a run stopped halfway keeps what it did and the next run resumes."""
-    from psycopg.pq import TransactionStatus
-
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise ValueError("the connection has a transaction open; commit or roll back before a backfill")
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
-        yield
-    finally:
-        if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
-            conn.autocommit = previous
-
-
 def _count_missing(conn: psycopg.Connection) -> int:
     row = conn.execute("SELECT count(*) FROM semantic_memory WHERE embedding_vector IS NULL").fetchone()
     return int(row[0]) if row else 0
@@ -138,7 +120,9 @@ def embed_missing(
 
     Each batch locks its rows with ``FOR UPDATE SKIP LOCKED`` (two backfills running at once share the work;
     a row the application holds is left for the next run), embeds them, writes vectors and model name, and
-    commits. Rows are walked in id order, so a run never revisits a row it skipped and always ends.
+    commits, under the maintenance jobs' lock and statement timeouts. Batches commit one by one, so a run
+    stopped halfway keeps what it did and the next run resumes. Rows are walked in id order, so a run never
+    revisits a row it skipped and always ends.
     """
     from memcli.embeddings import ensure_compatible
     from memcli.readiness import require_migrated
@@ -148,7 +132,7 @@ def embed_missing(
     if max_rows is not None and max_rows < 0:
         raise ConfigError(f"limit must not be negative, got {max_rows}")
     started = time.perf_counter()
-    with _autocommit(conn):
+    with own_transactions(conn):
         require_migrated(conn)
         # Refuse a mismatched model before any work (and, in a dry run, without recording anything).
         ensure_compatible(conn, embedder, record=False)
@@ -169,17 +153,14 @@ def embed_missing(
         if progress:
             progress(0, planned)
         last_id: uuid.UUID | None = None
-        while result.embedded < planned:
-            size = min(batch_size, planned - result.embedded)
-            with conn.transaction():
-                conn.execute("SELECT set_config('memcli.maintenance', 'on', true)")
-                if result.batches == 0:
-                    ensure_compatible(conn, embedder)  # the first write records the model
-                rows = conn.execute(
-                    _NEXT_AFTER if last_id else _NEXT_FIRST, {"after": last_id, "n": size}
-                ).fetchall()
-                if not rows:
-                    break
+
+        def embed_batch(size: int) -> list[tuple[uuid.UUID, str | None]]:
+            if result.batches == 0:
+                ensure_compatible(conn, embedder)  # the first write records the model
+            rows = conn.execute(
+                _NEXT_AFTER if last_id else _NEXT_FIRST, {"after": last_id, "n": size}
+            ).fetchall()
+            if rows:
                 vectors = embedder.embed([row[1] or "" for row in rows])
                 conn.execute(
                     """
@@ -190,9 +171,19 @@ def embed_missing(
                     """,
                     (embedder.name, [row[0] for row in rows], [vector_literal(v) for v in vectors]),
                 )
+            return rows
+
+        def book(rows: list[tuple[uuid.UUID, str | None]]) -> None:
+            if rows:
+                result.batches += 1
+                result.embedded += len(rows)
+
+        while result.embedded < planned:
+            size = min(batch_size, planned - result.embedded)
+            rows = in_batch(conn, DEFAULT_TIMEOUTS, lambda size=size: embed_batch(size), book)
+            if not rows:
+                break
             last_id = rows[-1][0]
-            result.batches += 1
-            result.embedded += len(rows)
             if progress:
                 progress(result.embedded, planned)
         result.remaining = _count_missing(conn)

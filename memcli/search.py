@@ -24,17 +24,16 @@ Returned rows count as read: their ``access_count`` goes up by one and ``last_ac
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from memcli.durations import parse_duration
 from memcli.errors import ConfigError, NotReadyError
 
 if TYPE_CHECKING:
-    import numpy
     import psycopg
     from psycopg import sql
 
@@ -117,22 +116,17 @@ def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
         raise ConfigError(f"{what} {value!r} is not a UUID") from None
 
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|min|s)\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1}
-
-
 def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
     """``--since``/``--until`` values: an ISO date or date-time, or an age such as ``7d``, ``12h``, ``30m``.
 
     An age means that long before now. A date without a time zone is local time; a bare date given as an
     upper bound (``end``) means the end of that day, so ``--until 2024-05-01`` includes May 1st.
     """
-    now = now or datetime.now().astimezone()
     value = (text or "").strip()
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = float(match.group(1)), match.group(2).lower()
-        return now - timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    try:
+        return (now or datetime.now().astimezone()) - parse_duration(value)
+    except ConfigError:
+        pass  # not an age: a date
     try:
         if len(value) == 10:  # a bare date: 2024-05-01
             day = date.fromisoformat(value)
@@ -158,10 +152,8 @@ def _filters(
     since: datetime | None,
     until: datetime | None,
     exclude: uuid.UUID | None,
-    alias: str = "",
 ) -> tuple[str, dict[str, Any]]:
     """`` AND ...`` clauses (fixed text, named parameters) for the filters that are set."""
-    column = f"{alias}." if alias else ""
     clauses, params = [], {}
     for name, sql_text, value in (
         ("f_session", "session_id = %(f_session)s", session),
@@ -172,7 +164,7 @@ def _filters(
         ("f_exclude", "id <> %(f_exclude)s", exclude),
     ):
         if value is not None:
-            clauses.append(column + sql_text)
+            clauses.append(sql_text)
             params[name] = value
     return "".join(f" AND {clause}" for clause in clauses), params
 
@@ -257,7 +249,8 @@ def _vector_query(where: str, exact: bool = False) -> sql.Composed:
     )
 
 
-def _hybrid_query(where: str, where_m: str, exact: bool = False) -> sql.Composed:
+def _hybrid_query(where: str, exact: bool = False) -> sql.Composed:
+    # Both sides apply the filters, so every fused id passes them: the final join only fetches columns.
     return _compose(
         """
         WITH vec AS MATERIALIZED (
@@ -295,12 +288,10 @@ def _hybrid_query(where: str, where_m: str, exact: bool = False) -> sql.Composed
                m.content_type, m.session_id, m.user_id, m.created_at, m.content_text,
                f.score, f.vector_rank, f.text_rank
         FROM fused f JOIN semantic_memory m ON m.id = f.id
-        WHERE true{where_m}
         ORDER BY f.score DESC, f.vector_rank NULLS LAST, m.id
         LIMIT %(k)s
         """,
         where=where,
-        where_m=where_m,
         order=_order(exact),
     )
 
@@ -384,15 +375,14 @@ def search(
             # Compare before embedding: a mismatch must not cost a model load.
             ensure_compatible(conn, embedder, record=False)
             t0 = time.perf_counter()
-            vector = vector_literal(embed_query(embedder, query))
+            vector = vector_literal(embedder.embed([query])[0])
             timing["embed_ms"] = _ms(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
         _tune_index_scan(conn, top_k, ef_search)
         where, params = _filters(session, user_id, content_type, since, until, like)
         if hybrid:
-            where_m = _filters(session, user_id, content_type, since, until, like, alias="m")[0]
-            sql_text = _hybrid_query(where, where_m, exact)
+            sql_text = _hybrid_query(where, exact)
             args = {
                 "q": vector,
                 "min": min_similarity,
@@ -445,11 +435,6 @@ def search(
     return result
 
 
-def embed_query(embedder: Embedder, text: str) -> numpy.ndarray:
-    vectors = embedder.embed([text])
-    return vectors[0]
-
-
 # -- business_context_sections ---------------------------------------------------------------------------
 
 _SECTION_DOC = "to_tsvector('english', s.section_name || ' ' || coalesce(s.section_content::text, ''))"
@@ -486,16 +471,6 @@ def search_sections(
 
     with conn.transaction():
         require_migrated(conn)
-        name_column = (
-            "b.name"
-            if conn.execute(
-                """
-                SELECT 1 FROM information_schema.columns
-                WHERE table_schema = 'public' AND table_name = 'businesses' AND column_name = 'name'
-                """
-            ).fetchone()
-            else "NULL::text"
-        )
         where = ["s.is_active"]
         params: dict[str, Any] = {"text": query, "limit": limit, "like": f"%{_escape_like(query.strip())}%"}
         if business is not None:
@@ -505,7 +480,8 @@ def search_sections(
             where.append("s.section_type = %(type)s")
             params["type"] = section_type
         filters = " AND ".join(where)
-        columns = "s.id, s.business_id, {name}, s.section_type, s.section_name, s.section_content"
+        # The migration refuses a businesses table without a name column, so b.name is always there.
+        columns = "s.id, s.business_id, b.name, s.section_type, s.section_name, s.section_content"
         fulltext = _compose(
             """
             SELECT {columns}, ts_rank({doc}, query) AS score, 'fulltext'
@@ -516,7 +492,7 @@ def search_sections(
             ORDER BY score DESC, s.section_order, s.section_name
             LIMIT %(limit)s
             """,
-            columns=columns.format(name=name_column),
+            columns=columns,
             doc=_SECTION_DOC,
             filters=filters,
         )
@@ -530,7 +506,7 @@ def search_sections(
             ORDER BY s.section_order, s.section_name
             LIMIT %(limit)s
             """,
-            columns=columns.format(name=name_column),
+            columns=columns,
             filters=filters,
         )
         rows = conn.execute(fulltext, params).fetchall()

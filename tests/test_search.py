@@ -223,6 +223,9 @@ def test_hybrid_fuses_full_text_matches(db: Any) -> None:
     # Filters apply to both sides.
     filtered = search.search(conn, HASHING, "pasta", hybrid=True, min_similarity=0.1, session="s3")
     assert ids_of(filtered) == [ids["pref"]]
+    # --like --hybrid leaves the memory itself out of the text side too, though its words match.
+    like = search.search(conn, None, "pasta tomato", like_id=ids["pasta"], hybrid=True, min_similarity=-1)
+    assert ids["pasta"] not in ids_of(like) and ids["pasta_bob"] in ids_of(like)
 
 
 def test_access_is_recorded_for_returned_rows_only(db: Any) -> None:
@@ -261,6 +264,7 @@ def test_parse_time_bound() -> None:
     now = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
     assert search.parse_time_bound("7d", now=now) == now - timedelta(days=7)
     assert search.parse_time_bound("90m", now=now) == now - timedelta(minutes=90)
+    assert search.parse_time_bound("1h30m", now=now) == now - timedelta(minutes=90)
     assert search.parse_time_bound("2024-05-01T14:30+00:00") == datetime(2024, 5, 1, 14, 30, tzinfo=UTC)
     start = search.parse_time_bound("2024-05-01")
     end = search.parse_time_bound("2024-05-01", end=True)
@@ -447,6 +451,9 @@ def test_embed_backfill_is_batched_resumable_and_searchable(migrated_db: str, cl
         ).fetchone()[0]
         second = json.loads(cli("embed", "--batch-size", "4", "--json", dsn=migrated_db).stdout)
         assert (second["embedded"], second["remaining"]) == (14, 1)
+    with psycopg.connect(migrated_db) as conn, pytest.raises(ValueError, match="transaction open"):
+        conn.execute("SELECT 1")
+        memories.embed_missing(conn, HASHING)  # batches must commit on their own
     third = json.loads(cli("embed", "--json", dsn=migrated_db).stdout)
     assert (third["embedded"], third["remaining"]) == (1, 0)
     with psycopg.connect(migrated_db) as conn:
