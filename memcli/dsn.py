@@ -16,6 +16,7 @@ MASK = "****"
 _URI_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://", "postgresql+psycopg2://")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
+_QUERY_PASSWORD_PARAM = re.compile(r"([?&])password=[^&]*&?", re.IGNORECASE)
 _URI_USERINFO = re.compile(r"^([a-z0-9+]+://[^:/@?#]*):[^@/?#]*@", re.IGNORECASE)
 
 
@@ -66,6 +67,19 @@ def mask_dsn(dsn: str | None) -> str | None:
     if not is_uri(masked):
         masked = _KV_PASSWORD.sub(lambda m: m.group(1) + MASK, masked)
     return masked
+
+
+def without_password(dsn: str) -> tuple[str, bool]:
+    """The DSN with any password removed (for a file others may read), and whether there was one."""
+    had = bool(password_of(dsn))
+    if is_uri(dsn):
+        stripped = _URI_USERINFO.sub(lambda m: f"{m.group(1)}@", dsn.strip())
+        stripped = _QUERY_PASSWORD_PARAM.sub(lambda m: m.group(1), stripped).rstrip("?&")
+        return stripped, had
+    from psycopg.conninfo import make_conninfo
+
+    params = {k: v for k, v in parse_conninfo(dsn).items() if k != "password"}
+    return make_conninfo(**params), had
 
 
 def scrub(text: str, *secrets: str | None) -> str:

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from memcli.jobs.schedule import memcli_executable, without_password
+from memcli.dsn import without_password
+from memcli.jobs.schedule import memcli_executable
 
 VENV_MEMCLI = Path(sys.executable).parent / "memcli"
 CRON_LINE = re.compile(r"^(\S+ ){5}(/\S+)( .*)? -q maintain (daily|weekly|monthly) --json >> (/\S+) 2>&1$")

@@ -9,13 +9,14 @@ needed: every job takes a Postgres advisory lock, and an overlapping run exits 7
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from memcli.dsn import without_password
 
 if TYPE_CHECKING:
     from memcli.config import Config
@@ -52,25 +53,6 @@ def memcli_executable(argv0: str | None = None) -> list[str]:
     if found:
         return [str(Path(found).absolute())]
     return [str(Path(sys.executable).absolute()), "-m", "memcli"]
-
-
-_URI_USERINFO = re.compile(r"^([a-z0-9+]+://[^:/@?#]*):[^@/?#]*@", re.IGNORECASE)
-_QUERY_PASSWORD = re.compile(r"([?&])password=[^&]*&?", re.IGNORECASE)
-
-
-def without_password(dsn: str) -> tuple[str, bool]:
-    """The DSN with any password removed, and whether there was one."""
-    from memcli.dsn import is_uri, parse_conninfo, password_of
-
-    had = bool(password_of(dsn))
-    if is_uri(dsn):
-        stripped = _URI_USERINFO.sub(lambda m: f"{m.group(1)}@", dsn.strip())
-        stripped = _QUERY_PASSWORD.sub(lambda m: m.group(1), stripped).rstrip("?&")
-        return stripped, had
-    from psycopg.conninfo import make_conninfo
-
-    params = {k: v for k, v in parse_conninfo(dsn).items() if k != "password"}
-    return make_conninfo(**params), had
 
 
 def _cron_escape(text: str) -> str:
