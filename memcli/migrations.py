@@ -186,25 +186,24 @@ def migration_lock(
             pass  # the connection is gone, and the server released the session's lock with it
 
 
-def _current_revision(dsn: str) -> str | None:
+def _database_state(dsn: str) -> tuple[str | None, int | None]:
+    """The database's memcli revision and its embedding dimension, over one connection.
+
+    The dimension is read only past 0001_core_tables: before that, a memory_settings table would be the
+    application's, not memcli's.
+    """
     from memcli.db import connect
 
     with connect(dsn) as conn:
-        exists = conn.execute("SELECT to_regclass('alembic_version')").fetchone()
-        if exists is None or exists[0] is None:
-            return None
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        return str(row[0]) if row else None
-
-
-def _stored_dimension(dsn: str) -> int | None:
-    from memcli.db import connect
-
-    with connect(dsn) as conn:
-        if conn.execute("SELECT to_regclass('memory_settings')").fetchone()[0] is None:  # type: ignore[index]
-            return None
+        versions, settings = conn.execute(
+            "SELECT to_regclass('alembic_version'), to_regclass('memory_settings')"
+        ).fetchone() or (None, None)
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if versions else None
+        revision = str(row[0]) if row else None
+        if settings is None or revision in (None, "0001_core_tables"):
+            return revision, None
         row = conn.execute("SELECT value FROM memory_settings WHERE key = 'embedding.dimension'").fetchone()
-        return int(row[0]) if row and isinstance(row[0], int | float | str) else None
+    return revision, int(row[0]) if row and isinstance(row[0], int | float | str) else None
 
 
 def _require_pgvector_available(dsn: str) -> None:
@@ -230,7 +229,7 @@ def _path(script: Any, start: str | None, end: str | None) -> list[str]:
     return [r for r in reversed(revs) if r != start]
 
 
-def _translate(exc: Exception, dsn: str | None, before: str | None, target: str, action: str) -> MemcliError:
+def _translate(exc: Exception, dsn: str, script: Any, target: str, action: str) -> MemcliError:
     """A failed Alembic run as a one-line MemcliError with the failing revision and the database's state."""
     from sqlalchemy.exc import DBAPIError
 
@@ -241,14 +240,11 @@ def _translate(exc: Exception, dsn: str | None, before: str | None, target: str,
     diag = getattr(orig, "diag", None)
     primary = (getattr(diag, "message_primary", None) if diag else None) or str(orig or exc)
     reason = primary.strip().splitlines()[0] if primary.strip() else exc.__class__.__name__
-    if dsn:
-        reason = scrub(reason, password_of(dsn))
-    now: str | None = before
-    if dsn:
-        try:
-            now = _current_revision(dsn)
-        except MemcliError:
-            now = None
+    reason = scrub(reason, password_of(dsn))
+    try:
+        now, _ = _database_state(dsn)
+    except MemcliError:
+        now = None
     state = f"the database stays at revision {now or 'base (empty)'}"
 
     if sqlstate in PGVECTOR_SQLSTATES and ("vector" in reason or "pgvector" in reason):
@@ -256,9 +252,6 @@ def _translate(exc: Exception, dsn: str | None, before: str | None, target: str,
         return NotReadyError(f"{text}; {state}", hint=PGVECTOR_HINT)
     failed = None
     try:
-        from alembic.script import ScriptDirectory
-
-        script = ScriptDirectory.from_config(alembic_config())
         if action == "upgrade":
             remaining = _path(script, now, script.get_revision(target).revision if target else None)
             failed = remaining[0] if remaining else None
@@ -308,10 +301,9 @@ def upgrade(
     if dsn is None:
         raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
 
-    before = _current_revision(dsn)
+    before, stored = _database_state(dsn)
     if before in (None, "0001_core_tables"):
         _require_pgvector_available(dsn)
-    stored = _stored_dimension(dsn) if before is not None else None
     if embedding_dim is not None and stored is not None and stored != dim:
         raise ConfigError(
             f"this database's embedding dimension is {stored}; it is chosen at the first migration",
@@ -320,14 +312,14 @@ def upgrade(
     cfg = alembic_config(
         dsn, embedding_dim=dim, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds
     )
+    script = ScriptDirectory.from_config(cfg)
     try:
         _run(command.upgrade, cfg, revision)
     except MemcliError:
         raise
     except Exception as exc:
-        raise _translate(exc, dsn, before, revision, "upgrade") from exc
-    after = _current_revision(dsn)
-    script = ScriptDirectory.from_config(cfg)
+        raise _translate(exc, dsn, script, revision, "upgrade") from exc
+    after, dimension = _database_state(dsn)
     start = cfg.attributes.get("memcli.start_revision", before)
     return MigrationResult(
         "upgrade",
@@ -335,7 +327,7 @@ def upgrade(
         from_revision=start,
         to_revision=after,
         applied=_path(script, start, after),
-        embedding_dimension=_stored_dimension(dsn),
+        embedding_dimension=dimension,
         duration_seconds=_since(started),
     )
 
@@ -364,7 +356,7 @@ def downgrade(
                 raise ConfigError(
                     "offline downgrade needs the starting revision", hint="give FROM:TO, e.g. head:base"
                 )
-            current = _current_revision(dsn)
+            current, _ = _database_state(dsn)
             if current is None:
                 raise ConfigError("the database has no memcli revision to downgrade from")
             target = f"{current}:{revision}"
@@ -374,7 +366,7 @@ def downgrade(
     if dsn is None:
         raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
 
-    before = _current_revision(dsn)
+    before, _ = _database_state(dsn)
     cfg = alembic_config(dsn, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds)
     script = ScriptDirectory.from_config(cfg)
     _check_revision(script, revision)
@@ -383,8 +375,8 @@ def downgrade(
     except MemcliError:
         raise
     except Exception as exc:
-        raise _translate(exc, dsn, before, revision, "downgrade") from exc
-    after = _current_revision(dsn)
+        raise _translate(exc, dsn, script, revision, "downgrade") from exc
+    after, _ = _database_state(dsn)
     start = cfg.attributes.get("memcli.start_revision", before)
     return MigrationResult(
         "downgrade",
@@ -426,7 +418,7 @@ def plan_downgrade(dsn: str, revision: str) -> DowngradePlan:
 
     script = ScriptDirectory.from_config(alembic_config())
     _check_revision(script, revision)
-    current = _current_revision(dsn)
+    current, _ = _database_state(dsn)
     target = None if revision == "base" else script.get_revision(revision).revision
     if current is None:
         return DowngradePlan(None, target, [], [])
@@ -459,7 +451,7 @@ def status(dsn: str) -> MigrationStatus:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
-    current = _current_revision(dsn)
+    current, dimension = _database_state(dsn)
     pending_ids = _path(script, current, head)
     pending = [_info(script.get_revision(rev), head) for rev in pending_ids]
     return MigrationStatus(
@@ -467,7 +459,7 @@ def status(dsn: str) -> MigrationStatus:
         head=head,
         pending=pending,
         up_to_date=current == head,
-        embedding_dimension=_stored_dimension(dsn) if current else None,
+        embedding_dimension=dimension,
     )
 
 

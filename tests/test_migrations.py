@@ -226,6 +226,16 @@ def test_creates_only_the_missing_business_tables_and_drops_only_those(empty_db:
     ]
 
 
+def test_an_application_table_named_like_a_memory_table_fails_with_a_hint_every_time(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE memory_settings (id serial PRIMARY KEY, note text)")
+    for _ in range(2):  # the second run starts at 0001_core_tables, next to the application's table
+        with pytest.raises(migrations.MigrationError, match="0002_memory_system failed") as info:
+            migrations.upgrade(empty_db)
+        assert "RENAME" in (info.value.hint or "")
+        assert current(empty_db) == "0001_core_tables"
+
+
 # --- concurrency, locks, failures ---------------------------------------------------------------------
 
 

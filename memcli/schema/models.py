@@ -500,7 +500,6 @@ class CreatedObject(Base):
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """What autogenerate compares: everything but the generated tsvector column's expression (Alembic
-    cannot alter a generated column and reports expression differences only as warnings) and objects of
-    other tools that live in the same database (reflected tables the models do not describe)."""
+    """What autogenerate compares: everything but the tables of other tools that live in the same database
+    (reflected tables the models do not describe)."""
     return not (type_ == "table" and reflected and compare_to is None)
