@@ -57,3 +57,9 @@ class LockedError(MemcliError):
 
 class JobFailedError(MemcliError):
     exit_code = ExitCode.PROBLEMS
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its class name when it has none), for one-line reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from memcli import __version__
 from memcli.cli.render import err
 from memcli.cli.state import State
-from memcli.errors import EXIT_CODE_HELP, ExitCode, MemcliError
+from memcli.errors import EXIT_CODE_HELP, ExitCode, MemcliError, first_line
 
 EPILOG = (
     "Examples: memcli db start · memcli migrate · memcli seed --demo · memcli health · "
@@ -80,7 +80,7 @@ def _verbose(ctx: typer.Context) -> bool:
 def _report_unexpected(exc: Exception, ctx: typer.Context) -> None:
     # psycopg is already imported if a psycopg error is being handled; never import it here otherwise.
     psycopg = sys.modules.get("psycopg")
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    text = first_line(exc)
     if psycopg is not None and isinstance(exc, psycopg.OperationalError):
         _report(
             exc,

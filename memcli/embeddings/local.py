@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError
+from memcli.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import numpy
@@ -91,9 +91,8 @@ def load_model(model: str, device: str | None = None) -> Any:
             try:
                 loaded = SentenceTransformer(packaged or model, device=device)
             except OSError as exc:
-                first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
                 raise ConfigError(
-                    f"cannot load the embedding model {model!r}: {first}",
+                    f"cannot load the embedding model {model!r}: {first_line(exc)}",
                     hint="check the model name and network access, or " + INSTALL_HINT,
                 ) from None
             finally:

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, NotReadyError
+from memcli.errors import ConfigError, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
 from memcli.readiness import REQUIRED_TABLES
 
@@ -409,21 +409,21 @@ def _run_one(conn: psycopg.Connection, ctx: Context, check: Check) -> CheckResul
         result = CheckResult(
             check.name,
             Status.SKIP,
-            message=f"permission denied: {_first_line(exc)}",
+            message=f"permission denied: {first_line(exc)}",
             hint="grant the role pg_monitor (or pg_read_all_stats) and SELECT on the memory tables",
         )
     except (errors.UndefinedTable, errors.UndefinedColumn, errors.UndefinedFunction) as exc:
         result = CheckResult(
             check.name,
             Status.SKIP,
-            message=f"schema object missing: {_first_line(exc)}",
+            message=f"schema object missing: {first_line(exc)}",
             hint="see schema_objects; run: memcli migrate",
         )
     except errors.LockNotAvailable as exc:
         result = CheckResult(
             check.name,
             Status.WARN,
-            message=f"could not read within lock_timeout: {_first_line(exc)}",
+            message=f"could not read within lock_timeout: {first_line(exc)}",
             hint="another session holds an exclusive lock; see blocking_locks and long_transactions",
         )
     except errors.QueryCanceled:
@@ -441,7 +441,7 @@ def _run_one(conn: psycopg.Connection, ctx: Context, check: Check) -> CheckResul
         result = CheckResult(
             check.name,
             Status.WARN,
-            message=f"check failed: {exc.__class__.__name__}: {_first_line(exc)}",
+            message=f"check failed: {exc.__class__.__name__}: {first_line(exc)}",
             hint="see details.error; report it if the database looks fine",
             details={"error": str(exc)},
         )
@@ -452,7 +452,7 @@ def _run_one(conn: psycopg.Connection, ctx: Context, check: Check) -> CheckResul
         result = CheckResult(
             check.name,
             Status.WARN,
-            message=f"check crashed: {exc.__class__.__name__}: {_first_line(exc)}",
+            message=f"check crashed: {exc.__class__.__name__}: {first_line(exc)}",
             hint="a memcli defect: report it with details.traceback",
             details={"traceback": traceback.format_exc()},
         )
@@ -485,11 +485,6 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 72 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def run_checks(

@@ -113,12 +113,6 @@ def partial_result(exc: BaseException) -> Any:
     return getattr(exc, "memcli_partial_result", None)
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (its class name when it has none), for results and logs."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def check_batch_size(value: Any) -> int:
     try:
         size = int(value)

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from memcli.errors import first_line
 from memcli.jobs.common import (
     DEFAULT_TIMEOUTS,
     ProgressCallback,
     Timeouts,
     attach_partial,
     check_batch_size,
-    first_line,
     in_batch,
     own_transactions,
 )

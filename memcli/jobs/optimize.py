@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import JobFailedError
-from memcli.jobs.common import attach_partial, first_line, own_transactions
+from memcli.errors import JobFailedError, first_line
+from memcli.jobs.common import attach_partial, own_transactions
 
 if TYPE_CHECKING:
     import psycopg
