@@ -99,6 +99,14 @@ def test_dimension_mismatch_between_settings_and_column(migrated_db: str) -> Non
     assert "column is vector(384) but settings say 1536 dimensions" in result.message
 
 
+@pytest.mark.parametrize("stored", ["1536.0", '"1536"'])
+def test_dimension_setting_written_as_float_or_text_is_still_compared(migrated_db: str, stored: str) -> None:
+    execute(migrated_db, f"UPDATE memory_settings SET value = '{stored}' WHERE key = 'embedding.dimension'")
+    result = check(migrated_db, "embedding_mismatch")
+    assert result.status is Status.FAIL
+    assert "column is vector(384) but settings say 1536 dimensions" in result.message
+
+
 def test_rows_embedded_by_another_model(migrated_db: str) -> None:
     execute(
         migrated_db,

@@ -149,6 +149,15 @@ def check_missing_embeddings(conn: psycopg.Connection, ctx: Context) -> CheckRes
     )
 
 
+def _dimension(value: Any) -> int | None:
+    """A dimension setting as a number: 384, 384.0 and "384" all count; anything else is none."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if number.is_integer() and number > 0 else None
+
+
 @register(
     "embedding_mismatch",
     "hygiene",
@@ -160,12 +169,7 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
     ctx.require_tables("semantic_memory")
     ctx.require_visible_rows("semantic_memory")
     settings = ctx.settings()
-    dim_setting = settings.get("embedding.dimension")
-    dim = (
-        int(dim_setting)
-        if isinstance(dim_setting, int | float | str) and str(dim_setting).isdigit()
-        else None
-    )
+    dim = _dimension(settings.get("embedding.dimension"))
     model = settings.get("embedding.model")
     column = ctx.row(
         """
