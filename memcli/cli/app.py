@@ -35,6 +35,8 @@ COMMAND_ORDER = (
     "remember",
     "embed",
     "health",
+    "tune",
+    "index",
     "cleanup",
     "consolidate",
     "maintain",
@@ -147,7 +149,7 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search"):
+    for module_name in ("migrate", "seed", "jobs", "health", "search", "vectors"):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

@@ -65,7 +65,8 @@ def health(
     ] = None,
 ) -> None:
     """Check that the memory database is healthy: server, schema, memory hygiene, maintenance runs,
-    Postgres internals and the vector index. Read-only.
+    Postgres internals and the vector index. Read-only, except that --deep records the recall it measured
+    (memory_settings index.last_recall), which a plain run then reports against search.recall_target.
 
     Each check reports OK / WARN / FAIL (or SKIP when it cannot run, e.g. for lack of privileges), the value
     it measured, its threshold and what to do. Thresholds: [health.thresholds] in memcli.toml.
@@ -90,6 +91,12 @@ def health(
         conn = state.connect()
         try:
             report = run_checks(conn, names, thresholds, deep)
+            if deep:
+                from memcli.vector_recall import store_from_report
+
+                # The checks run read-only; the recall they measured is recorded afterwards so a plain
+                # `memcli health` reports it against the target.
+                store_from_report(conn, report)
         finally:
             conn.close()
     except (ConnectError, NotReadyError) as exc:

@@ -131,7 +131,6 @@ THRESHOLDS: dict[str, Threshold] = {
         "ivfflat lists further than this factor from rows/1000 (sqrt(rows) over 1M) warn",
         "pgvector README recommends rows/1000; the factor is memcli's",
     ),
-    "recall_warn": Threshold(0.9, "recall@10 of the vector index below this warns (--deep)", "memcli"),
     "recall_queries": Threshold(10, "sampled query vectors for the recall probe (--deep)", "memcli"),
 }
 
