@@ -22,8 +22,8 @@ from memcli.schema import names
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HEAD = "0003_operations_security"
-ALL = ["0001_core_tables", "0002_memory_system", HEAD]
+HEAD = "0004_vector_index_parameters"
+ALL = ["0001_core_tables", "0002_memory_system", "0003_operations_security", HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql

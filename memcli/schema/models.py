@@ -347,10 +347,11 @@ class SemanticMemory(Base):
         Index("idx_semantic_memory_type", "content_type"),
         Index("idx_semantic_memory_user", "user_id"),
         Index(
-            "idx_semantic_memory_vector",
+            names.VECTOR_INDEX,
             "embedding_vector",
             postgresql_using="hnsw",
             postgresql_ops={"embedding_vector": "vector_cosine_ops"},
+            postgresql_with={"m": names.HNSW_M, "ef_construction": names.HNSW_EF_CONSTRUCTION},
         ),
         Index("idx_semantic_memory_tsv", "content_tsv", postgresql_using="gin"),
     )
