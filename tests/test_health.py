@@ -312,7 +312,9 @@ def test_health_does_not_modify_the_database(cli, migrated_db: str) -> None:
     assert doc["read_only"] is True and doc["status"] == "warn"
     assert checksum(migrated_db) == before
     with psycopg.connect(migrated_db) as conn:
-        recorded = conn.execute("SELECT value FROM memory_settings WHERE key = 'index.last_recall'").fetchone()
+        recorded = conn.execute(
+            "SELECT value FROM memory_settings WHERE key = 'index.last_recall'"
+        ).fetchone()
     assert recorded is not None and recorded[0]["queries"] > 0
 
 
