@@ -479,7 +479,9 @@ def run_rebuild(
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(target)))
             raise
         finally:
-            conn.execute("RESET maintenance_work_mem") if not conn.closed and not conn.broken else None
+            if not conn.closed and not conn.broken:  # the build's memory is not the session's
+                conn.execute("RESET maintenance_work_mem")
+                conn.execute("RESET max_parallel_maintenance_workers")
         if plan.current is not None:
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(INDEX_NAME)))
             conn.execute(

@@ -262,6 +262,7 @@ def tune(
     target: float | None = None,
     queries: int = DEFAULT_QUERIES,
     dry_run: bool = False,
+    candidates: tuple[int, ...] = EF_CANDIDATES,
 ) -> TuneResult:
     """Set ``search.ef_search`` to the least value that meets the recall target on a sample.
 
@@ -269,6 +270,7 @@ def tune(
     lock (LockedError, exit 75, while a rebuild or another tune runs). A table under :data:`MIN_ROWS`
     embedded rows is too small to sample: nothing is changed. When no ef_search meets the target, the
     best one is kept and a rebuild with larger parameters is recommended (``memcli index rebuild``).
+    ``candidates`` are the ef_search values tried, in rising order.
     """
     from memcli.jobs.locks import job_lock
     from memcli.readiness import require_migrated
@@ -297,7 +299,7 @@ def tune(
             return result
         probe = _Probe(conn, min(queries, embedded // 2))
         best: tuple[float, int, float] | None = None
-        for ef in EF_CANDIDATES:
+        for ef in candidates:
             recall, p50 = probe.at(ef)
             result.sweep.append({"ef_search": ef, "recall": round(recall, 4), "p50_ms": round(p50, 3)})
             if best is None or recall > best[0] + 0.002:
@@ -331,7 +333,7 @@ def tune(
                 "command": f"memcli index rebuild --m {m} --ef-construction {efc}",
             }
             result.message = (
-                f"no ef_search up to {EF_CANDIDATES[-1]} reaches recall@{K} {target:g} "
+                f"no ef_search up to {candidates[-1]} reaches recall@{K} {target:g} "
                 f"(best {recall:.3f} at {ef}); the graph needs more links: rebuild with m={m}, "
                 f"ef_construction={efc}"
             )

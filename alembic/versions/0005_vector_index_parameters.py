@@ -29,6 +29,13 @@ SMALL_TABLE_ROWS = 10_000  # rebuilt in place below this (seconds); above, left 
 
 
 def _rebuild(with_clause: str) -> None:
+    from alembic import context
+
+    if context.is_offline_mode():
+        # No table to look at: the script rebuilds, as for a new database. On a large table, leave this
+        # statement out and rebuild online: memcli index rebuild --m 24 --ef-construction 128.
+        _create(with_clause)
+        return
     bind = op.get_bind()
     rows = bind.exec_driver_sql(
         "SELECT count(*) FROM (SELECT 1 FROM semantic_memory LIMIT %s) s", (SMALL_TABLE_ROWS,)
@@ -39,6 +46,10 @@ def _rebuild(with_clause: str) -> None:
     ).scalar()
     if (rows or 0) >= SMALL_TABLE_ROWS or method not in (None, "hnsw"):
         return  # a large table, or an index the operator chose (ivfflat): not rebuilt here
+    _create(with_clause)
+
+
+def _create(with_clause: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {INDEX}")
     op.execute(
         f"CREATE INDEX {INDEX} ON semantic_memory "

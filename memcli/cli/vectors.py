@@ -21,6 +21,8 @@ EXIT_CODES = (
 app = typer.Typer(
     name="index",
     help="The HNSW vector index: its parameters, size and state, and online rebuilds.",
+    epilog="Examples: memcli index status · memcli index rebuild --dry-run · "
+    "memcli index rebuild --m 24 --ef-construction 128 --memory-cap 8GB",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
