@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from memcli.dsn import describe_target, parse_conninfo, password_of, scrub, to_libpq
+from memcli.dsn import describe_target, parse_conninfo, scrub, secrets_of, to_libpq
 from memcli.errors import ConnectError, NotReadyError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def connect(
 def explain_connect_failure(exc: Exception, dsn: str) -> ConnectError:
     """One line saying what failed and what to do, never echoing the password."""
     target = describe_target(dsn)
-    text = scrub(str(exc), password_of(dsn))
+    text = scrub(str(exc), *secrets_of(dsn))
     lowered = text.lower()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "connection failed")
     first = first.split("FATAL:")[-1].strip()

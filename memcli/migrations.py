@@ -233,14 +233,14 @@ def _translate(exc: Exception, dsn: str, script: Any, target: str, action: str) 
     """A failed Alembic run as a one-line MemcliError with the failing revision and the database's state."""
     from sqlalchemy.exc import DBAPIError
 
-    from memcli.dsn import password_of, scrub
+    from memcli.dsn import scrub, secrets_of
 
     orig = getattr(exc, "orig", None) if isinstance(exc, DBAPIError) else None
     sqlstate = getattr(orig, "sqlstate", None)
     diag = getattr(orig, "diag", None)
     primary = (getattr(diag, "message_primary", None) if diag else None) or str(orig or exc)
     reason = primary.strip().splitlines()[0] if primary.strip() else exc.__class__.__name__
-    reason = scrub(reason, password_of(dsn))
+    reason = scrub(reason, *secrets_of(dsn))
     try:
         now, _ = _database_state(dsn)
     except MemcliError:
