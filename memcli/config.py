@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from memcli.errors import ConfigError
+from memcli.schema import names
 
 CONFIG_FILENAME = "memcli.toml"
 EMBEDDED = "embedded"
@@ -57,11 +58,9 @@ def _path(value: Any) -> Path:
 
 
 def _dimension(value: Any) -> int:
-    from memcli.migrations import MAX_DIMENSION
-
     number = _whole(value)
-    if not 1 <= number <= MAX_DIMENSION:
-        raise ValueError(f"must be from 1 to {MAX_DIMENSION} (pgvector's HNSW limit)")
+    if not 1 <= number <= names.MAX_EMBEDDING_DIMENSION:
+        raise ValueError(f"must be from 1 to {names.MAX_EMBEDDING_DIMENSION} (pgvector's HNSW limit)")
     return number
 
 
@@ -136,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "embedding.dimension",
         "vector dimension, chosen at the first migration",
-        default=384,
+        default=names.DEFAULT_EMBEDDING_DIMENSION,
         flag="--embedding-dim",
         env=("MEMCLI_EMBEDDING_DIM",),
         parse=_dimension,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import numpy
@@ -80,7 +81,7 @@ class EmbeddingConfig:
     model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    dimension: int = 384  # the resolved embedding.dimension
+    dimension: int = names.DEFAULT_EMBEDDING_DIMENSION  # the resolved embedding.dimension
     dimension_configured: bool = False  # set by a flag, the environment or the file (not the default)
     batch_size: int = 64
     timeout: float = 30.0
