@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from memcli.search import SearchResult, SectionSearchResult
 
 EMBEDDER_HELP = (
-    "Embedding provider: local (sentence-transformers, default), openai (any OpenAI-compatible endpoint) or "
+    "Embedding provider: local (all-MiniLM-L6-v2 on this machine, default), openai (any OpenAI-compatible "
+    "endpoint) or "
     "hashing (lexical, for tests); optionally provider:model. Default: MEMCLI_EMBEDDER, else [embedding] "
     "provider in memcli.toml, else local."
 )
