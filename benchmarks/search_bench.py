@@ -142,13 +142,15 @@ def recall(found: list[list[uuid.UUID]], truth: list[list[uuid.UUID]]) -> float:
 
 
 def explain(conn: Any, vector: np.ndarray, where: str = "", exact: bool = False) -> str:
-    from memcli.search import _tune_index_scan, _vector_query, vector_literal
+    from memcli.search import _tune_index_scan, _vector_query
+    from memcli.semantic import use_vectors
 
+    use_vectors(conn)
     with conn.transaction():
         _tune_index_scan(conn, TOP_K)
         plan = conn.execute(
             "EXPLAIN " + _vector_query(where, exact).as_string(conn),
-            {"q": vector_literal(vector), "k": TOP_K, "min": -1.0, "f_type": "business_info"},
+            {"q": vector, "k": TOP_K, "min": -1.0, "f_type": "business_info"},
         ).fetchall()
     text = "\n".join(row[0] for row in plan)
     if "idx_semantic_memory_vector" in text:

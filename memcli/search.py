@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.durations import parse_duration
 from memcli.errors import ConfigError, NotReadyError
+from memcli.semantic import check_content_type, parse_uuid, use_vectors
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
 SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
 MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
@@ -100,20 +100,6 @@ class SectionSearchResult:
     section_type: str | None
     hits: list[SectionHit] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
-
-
-def vector_literal(vector: Any) -> str:
-    """pgvector's text form; float32 printed with enough digits to round-trip exactly."""
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
-
-
-def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise ConfigError(f"{what} {value!r} is not a UUID") from None
 
 
 def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
@@ -203,17 +189,15 @@ def _order(exact: bool) -> str:
     return "(embedding_vector <=> %(q)s::vector) + 0" if exact else "embedding_vector <=> %(q)s::vector"
 
 
-def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> str:
-    row = conn.execute(
-        "SELECT embedding_vector::text FROM semantic_memory WHERE id = %s", (memory_id,)
-    ).fetchone()
+def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> Any:
+    row = conn.execute("SELECT embedding_vector FROM semantic_memory WHERE id = %s", (memory_id,)).fetchone()
     if row is None:
         raise ConfigError(
             f"no semantic memory with id {memory_id}", hint="take an id from memcli search --json"
         )
     if row[0] is None:
         raise NotReadyError(f"memory {memory_id} has no embedding yet", hint="run: memcli embed")
-    return str(row[0])
+    return row[0]
 
 
 _HIT_COLUMNS = "id, similarity, content_type, session_id, user_id, created_at, content_text"
@@ -328,8 +312,7 @@ def search(
         raise ConfigError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k}")
     if ef_search is not None and not 1 <= ef_search <= 1000:
         raise ConfigError(f"ef_search must be between 1 and 1000, got {ef_search}")
-    if content_type is not None and content_type not in CONTENT_TYPES:
-        raise ConfigError(f"unknown content type {content_type!r}", hint=f"one of {', '.join(CONTENT_TYPES)}")
+    check_content_type(content_type)
     if since is not None and until is not None and since >= until:
         raise ConfigError("--since must be before --until")
     user_id = parse_uuid(user, "user id")
@@ -345,6 +328,7 @@ def search(
 
     with conn.transaction():
         require_migrated(conn)
+        use_vectors(conn)
         if min_similarity is None:
             min_similarity = float(get_setting(conn, "search.min_similarity", 0.7))
         if not -1.0 <= min_similarity <= 1.0:
@@ -375,7 +359,7 @@ def search(
             # Compare before embedding: a mismatch must not cost a model load.
             ensure_compatible(conn, embedder, record=False)
             t0 = time.perf_counter()
-            vector = vector_literal(embedder.embed([query])[0])
+            vector = embedder.embed([query])[0]
             timing["embed_ms"] = _ms(time.perf_counter() - t0)
 
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from memcli import memories, search
 from memcli.embeddings import ensure_compatible
 from memcli.embeddings.hashing import HashingEmbedder
 from memcli.errors import ConfigError, NotReadyError
+from memcli.semantic import use_vectors
 
 HASHING = HashingEmbedder(384)
 ALICE = uuid.UUID("00000000-0000-0000-0000-00000000a11c")
@@ -34,7 +35,8 @@ def add(
     age_days: float = 0,
     embed: bool = True,
 ) -> uuid.UUID:
-    vector = search.vector_literal(HASHING.embed([text])[0]) if embed else None
+    use_vectors(conn)
+    vector = HASHING.embed([text])[0] if embed else None
     row = conn.execute(
         """
         INSERT INTO semantic_memory
@@ -169,7 +171,8 @@ def test_exact_and_indexed_agree_on_small_data(db: Any) -> None:
 
 def test_exact_cannot_use_the_index_and_indexed_does(db: Any) -> None:
     conn, _, _ = db
-    vector = search.vector_literal(HASHING.embed(["pasta"])[0])
+    use_vectors(conn)
+    vector = HASHING.embed(["pasta"])[0]
     plans = {}
     for exact in (False, True):
         with conn.transaction():
@@ -519,3 +522,30 @@ def test_search_sections_full_text_then_substring(migrated_db: str, cli: Any) ->
     assert data["hits"][0]["section_content"]["monday"] == "closed"
     table = cli("search", "--sections", "vegetarian", "--business", str(other), dsn=migrated_db)
     assert "Drinks" in table.stdout and "Cafe Due" in table.stdout and "Mains" not in table.stdout
+
+
+# -- pgvector adapter ----------------------------------------------------------------------------------
+
+
+def test_vectors_round_trip_exactly_through_the_adapter(migrated_db: str) -> None:
+    import numpy as np
+
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        memory_id = memories.remember(conn, HASHING, "pasta with basil", "s1")
+        neighbour = memories.remember(conn, HASHING, "pasta with basil and tomato", "s1")
+        stored = conn.execute("SELECT embedding_vector FROM semantic_memory WHERE id = %s", (memory_id,))
+        vector = stored.fetchone()[0]
+        use_vectors(conn)  # registered already: a second call is a no-op
+        found = search.search(conn, None, None, like_id=memory_id, min_similarity=-1)
+    expected = HASHING.embed(["pasta with basil"])[0]
+    np.testing.assert_array_equal(np.asarray(vector.to_numpy(), dtype=np.float32), expected)
+    assert [h.id for h in found.hits] == [neighbour]  # the stored vector, read back, finds its neighbour
+
+
+def test_writing_memories_does_not_import_the_search_module() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, memcli.memories; print('memcli.search' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

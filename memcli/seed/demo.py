@@ -843,7 +843,7 @@ def copy_rows(
     total: int = 0,
     every: int = 2000,
 ) -> int:
-    """COPY ``rows`` into ``table`` (text format; JSON and vectors may be passed as text). Returns the count.
+    """COPY ``rows`` into ``table`` (text format; JSON as text, vectors as numpy rows). Returns the count.
 
     COPY fires the table's triggers as INSERT does; it just skips the per-row statement overhead.
     """
@@ -862,10 +862,6 @@ def copy_rows(
     if progress is not None:
         progress(stage or table, count, total)
     return count
-
-
-def _vector_text(values: Sequence[float]) -> str:
-    return "[" + ",".join(repr(x) for x in values) + "]"
 
 
 def non_demo_holders(conn: psycopg.Connection, business_columns: dict[str, str] | None) -> list[str]:
@@ -1002,9 +998,11 @@ def seed_demo(
         raise ConfigError("an embedder is needed to load demo semantic memories")
 
     from memcli.embeddings import ensure_compatible
+    from memcli.semantic import use_vectors
 
     result.embedding_model = embedder.name
     try:
+        use_vectors(conn)  # numpy rows go into COPY as vector values
         ensure_compatible(conn, embedder)
         started = time.perf_counter()
         vectors = _embed(embedder, [row[4] for row in data.semantic], progress)
@@ -1115,11 +1113,10 @@ def _app_plan(
     return names, [tuple(row[name] for name in names) for row in rows]
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: Progress | None, batch: int = 128) -> list[str]:
-    vectors: list[str] = []
+def _embed(embedder: Embedder, texts: list[str], progress: Progress | None, batch: int = 128) -> list[Any]:
+    vectors: list[Any] = []
     for start in range(0, len(texts), batch):
-        chunk = embedder.embed(texts[start : start + batch])
-        vectors.extend(_vector_text(row) for row in chunk.tolist())
+        vectors.extend(embedder.embed(texts[start : start + batch]))
         if progress is not None:
             progress("embedding", len(vectors), len(texts))
     return vectors
