@@ -9,8 +9,9 @@ model or dimension is refused with exit 4), then asks the HNSW index for the nea
   (session, user, type, dates) discard candidates, the index keeps scanning, up to ``hnsw.max_scan_tuples``,
   until ``top_k`` rows pass, instead of returning fewer rows than asked. ``relaxed_order`` may return rows
   slightly out of order, so the top-k are re-sorted by exact distance outside the index scan;
-- the similarity floor is applied outside the ``ORDER BY ... LIMIT`` subquery, so it never turns the
-  index's ordered scan into a filter.
+- the similarity floor is applied to the ``top_k`` nearest rows the index returns, never inside its
+  ``ORDER BY ... LIMIT`` scan (where it would become a filter); the nearest rows below the floor are
+  counted (``hidden``, ``best_hidden``) so a caller can say that results were held back.
 
 ``exact`` sorts by an expression the index cannot serve (a full scan with an exact top-k sort): the ground
 truth for recall. ``like_id`` searches with a stored memory's vector (no model needed). ``hybrid`` fuses the
@@ -75,6 +76,9 @@ class SearchResult:
     min_similarity: float
     filters: dict[str, Any]
     hits: list[SearchHit] = field(default_factory=list)
+    floor_source: str = "argument"  # where min_similarity came from: argument, a setting, a model default
+    hidden: int = 0  # nearest candidates the similarity floor held back (not counted for --hybrid)
+    best_hidden: float | None = None  # the highest similarity among them
     empty_database: bool = False  # no semantic memories at all
     unembedded: bool = False  # some memories have no embedding yet (memcli embed)
     timing: dict[str, float] = field(default_factory=dict)  # embed_ms, query_ms, total_ms
@@ -211,8 +215,8 @@ def _compose(template: str, **parts: str) -> sql.Composed:
 
 
 def _vector_query(where: str, exact: bool = False) -> sql.Composed:
-    # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); MATERIALIZED keeps the
-    # planner from pushing the similarity floor into it. The outer ORDER BY re-sorts relaxed_order output.
+    # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); the outer ORDER BY
+    # re-sorts relaxed_order output. The floor is applied by the caller, which counts what it holds back.
     return _compose(
         """
         WITH nearest AS MATERIALIZED (
@@ -225,7 +229,6 @@ def _vector_query(where: str, exact: bool = False) -> sql.Composed:
         )
         SELECT id, 1 - distance AS similarity, content_type, session_id, user_id, created_at, content_text
         FROM nearest
-        WHERE 1 - distance >= %(min)s
         ORDER BY distance, id
         """,
         where=where,
@@ -304,8 +307,8 @@ def search(
     ``ef_search`` overrides the HNSW candidate list length (default: :func:`default_ef_search`).
     """
     from memcli.embeddings import ensure_compatible
+    from memcli.embeddings.floors import resolve_floor
     from memcli.readiness import require_migrated
-    from memcli.settings import get_setting
 
     started = time.perf_counter()
     if not 1 <= top_k <= MAX_TOP_K:
@@ -329,8 +332,10 @@ def search(
     with conn.transaction():
         require_migrated(conn)
         use_vectors(conn)
+        floor_source = "argument"
         if min_similarity is None:
-            min_similarity = float(get_setting(conn, "search.min_similarity", 0.7))
+            model = embedder.name if like is None and embedder is not None else None
+            min_similarity, floor_source = resolve_floor(conn, model)
         if not -1.0 <= min_similarity <= 1.0:
             raise ConfigError(f"min-similarity must be between -1 and 1, got {min_similarity}")
 
@@ -343,6 +348,7 @@ def search(
             like_id=like,
             top_k=top_k,
             min_similarity=min_similarity,
+            floor_source=floor_source,
             filters={
                 "session": session,
                 "user": user_id,
@@ -378,10 +384,15 @@ def search(
             }
         else:
             sql_text = _vector_query(where, exact)
-            args = {"q": vector, "min": min_similarity, "k": top_k, **params}
+            args = {"q": vector, "k": top_k, **params}
         rows = conn.execute(sql_text, args).fetchall()
         timing["query_ms"] = _ms(time.perf_counter() - t0)
 
+        if not hybrid:
+            below = [float(row[1]) for row in rows if float(row[1]) < min_similarity]
+            rows = [row for row in rows if float(row[1]) >= min_similarity]
+            result.hidden = len(below)
+            result.best_hidden = round(max(below), 6) if below else None
         for rank, row in enumerate(rows, start=1):
             hit = SearchHit(
                 rank=rank,

@@ -138,14 +138,51 @@ def test_threshold_is_respected(db: Any) -> None:
     assert len(result.hits) < len(everything.hits)
 
 
-def test_threshold_defaults_to_the_setting(db: Any) -> None:
-    conn, _, _ = db
-    assert search.search(conn, HASHING, "pasta").min_similarity == pytest.approx(0.7)
-    conn.execute("UPDATE memory_settings SET value = '0.05' WHERE key = 'search.min_similarity'")
+def test_floor_defaults_to_the_model_then_its_setting_then_the_generic_one(db: Any) -> None:
+    from memcli.embeddings.floors import CALIBRATED
+
+    conn, ids, _ = db
+    result = search.search(conn, HASHING, "pasta")
+    assert result.min_similarity == pytest.approx(CALIBRATED["hashing-v1"])
+    assert result.floor_source == "model default"
+    # The floor stored with the model overrides its calibrated default; the generic 0.7 is not used.
+    conn.execute(
+        "INSERT INTO memory_settings (key, value) VALUES ('embedding.min_similarity', '0.05') "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
     conn.commit()
     result = search.search(conn, HASHING, "pasta")
-    assert result.min_similarity == pytest.approx(0.05)
+    assert (result.min_similarity, result.floor_source) == (
+        pytest.approx(0.05),
+        "setting embedding.min_similarity",
+    )
     assert len(result.hits) == 4
+    # A model memcli has no calibration for falls back to search.min_similarity (the SQL examples' 0.7).
+    conn.execute("UPDATE memory_settings SET value = 'null' WHERE key = 'embedding.min_similarity'")
+    conn.execute("UPDATE memory_settings SET value = '\"some-new-model\"' WHERE key = 'embedding.model'")
+    conn.commit()
+    result = search.search(conn, None, None, like_id=ids["pasta"])
+    assert (result.min_similarity, result.floor_source) == (
+        pytest.approx(0.7),
+        "setting search.min_similarity",
+    )
+
+
+def test_a_floor_that_hides_results_says_how_many_and_the_best_score(db: Any) -> None:
+    conn, _, _ = db
+    everything = search.search(
+        conn, HASHING, "pasta with tomato", min_similarity=-1, top_k=6, record_access=False
+    )
+    floor = everything.hits[1].similarity + 1e-4  # only the best one passes
+    result = search.search(conn, HASHING, "pasta with tomato", min_similarity=floor, top_k=6)
+    assert [h.id for h in result.hits] == [everything.hits[0].id]
+    assert result.hidden == len(everything.hits) - 1
+    assert result.best_hidden == pytest.approx(everything.hits[1].similarity)
+    counts = dict(conn.execute("SELECT id, access_count FROM semantic_memory").fetchall())
+    conn.commit()
+    assert counts[everything.hits[0].id] == 1 and counts[everything.hits[1].id] == 0  # hidden: not accessed
+    nothing = search.search(conn, HASHING, "pasta with tomato", min_similarity=0.99, top_k=6)
+    assert nothing.hits == [] and nothing.hidden == len(everything.hits)
 
 
 def test_exact_and_indexed_agree_on_small_data(db: Any) -> None:
@@ -387,7 +424,7 @@ def test_remember_then_search_round_trip(migrated_db: str, cli: Any) -> None:
 
     table = cli("search", "allergic to peanuts", "--min-similarity", "0.3", dsn=migrated_db)
     assert table.exit_code == 0
-    for cell in ("similarity", "user_preference", "sess-42", "allergic to peanuts", "hashing-v1"):
+    for cell in ("sim", "user_preference", "sess-42", "allergic to peanuts", "hashing-v1"):
         assert cell in table.stdout
     with psycopg.connect(migrated_db) as conn:
         metadata = conn.execute(
