@@ -22,7 +22,7 @@ from memcli.schema import names
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HEAD = "0003_operations_security"
+HEAD = "0004_semantic_memory_hot_access"
 ALL = ["0001_core_tables", "0002_memory_system", HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)

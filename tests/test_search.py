@@ -586,3 +586,52 @@ def test_writing_memories_does_not_import_the_search_module() -> None:
     code = "import sys, memcli.memories; print('memcli.search' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+# -- access recording ----------------------------------------------------------------------------------
+
+
+def _updates(conn: psycopg.Connection) -> tuple[int, int]:
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'semantic_memory'"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def test_recording_access_updates_rows_in_place_without_touching_an_index(migrated_db: str) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        reloptions = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'semantic_memory'"
+        ).fetchone()
+        assert "fillfactor=75" in (reloptions[0] or [])
+        indexed = conn.execute(
+            """
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = 'semantic_memory'::regclass
+            """
+        ).fetchall()
+        assert {"access_count", "last_accessed_at"}.isdisjoint(name for (name,) in indexed)
+        for i in range(60):
+            add(conn, f"memory {i} about {'soup' if i % 2 else 'bread'} and table {i % 7}", f"s{i % 5}")
+        conn.execute("ANALYZE semantic_memory")
+        before = _updates(conn)
+        returned = 0
+        for query in ("soup", "bread", "table 3", "soup and bread", "table 5 soup"):
+            returned += len(search.search(conn, HASHING, query, min_similarity=-1, top_k=10).hits)
+        upd, hot = (a - b for a, b in zip(_updates(conn), before, strict=True))
+        counted = conn.execute("SELECT sum(access_count) FROM semantic_memory").fetchone()[0]
+    assert returned == 50 and counted == 50  # exact: one per returned row
+    # Heap-only (HOT) updates, the index untouched. Not quite all: two rows of one page returned by the same
+    # search share the page's one free slot (with fillfactor 100 hardly any update is HOT).
+    assert upd == 50 and hot >= 40
+
+
+def test_a_callers_transaction_keeps_its_durability(db: Any) -> None:
+    conn, _, _ = db
+    with conn.transaction():
+        assert search.search(conn, HASHING, "pasta", min_similarity=-1).hits
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    conn.commit()

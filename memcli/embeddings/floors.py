@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import psycopg
 
 # How each floor was chosen is in docs/search.md ("Similarity floors"): measured on the demo database with
 # benchmarks/calibrate_floor.py, which prints the figures.
 CALIBRATED: dict[str, float] = {
-    "sentence-transformers/all-MiniLM-L6-v2": 0.35,
-    "hashing-v1": 0.3,
+    names.DEFAULT_EMBEDDING_MODEL: 0.3,
+    "hashing-v1": 0.2,
 }
 SETTING = "embedding.min_similarity"
 GENERIC_SETTING = "search.min_similarity"
