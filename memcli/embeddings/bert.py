@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,8 @@ if TYPE_CHECKING:
 # Largest attention-score array (batch x heads x length x length float32) one batch may build, and most
 # tokens per batch: together they bound a batch's memory to a few tens of MB for any text lengths.
 ATTENTION_BUDGET_BYTES = 48 * 1024 * 1024
-TOKEN_BUDGET = 16_384
+TOKEN_BUDGET = 8192
+GELU_BLOCK_VALUES = 32_768  # 128 kB of float32 per block: the temporaries of a block stay in L2
 
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
@@ -102,16 +104,15 @@ _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _gelu(x: numpy.ndarray) -> numpy.ndarray:
-    """BERT's exact GELU, x * Phi(x), in place; numpy has no erf, so a polynomial approximation of it.
+def _gelu_block(x: numpy.ndarray) -> None:
+    """BERT's exact GELU, x * Phi(x), in place on one block; numpy has no erf, so a polynomial for it.
 
     With q = Phi(-|x|) = (1 - erf(|x| / sqrt 2)) / 2, x * Phi(x) = max(x, 0) - |x| * q for either sign.
     """
     import numpy as np
 
     magnitude = np.abs(x)
-    z = magnitude * np.float32(1 / math.sqrt(2))
-    t = z * np.float32(_ERF_P)
+    t = magnitude * np.float32(_ERF_P / math.sqrt(2))
     t += 1.0
     np.reciprocal(t, out=t)
     a1, a2, a3, a4, a5 = _ERF_A
@@ -119,14 +120,37 @@ def _gelu(x: numpy.ndarray) -> numpy.ndarray:
     for coefficient in (a4, a3, a2, a1):
         q += coefficient
         q *= t
-    np.square(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    q *= z
-    q *= 0.5
+    e = np.square(x)  # exp(-x^2 / 2) into the buffer of t, no longer needed
+    e *= -0.5
+    np.exp(e, out=e)
+    q *= e
     q *= magnitude
+    q *= 0.5
     np.maximum(x, 0.0, out=x)
     x -= q
+
+
+_POOL: Any = None
+
+
+def _gelu(x: numpy.ndarray) -> numpy.ndarray:
+    """GELU in place, in blocks that stay in the CPU cache, on every core (numpy ufuncs release the GIL).
+
+    The twenty-odd element-wise passes of the erf polynomial cost as much as the matrix products when run
+    over a whole (tokens x 1536) array on one core.
+    """
+    global _POOL
+    rows = x.shape[0]
+    block = max(1, GELU_BLOCK_VALUES // x.shape[1])
+    starts = range(0, rows, block)
+    if len(starts) == 1:
+        _gelu_block(x)
+        return x
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="memcli-gelu")
+    list(_POOL.map(lambda start: _gelu_block(x[start : start + block]), starts))
     return x
 
 
