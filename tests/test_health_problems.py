@@ -227,11 +227,18 @@ def test_invalid_index_left_by_failed_concurrent_build(migrated_db: str) -> None
 
 
 def test_pending_migration(cli, migrated_db: str) -> None:
-    execute(migrated_db, "UPDATE alembic_version SET version_num = '0003_operations_security'")
+    execute(migrated_db, "UPDATE alembic_version SET version_num = '0002_memory_system'")
     result = check(migrated_db, "schema_revision")
-    assert result.status is Status.FAIL and result.value == "0003_operations_security"
-    assert result.details["pending"] == ["0004_semantic_memory_hot_access"]
-    assert "1 pending revision: 0004_semantic_memory_hot_access" in result.message
+    assert result.status is Status.FAIL and result.value == "0002_memory_system"
+    assert result.details["pending"] == [
+        "0003_operations_security",
+        "0004_consolidate_per_user",
+        "0005_semantic_memory_hot_access",
+    ]
+    assert (
+        "3 pending revisions: 0003_operations_security, 0004_consolidate_per_user, "
+        "0005_semantic_memory_hot_access" in result.message
+    )
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -240,7 +247,8 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0001_core_tables",
         "0002_memory_system",
         "0003_operations_security",
-        "0004_semantic_memory_hot_access",
+        "0004_consolidate_per_user",
+        "0005_semantic_memory_hot_access",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1
