@@ -80,15 +80,18 @@ def record(
         raise ValueError(f"unknown audit target {target!r}; one of {', '.join(TARGETS)}")
     uid = uuid.UUID(str(user_id)) if user_id is not None else None
     clean = {str(k): int(v) for k, v in (counts or {}).items()}
+    # the id is made here: INSERT ... RETURNING would need the row to be readable, and under row-level
+    # security a role may append audit rows it may not read back
+    entry_id = uuid.uuid4()
     try:
         with conn.transaction():
-            row = conn.execute(
+            conn.execute(
                 f"""
-                INSERT INTO {AUDIT_LOG} (operation, target, os_user, user_id, subject_digest, counts)
-                VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
+                INSERT INTO {AUDIT_LOG} (id, operation, target, os_user, user_id, subject_digest, counts)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
                 """,  # noqa: S608 - a constant table name
-                (operation, target, os_user(), uid, subject_digest, Jsonb(clean)),
-            ).fetchone()
+                (entry_id, operation, target, os_user(), uid, subject_digest, Jsonb(clean)),
+            )
     except errors.UndefinedTable:
         raise NotReadyError(f"the audit table {AUDIT_LOG} is missing", hint="run: memcli migrate") from None
     except errors.InsufficientPrivilege:
@@ -96,8 +99,7 @@ def record(
             f"this database role may not write the audit trail ({AUDIT_LOG}); nothing was changed",
             hint=f"GRANT INSERT ON {AUDIT_LOG} TO the role",
         ) from None
-    assert row is not None
-    return row[0]
+    return entry_id
 
 
 def pseudonymise(conn: psycopg.Connection, user_id: uuid.UUID, subject_digest: str) -> int:
