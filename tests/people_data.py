@@ -28,8 +28,8 @@ def conversation(
         """
         INSERT INTO conversation_memory
             (session_id, user_id, memory_type, context_key, context_value, importance_score, created_at,
-             expires_at)
-        VALUES (%s, %s, %s, %s, %s::jsonb, %s, now() - %s * interval '1 day',
+             last_accessed_at, expires_at)
+        VALUES (%s, %s, %s, %s, %s::jsonb, %s, now() - %s * interval '1 day', now() - %s * interval '1 day',
                 CASE WHEN %s THEN now() - interval '1 hour' ELSE now() + interval '30 days' END)
         RETURNING id
         """,
@@ -40,6 +40,7 @@ def conversation(
             key,
             json.dumps(value if value is not None else {key: f"value of {key}"}),
             importance,
+            age_days,
             age_days,
             expired,
         ),

@@ -7,8 +7,9 @@ A job run uses two kinds of connection:
   a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
 
 Jobs and their steps:
-- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories) and
-  ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
+- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories),
+  ``stale_relevance`` (relevance decayed below ``relevance.min_score``) and ``close_sessions`` (sessions
+  past ``sessions.close_hours``, consolidated and recorded closed);
 - ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
   ``forget`` when asked;
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
@@ -338,6 +339,17 @@ def consolidate_steps(
     return steps
 
 
+def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:
+    """The daily steps about sessions: close those past their timeout (consolidating them)."""
+    from memcli.people import sessions
+
+    return [
+        Step(
+            "close_sessions", lambda conn: sessions.close_timed_out(conn, dry_run=dry_run, timeouts=timeouts)
+        ),
+    ]
+
+
 def job_steps(
     job: str,
     *,
@@ -354,6 +366,7 @@ def job_steps(
                 "stale_relevance",
                 lambda conn: cleanup_mod.cleanup_stale_relevance(conn, dry_run=dry_run, timeouts=timeouts),
             ),
+            *people_steps(dry_run=dry_run, timeouts=timeouts),
         ]
     if job == "weekly":
         return consolidate_steps(dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)
