@@ -8,8 +8,9 @@ A job run uses two kinds of connection:
 
 Jobs and their steps:
 - ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories),
-  ``stale_relevance`` (relevance decayed below ``relevance.min_score``) and ``close_sessions`` (sessions
-  past ``sessions.close_hours``, consolidated and recorded closed);
+  ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
+  past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
+  the logs and relevance rows older than their ``retention.*`` setting);
 - ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
   ``forget`` when asked;
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
