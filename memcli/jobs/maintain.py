@@ -341,13 +341,15 @@ def consolidate_steps(
 
 
 def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:
-    """The daily steps about sessions: close those past their timeout (consolidating them)."""
-    from memcli.people import sessions
+    """The daily steps of people's data: close sessions past their timeout (consolidating them), then
+    retention of semantic memories, the logs and relevance rows."""
+    from memcli.people import retention, sessions
 
     return [
         Step(
             "close_sessions", lambda conn: sessions.close_timed_out(conn, dry_run=dry_run, timeouts=timeouts)
         ),
+        Step("retention", lambda conn: retention.apply_retention(conn, dry_run=dry_run, timeouts=timeouts)),
     ]
 
 

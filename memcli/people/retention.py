@@ -199,9 +199,9 @@ def growth(conn: psycopg.Connection) -> list[Growth]:
                 "SELECT count(*), count(*) FILTER (WHERE {a} >= now() - interval '1 day'), "
                 "count(*) FILTER (WHERE {a} >= now() - interval '7 days'), min({a}), "
                 "extract(epoch FROM now() - min({a})) / 86400, "
-                "count(*) FILTER (WHERE {a} < now() - %(days)s * interval '1 day') FROM {t} {w}"
+                "count(*) FILTER (WHERE {a} < now() - %(days)s::float8 * interval '1 day') FROM {t} {w}"
             ).format(a=age, t=sql.Identifier(target.table), w=where),
-            {"days": days if days is not None else 1e9},
+            {"days": days},  # NULL for "never": nothing is overdue
         ).fetchone()
         assert row is not None
         measured.append(
