@@ -32,6 +32,7 @@ down_revision: str | Sequence[str] | None = "0003_operations_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# the names this revision was written with (history: later renames in memcli.schema.names do not apply)
 AUDIT = "memcli_audit_log"
 RECEIPTS = "memcli_erasure_receipts"
 SCOPE = "memcli_erasure_scope"

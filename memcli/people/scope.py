@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from memcli.errors import ConfigError
+from memcli.schema import names
+from memcli.schema.names import AUDIT_LOG, ERASURE_RECEIPTS, ERASURE_SCOPE, PEOPLE_TABLES, SESSION_CLOSURES
 
 if TYPE_CHECKING:
     import psycopg
 
-# memcli's tables for people's data (created by revision 0004_audit_erasure)
-AUDIT_LOG = "memcli_audit_log"
-ERASURE_RECEIPTS = "memcli_erasure_receipts"
-ERASURE_SCOPE = "memcli_erasure_scope"
-SESSION_CLOSURES = "memcli_session_closures"
-PEOPLE_TABLES: tuple[str, ...] = (AUDIT_LOG, ERASURE_RECEIPTS, ERASURE_SCOPE, SESSION_CLOSURES)
+__all__ = ["AUDIT_LOG", "ERASURE_RECEIPTS", "ERASURE_SCOPE", "PEOPLE_TABLES", "SESSION_CLOSURES"]
 
 Link = Literal["memories", "user", "session"]
 
@@ -39,8 +36,6 @@ class DataTable:
 
     ``link``: ``memories`` — a ``user_id`` and a ``session_id`` column (a user's rows, or their sessions'
     rows without a user); ``user`` — a ``user_id`` column only; ``session`` — a ``session_id`` column only.
-    ``order``: rows are erased in this order (the memories last among the memory tables, so a resumed
-    erasure can still find what refers to them).
     """
 
     name: str
@@ -50,24 +45,26 @@ class DataTable:
 
 # In the order they are exported; erasure goes by ERASE_ORDER.
 DATA_TABLES: tuple[DataTable, ...] = (
-    DataTable("user_context_profiles", "user"),
-    DataTable("conversation_memory", "memories"),
-    DataTable("semantic_memory", "memories"),
-    DataTable("context_relevance", "session"),
-    DataTable("memory_consolidation_log", "session"),
+    DataTable(names.USER_CONTEXT_PROFILES, "user"),
+    DataTable(names.CONVERSATION_MEMORY, "memories"),
+    DataTable(names.SEMANTIC_MEMORY, "memories"),
+    DataTable(names.CONTEXT_RELEVANCE, "session"),
+    DataTable(names.CONSOLIDATION_LOG, "session"),
     DataTable(SESSION_CLOSURES, "session", key="session_id"),
 )
+# Session-keyed rows first, the memories after them: the scope is recorded, so any order resumes, but a
+# half-done run then leaves memories (which the application can still use) rather than orphans.
 ERASE_ORDER: tuple[str, ...] = (
-    "context_relevance",
-    "memory_consolidation_log",
+    names.CONTEXT_RELEVANCE,
+    names.CONSOLIDATION_LOG,
     SESSION_CLOSURES,
-    "semantic_memory",
-    "conversation_memory",
-    "user_context_profiles",
+    names.SEMANTIC_MEMORY,
+    names.CONVERSATION_MEMORY,
+    names.USER_CONTEXT_PROFILES,
 )
 TABLES_BY_NAME = {t.name: t for t in DATA_TABLES}
 # Columns never written out by an export unless asked for: derived from the text, large.
-VECTOR_COLUMNS = {"semantic_memory": ("embedding_vector", "content_tsv")}
+VECTOR_COLUMNS = {names.SEMANTIC_MEMORY: ("embedding_vector", "content_tsv")}
 
 
 @dataclass(frozen=True)
