@@ -32,7 +32,7 @@ MAINTENANCE_LOG = "system_maintenance_log"
 CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than adopted
 ALEMBIC_VERSION = "alembic_version"
 
-# People's data (revision 0004): the audit trail, erasure receipts (and the scope of one in progress),
+# People's data (revision 0005): the audit trail, erasure receipts (and the scope of one in progress),
 # sessions closed by memcli.
 AUDIT_LOG = "memcli_audit_log"
 ERASURE_RECEIPTS = "memcli_erasure_receipts"

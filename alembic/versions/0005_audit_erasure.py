@@ -16,9 +16,9 @@ Row-level security: everyone with the grants may append to the audit log; a user
 Supabase, else ``memcli.user_id``) sees and may pseudonymise only the rows about themselves; the erasure
 tables hold no personal data once complete and are governed by grants alone.
 
-Revision ID: 0004_audit_erasure
-Revises: 0003_operations_security
-Create Date: 2026-11-30 00:00:03
+Revision ID: 0005_audit_erasure
+Revises: 0004_consolidate_per_user
+Create Date: 2026-11-30 00:00:05
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0004_audit_erasure"
-down_revision: str | Sequence[str] | None = "0003_operations_security"
+revision: str = "0005_audit_erasure"
+down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
