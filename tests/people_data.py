@@ -86,7 +86,7 @@ def profile(conn: psycopg.Connection, user: uuid.UUID, data: Any = None) -> None
 
 def people(dsn: str) -> dict[str, Any]:
     """Alice (two sessions, a profile, relevance, a merge in her lineage), Bob (one session), an anonymous
-    session, and an anonymous memory inside Alice's session."""
+    session, and an anonymous memory inside Alice's session (merged on its own)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         ids: dict[str, Any] = {}
         ids["a1"] = conversation(conn, "alice-1", "food", user=ALICE, age_days=10)
@@ -97,7 +97,14 @@ def people(dsn: str) -> dict[str, Any]:
         relevance(conn, "alice-1", "food")
         relevance(conn, "alice-2", "allergy")
         profile(conn, ALICE)
-        ids["merged"] = conn.execute("SELECT consolidate_session_memories('alice-1')").fetchone()[0]  # type: ignore[index]
+        # one merged memory per owner: Alice's, and one of the anonymous greeting
+        conn.execute("SELECT consolidate_session_memories('alice-1')").fetchall()
+        merged = (
+            "SELECT id FROM conversation_memory "
+            "WHERE session_id = 'alice-1' AND user_id IS NOT DISTINCT FROM %s"
+        )
+        ids["merged"] = conn.execute(merged, (ALICE,)).fetchone()[0]  # type: ignore[index]
+        ids["merged_anon"] = conn.execute(merged, (None,)).fetchone()[0]  # type: ignore[index]
         ids["b1"] = conversation(conn, "bob-1", "food", user=BOB, expired=True)
         ids["b_sem"] = semantic(conn, "bob-1", "Bob is vegetarian", user=BOB, content_type="user_preference")
         relevance(conn, "bob-1", "food")

@@ -47,7 +47,12 @@ def test_export_writes_every_row_about_the_user_as_json_lines(cli, migrated_db: 
     by_table: dict[str, list] = {}
     for line in rows:
         by_table.setdefault(line["table"], []).append(line["row"])
-    assert {r["id"] for r in by_table["conversation_memory"]} == {str(ids["merged"]), str(ids["a3"])}
+    # hers, and the anonymous memory of her session
+    assert {r["id"] for r in by_table["conversation_memory"]} == {
+        str(ids["merged"]),
+        str(ids["a3"]),
+        str(ids["merged_anon"]),
+    }
     assert [r["content_text"] for r in by_table["semantic_memory"]] == ["Alice prefers Italian food"]
     assert "embedding_vector" not in by_table["semantic_memory"][0]
     assert len(by_table["user_context_profiles"]) == 1 and len(by_table["context_relevance"]) == 2
@@ -58,7 +63,7 @@ def test_export_writes_every_row_about_the_user_as_json_lines(cli, migrated_db: 
         [(_op, user, counts)] = conn.execute(
             "SELECT operation, user_id, counts FROM memcli_audit_log WHERE operation = 'export'"
         ).fetchall()
-    assert user == ALICE and counts["conversation_memory"] == 2
+    assert user == ALICE and counts["conversation_memory"] == 3
     # to standard output, content with quotes, backslashes and newlines survives byte for byte
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         semantic(conn, "alice-2", 'said "hi"\\ then\nleft,\ttab', user=ALICE)
@@ -75,7 +80,8 @@ def test_forget_user_erases_proves_and_leaves_a_receipt(cli, migrated_db: str) -
     dry = cli("users", "forget", str(ALICE), "--dry-run", "--json", dsn=migrated_db)
     assert dry.exit_code == 0, dry.stderr
     planned = json.loads(dry.stdout)
-    assert planned["dry_run"] and planned["erased"]["conversation_memory"] == 2
+    # hers, and the anonymous memory in her session
+    assert planned["dry_run"] and planned["erased"]["conversation_memory"] == 3
     assert planned["erased"]["memcli_audit_log"] == 1 and alice_rows(migrated_db) > 0
 
     refused = cli("users", "forget", str(ALICE), dsn=migrated_db)
@@ -86,7 +92,7 @@ def test_forget_user_erases_proves_and_leaves_a_receipt(cli, migrated_db: str) -
     result = json.loads(done.stdout)
     assert result["proven"] and set(result["remaining"].values()) == {0}
     assert set(result["remaining"]) == {t.name for t in DATA_TABLES} | {"memcli_audit_log"}
-    assert result["erased"]["conversation_memory"] == 2 and result["erased"]["context_relevance"] == 2
+    assert result["erased"]["conversation_memory"] == 3 and result["erased"]["context_relevance"] == 2
     assert result["audit_rows_pseudonymised"] == 1
     assert alice_rows(migrated_db) == 0
     assert bob_and_anon(migrated_db) == others  # nobody else's rows went
@@ -149,7 +155,7 @@ def test_an_interrupted_erasure_resumes_and_ends_with_the_proof(migrated_db: str
     with psycopg.connect(migrated_db) as conn:
         result = forget(conn, user_subject(ALICE), batch_size=4)
     assert result.resumed and result.proven and alice_rows(migrated_db) == 0
-    assert result.erased["conversation_memory"] == 32  # both runs counted, nothing twice
+    assert result.erased["conversation_memory"] == 33  # both runs counted, nothing twice
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*), min(status) FROM memcli_erasure_receipts").fetchone() == (
             1,
@@ -283,7 +289,16 @@ def test_forget_under_row_level_security(migrated_db: str) -> None:
             result = forget(conn, user_subject(ALICE))
         assert result.proven and result.visibility == "rls" and result.warnings
         assert result.erased["conversation_memory"] == 2
-        assert alice_rows(migrated_db) == 0
+        # her rows are gone; the anonymous merged memory in her session is not visible to the role and stays
+        for table in TABLES_WITH_USER:
+            assert count(migrated_db, f"SELECT count(*) FROM {table} WHERE user_id = %s", ALICE) == 0
+        assert (
+            count(
+                migrated_db,
+                "SELECT count(*) FROM conversation_memory WHERE user_id IS NULL AND session_id = 'alice-1'",
+            )
+            == 1
+        )
         assert count(migrated_db, "SELECT count(*) FROM conversation_memory WHERE user_id = %s", BOB) == 1
     finally:
         with psycopg.connect(migrated_db, autocommit=True) as conn:

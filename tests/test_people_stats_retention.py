@@ -20,16 +20,16 @@ def test_stats_counts_charts_and_json(cli, migrated_db: str) -> None:
     with psycopg.connect(migrated_db) as conn:
         total = conn.execute("SELECT count(*) FROM conversation_memory").fetchone()[0]  # type: ignore[index]
     assert doc["conversation_total"] == total and doc["estimated"] == []
-    assert {p["name"]: p["count"] for p in doc["tiers"]} == {"long_term": 2, "short_term": 2}
+    assert {p["name"]: p["count"] for p in doc["tiers"]} == {"long_term": 3, "short_term": 2}
     assert {p["name"]: p["count"] for p in doc["content_types"]} == {"conversation": 1, "user_preference": 1}
     assert doc["top_users"][0] == {"user_id": str(ALICE), "memories": 2}
-    assert doc["consolidations"] == 1 and doc["memories_merged"] == 3 and doc["consolidation_ratio"] == 3
+    assert doc["consolidations"] == 2 and doc["memories_merged"] == 3 and doc["consolidation_ratio"] == 1.5
     assert sum(b["memories"] for b in doc["access"]) == total
     # two expire within 30 days; the merged memory (long_term) in 90, Bob's already expired
     assert sum(d["count"] for d in doc["expiring"]) == 2
     assert sum(d["count"] for d in doc["growth"]) == total + 2  # both kinds, all within 30 days
     shown = cli("stats", dsn=migrated_db)
-    assert shown.exit_code == 0 and "█" in shown.stdout and "Consolidation: 1 merges" in shown.stdout
+    assert shown.exit_code == 0 and "█" in shown.stdout and "Consolidation: 2 merges" in shown.stdout
 
 
 def test_stats_estimates_on_a_large_table_and_says_so(migrated_db: str, monkeypatch) -> None:
