@@ -303,7 +303,7 @@ def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transact
     """Count the returned rows as read, at a fraction of the query's cost.
 
     The update stays HOT (heap-only: no index entry written, the HNSW graph untouched) because no index
-    covers the two columns and revision 0005 keeps room on each page. A transaction that only records
+    covers the two columns and revision 0006 keeps room on each page. A transaction that only records
     access commits without waiting for the WAL flush (``synchronous_commit = off``, which would otherwise
     cost more than the search): a crash may lose the counts of the last fraction of a second of searches,
     never anything else, and never leaves them half-written. A caller's own transaction keeps its

@@ -11,9 +11,9 @@ TOAST, past about 2 kB), and page pruning frees it again for the next update.
 Existing pages are not rewritten here (that would lock the table): they gain room as rows are deleted and
 vacuumed, or at once with ``VACUUM FULL semantic_memory`` in a maintenance window.
 
-Revision ID: 0005_semantic_memory_hot_access
-Revises: 0004_consolidate_per_user
-Create Date: 2024-12-01 00:00:05
+Revision ID: 0006_semantic_memory_hot_access
+Revises: 0005_audit_erasure
+Create Date: 2024-12-01 00:00:06
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005_semantic_memory_hot_access"
-down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
+revision: str = "0006_semantic_memory_hot_access"
+down_revision: str | Sequence[str] | None = "0005_audit_erasure"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
