@@ -22,7 +22,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         names.DEFAULT_EMBEDDING_DIMENSION,
         "dimension of semantic_memory.embedding_vector",
     ),
-    "search.min_similarity": (0.7, "default cosine similarity floor for memcli search"),
+    "embedding.min_similarity": (
+        None,
+        "memcli search's cosine similarity floor for the recorded model; null: its calibrated default",
+    ),
+    "search.min_similarity": (
+        0.7,
+        "generic cosine similarity floor (SQL examples; models memcli does not know)",
+    ),
     "search.recall_target": (0.95, "recall@10 the vector index must reach (memcli tune, health); in (0, 1]"),
     "search.ef_search": (
         100,
@@ -36,6 +43,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "relevance.decay_interval_hours": (24, "relevance rows not recalculated for this long decay"),
     "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
     "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
+    "sessions.idle_minutes": (30, "a session without activity for this long is idle"),
+    "sessions.close_hours": (24, "a session without activity for this long is closed (maintain daily)"),
+    "retention.semantic.conversation_days": (365, "days a conversation semantic memory is kept, or never"),
+    "retention.semantic.business_info_days": ("never", "days a business_info semantic memory is kept"),
+    "retention.semantic.user_preference_days": ("never", "days a user_preference semantic memory is kept"),
+    "retention.consolidation_log_days": (365, "days a consolidation log row is kept, or never"),
+    "retention.maintenance_log_days": (180, "days a maintenance log row is kept, or never"),
+    "retention.relevance_days": (180, "days a relevance row is kept after it was created, or never"),
 }
 
 

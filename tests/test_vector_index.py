@@ -151,7 +151,7 @@ def test_rebuild_changes_parameters_online_and_replaces_the_index(cli, migrated_
     dry = cli("index", "rebuild", "--m", "8", "--ef-construction", "32", "--dry-run", dsn=migrated_db)
     assert dry.exit_code == 0 and "would rebuild" in dry.stdout
     with psycopg.connect(migrated_db) as conn:
-        # a new database's index already has the parameters chosen for scale (revision 0005)
+        # a new database's index already has the parameters chosen for scale (revision 0007)
         assert vi.index_info(conn).m == vi.DEFAULT_M  # type: ignore[union-attr]
         # A leftover of an interrupted rebuild is cleared first.
         conn.execute(vi.build_statement(vi.INDEX_NAME + vi.NEW_SUFFIX, "vector", 4, 16, concurrently=False))

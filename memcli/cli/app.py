@@ -34,6 +34,10 @@ COMMAND_ORDER = (
     "search",
     "remember",
     "embed",
+    "memories",
+    "users",
+    "sessions",
+    "stats",
     "health",
     "tune",
     "index",
@@ -157,7 +161,18 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search", "vectors"):
+    for module_name in (
+        "migrate",
+        "seed",
+        "jobs",
+        "health",
+        "search",
+        "memories",
+        "users",
+        "sessions",
+        "stats",
+        "vectors",
+    ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

@@ -6,9 +6,9 @@ The index is rebuilt here only while ``semantic_memory`` is small (a new databas
 rebuild takes minutes to hours and belongs to ``memcli index rebuild --m 24 --ef-construction 128``, which
 builds online with its memory sized to the graph; ``memcli tune`` and ``memcli health`` say when it is due.
 
-Revision ID: 0005_vector_index_parameters
-Revises: 0004_consolidate_per_user
-Create Date: 2026-11-30 00:00:05
+Revision ID: 0007_vector_index_parameters
+Revises: 0006_semantic_memory_hot_access
+Create Date: 2026-11-30 00:00:07
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005_vector_index_parameters"
-down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
+revision: str = "0007_vector_index_parameters"
+down_revision: str | Sequence[str] | None = "0006_semantic_memory_hot_access"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
