@@ -390,6 +390,9 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0004_imports": [
+        "tables memory_imports, memory_import_keys (the import records; imported memories stay)"
+    ],
     "0003_operations_security": [
         "table system_maintenance_log (the maintenance-run log)",
         "row-level security policies on the memory tables",

@@ -34,6 +34,7 @@ COMMAND_ORDER = (
     "search",
     "remember",
     "embed",
+    "import",
     "health",
     "cleanup",
     "consolidate",
@@ -147,7 +148,7 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search"):
+    for module_name in ("migrate", "seed", "jobs", "health", "search", "imports"):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

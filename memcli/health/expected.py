@@ -8,7 +8,7 @@ Views, functions and triggers are not in the models; these are the migrations' n
 
 from __future__ import annotations
 
-# Memory and operating tables, always memcli's (created by revisions 0002 and 0003).
+# Memory and operating tables, always memcli's (created by revisions 0002 to 0004).
 MEMCLI_TABLES: dict[str, tuple[str, ...]] = {
     "conversation_memory": (
         "idx_conversation_memory_session",
@@ -41,6 +41,8 @@ MEMCLI_TABLES: dict[str, tuple[str, ...]] = {
     "memory_settings": (),
     "system_maintenance_log": ("idx_system_maintenance_log_type_started",),
     "memcli_created_objects": (),
+    "memory_imports": ("idx_memory_imports_source",),
+    "memory_import_keys": ("idx_memory_import_keys_import",),
     "alembic_version": (),
 }
 
