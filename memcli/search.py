@@ -345,6 +345,9 @@ def search(
 
     with conn.transaction():
         require_migrated(conn)
+        # Hold the table (ACCESS SHARE) before reading which model and dimension it stores: a re-embed's
+        # swap then either committed before this check or waits for this search to end, never in between.
+        conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
         if min_similarity is None:
             min_similarity = float(get_setting(conn, "search.min_similarity", 0.7))
         if not -1.0 <= min_similarity <= 1.0:

@@ -35,6 +35,7 @@ COMMAND_ORDER = (
     "remember",
     "embed",
     "import",
+    "reembed",
     "health",
     "cleanup",
     "consolidate",
@@ -148,7 +149,7 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search", "imports"):
+    for module_name in ("migrate", "seed", "jobs", "health", "search", "imports", "reembed"):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 
