@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import numpy
@@ -177,7 +178,9 @@ def get_embedder(
     if options.provider == "hashing":
         from memcli.embeddings.hashing import HashingEmbedder
 
-        return HashingEmbedder(dimension=options.dimension or 384, variant=options.model)
+        return HashingEmbedder(
+            dimension=options.dimension or names.DEFAULT_EMBEDDING_DIMENSION, variant=options.model
+        )
     if options.provider == "openai":
         from memcli.embeddings.openai import OpenAIEmbedder
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import numpy
 
@@ -37,7 +39,7 @@ class HashingEmbedder:
 
     lexical = True
 
-    def __init__(self, dimension: int = 384, variant: str | None = None) -> None:
+    def __init__(self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None) -> None:
         if dimension < 1:
             raise ValueError("dimension must be positive")
         # A variant ("hashing:b") hashes with its own salt: another deterministic model, under its own name,

@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import numpy
 
 # Fixed forever: changing it would give a resumed import new ids for rows it already wrote.
 ID_NAMESPACE = uuid.UUID("6f1c2a9e-3d4b-5c8e-9a7f-1b2c3d4e5f60")
 
-SEMANTIC = "semantic_memory"
-CONVERSATION = "conversation_memory"
-RELEVANCE = "context_relevance"
+SEMANTIC = names.SEMANTIC_MEMORY
+CONVERSATION = names.CONVERSATION_MEMORY
+RELEVANCE = names.CONTEXT_RELEVANCE
 TARGET_TABLES = (SEMANTIC, CONVERSATION, RELEVANCE)
 
 
