@@ -142,7 +142,10 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, "0003_operations_security"]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
+        HEAD,
+        "0003_operations_security",
+    ]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
     assert migrations.upgrade(migrated_db).applied == ["0003_operations_security", HEAD]

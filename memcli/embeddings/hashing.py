@@ -39,7 +39,9 @@ class HashingEmbedder:
 
     lexical = True
 
-    def __init__(self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None) -> None:
+    def __init__(
+        self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None
+    ) -> None:
         if dimension < 1:
             raise ValueError("dimension must be positive")
         # A variant ("hashing:b") hashes with its own salt: another deterministic model, under its own name,
