@@ -43,8 +43,10 @@ class ReembedResult:
     filled: int = 0  # rows embedded by this run's backfill
     already_filled: int = 0  # rows a previous, interrupted run had embedded
     caught_up: int = 0  # rows written meanwhile, embedded inside the swap transaction
+    backfill_seconds: float = 0.0
+    index_seconds: float = 0.0  # the concurrent index build
     swap_seconds: float = 0.0
-    embed_seconds: float = 0.0  # time spent in the embedder
+    embed_seconds: float = 0.0  # time spent in the embedder (part of the backfill)
     duration_seconds: float = 0.0
     rows_per_second: float | None = None
     sample_rows: int = 0  # dry run: texts embedded to estimate
@@ -198,11 +200,14 @@ def reembed(
                     progress=advance,
                     pause_seconds=pause_seconds,
                 )
-                result.filled, result.embed_seconds = filled.filled, filled.fill_seconds
+                result.filled, result.embed_seconds = filled.filled, round(filled.fill_seconds, 3)
+                result.backfill_seconds = round(filled.seconds, 3)
                 if max_rows is not None and filled.filled >= max_rows:
                     result.phase = "stopped"
                 else:
+                    t0 = time.perf_counter()
                     shadow.build_index(conn, spec)
+                    result.index_seconds = round(time.perf_counter() - t0, 3)
 
                     def finalize(c: psycopg.Connection) -> None:
                         set_setting(c, "embedding.model", embedder.name)

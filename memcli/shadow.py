@@ -46,9 +46,11 @@ SHADOW_MODEL_COLUMN = "embedding_model_next"
 SHADOW_INDEX = "idx_semantic_memory_vector_next"
 TRIGGER = "trigger_semantic_memory_shadow"
 TRIGGER_FUNCTION = "memcli_shadow_stale"
+BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
 MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
 
-# Values for the rows of one batch: given the source column's values, the new column's values.
+# Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
+# or pgvector's Vector / HalfVector objects, one per row).
 Fill = Callable[[Sequence[Any]], Sequence[Any]]
 
 
@@ -180,24 +182,41 @@ class BackfillResult:
     fill_seconds: float = 0.0  # time spent computing values (the embedder), the rest is the database
 
 
+def _base_type(column_type: str) -> str:
+    return column_type.split("(", 1)[0].strip()
+
+
 def _write_batch(
     conn: psycopg.Connection, spec: ShadowSpec, ids: list[uuid.UUID], values: Sequence[Any]
 ) -> None:
+    """Set the shadows of ``ids``: the values go by binary COPY into a temporary table (emptied at commit),
+    then one UPDATE joins it."""
     from psycopg import sql
 
-    from memcli.search import vector_literal
+    from memcli.vector_copy import vector_cursor
 
     conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (id uuid, v {}) ON COMMIT DELETE ROWS").format(
+            _ident(BATCH_TABLE), sql.SQL(spec.column_type)
+        )
+    )
+    with (
+        vector_cursor(conn) as cur,
+        cur.copy(sql.SQL("COPY {} (id, v) FROM STDIN (FORMAT BINARY)").format(_ident(BATCH_TABLE))) as copy,
+    ):
+        copy.set_types(["uuid", _base_type(spec.column_type)])
+        for row_id, value in zip(ids, values, strict=True):
+            copy.write_row((row_id, value))
+    conn.execute(
         sql.SQL(
-            "UPDATE {table} t SET {shadow} = u.v::{type}, {shadow_model} = %s "
-            "FROM unnest(%s::uuid[], %s::text[]) AS u(id, v) WHERE t.id = u.id"
+            "UPDATE {table} t SET {shadow} = b.v, {shadow_model} = %s FROM {batch} b WHERE t.id = b.id"
         ).format(
             table=_ident(TABLE),
             shadow=_ident(SHADOW_COLUMN),
-            type=sql.SQL(spec.column_type),
             shadow_model=_ident(SHADOW_MODEL_COLUMN),
+            batch=_ident(BATCH_TABLE),
         ),
-        (spec.model, ids, [vector_literal(v) for v in values]),
+        (spec.model,),
     )
 
 

@@ -40,6 +40,7 @@ from memcli.imports.records import (
 )
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
 from memcli.jobs.locks import job_lock
+from memcli.vector_copy import vector_cursor
 
 if TYPE_CHECKING:
     import numpy
@@ -244,19 +245,6 @@ def plan_import(
 # ---------------------------------------------------------------------------------------------- importing
 
 
-def _vector_dumper_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
-    """A cursor that sends numpy vectors in pgvector's binary form (the connection's adapters unchanged)."""
-    from pgvector.psycopg.vector import register_vector_info
-    from psycopg.types import TypeInfo
-
-    cur = conn.cursor()
-    info = TypeInfo.fetch(conn, "vector")
-    if info is None:  # pragma: no cover - a migrated database has pgvector
-        raise ConfigError("the vector type is missing: is this database migrated?")
-    register_vector_info(cur, info)
-    return cur
-
-
 _SEMANTIC_COLUMNS = (
     "id, session_id, user_id, content_type, content_text, embedding_vector, metadata, relevance_score, "
     "created_at, embedding_model, access_count, last_accessed_at"
@@ -321,6 +309,7 @@ class _Importer:
         self.options = options
         self.plan = plan
         self.result = result
+        self.check_done = _already_imported(conn, source.name) > 0
 
     def _done_keys(self, keys: list[str]) -> set[str]:
         rows = self.conn.execute(
@@ -369,7 +358,7 @@ class _Importer:
         name = self.source.name
         written = dict.fromkeys(TARGET_TABLES, 0)
         keys: list[tuple[str, str, str, uuid.UUID, uuid.UUID]] = []
-        with _vector_dumper_cursor(self.conn) as cur:
+        with vector_cursor(self.conn) as cur:
             with cur.copy(f"COPY semantic_memory ({_SEMANTIC_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_SEMANTIC_TYPES)
                 for item in prepared:
@@ -462,7 +451,8 @@ class _Importer:
             for rows in self.source.batches(stream, self.options.batch_size):
                 records = self.source.to_records(stream, rows)
                 keys = [r.source_key for r in records]
-                done = self._done_keys(keys) if keys else set()
+                # a source with no row in the map when the run started cannot have any: no lookup then
+                done = self._done_keys(keys) if keys and self.check_done else set()
                 fresh = [r for r in records if r.source_key not in done]
                 prepared, rejected = self._prepare(fresh)
 
