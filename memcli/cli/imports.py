@@ -329,8 +329,16 @@ def register(root: typer.Typer) -> None:
     from memcli.imports import LAYOUTS, layout
 
     for name in LAYOUTS:
-        app.command(name, epilog=IMPORT_EXIT_CODES)(_layout_command(name, layout(name).title))
-    app.command("jsonl", epilog=IMPORT_EXIT_CODES)(jsonl)
+        examples = (
+            f"Examples: memcli import {name} --from postgresql://old-host/app --dry-run · "
+            f"memcli import {name} --schema legacy --mismatched reembed · "
+        )
+        app.command(name, epilog=examples + IMPORT_EXIT_CODES)(_layout_command(name, layout(name).title))
+    app.command(
+        "jsonl",
+        epilog="Examples: memcli import jsonl memories.jsonl --dry-run · memcli import jsonl memories.jsonl "
+        "--mismatched reembed --embedder local · " + IMPORT_EXIT_CODES,
+    )(jsonl)
     app.command("list", epilog="Examples: memcli import list · memcli import list --json")(list_)
     app.command(
         "rollback", epilog="Examples: memcli import rollback 5b0c... --dry-run · " + IMPORT_EXIT_CODES

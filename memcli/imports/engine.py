@@ -40,6 +40,7 @@ from memcli.imports.records import (
 )
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
 from memcli.jobs.locks import job_lock
+from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
 from memcli.vector_copy import vector_cursor
 
 if TYPE_CHECKING:
@@ -617,20 +618,31 @@ def run_import(
         if progress:
             progress(0, total)
         importer = _Importer(conn, source, embedder, options, plan, result)
+        # every run is also in the maintenance log, like the other jobs
+        log = RunLog(conn, "import")
+        log.close_interrupted()
+        entry = log.start(None, {"import_id": str(import_id), "source": source.name, "resumed": resumed})
         try:
             importer.run(import_id, progress, total)
-        except BaseException:
+        except BaseException as exc:
             # a run stopped by a signal or an error stays resumable: the next run continues it
             with contextlib.suppress(Exception):
                 conn.execute(
                     "UPDATE memory_imports SET status = 'failed', finished_at = now() WHERE id = %s",
                     (import_id,),
                 )
+                log.finish(entry, FAILED, rows=result.imported, error=str(exc) or type(exc).__name__)
             raise
         conn.execute(
             "UPDATE memory_imports SET status = 'completed', finished_at = now() WHERE id = %s", (import_id,)
         )
         result.status = "completed"
+        log.finish(
+            entry,
+            SUCCEEDED,
+            rows=result.imported,
+            details={"rows_written": result.rows_written, "rejected": len(result.rejected)},
+        )
     elapsed = time.perf_counter() - started
     result.duration_seconds = round(elapsed, 3)
     result.rows_per_second = round(result.imported / elapsed, 1) if result.imported and elapsed > 0 else None
@@ -761,6 +773,13 @@ def rollback_import(
                     "UPDATE memory_imports SET status = 'rolled_back', finished_at = now() WHERE id = %s",
                     (the_id,),
                 )
+            log = RunLog(conn, "import-rollback")
+            log.finish(
+                log.start(None, {"import_id": str(the_id)}),
+                SUCCEEDED,
+                rows=sum(result.deleted.values()),
+                details={"deleted": result.deleted, "settings_restored": result.settings_restored},
+            )
     result.duration_seconds = round(time.perf_counter() - started, 3)
     return result
 
