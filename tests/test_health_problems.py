@@ -230,8 +230,12 @@ def test_pending_migration(cli, migrated_db: str) -> None:
     execute(migrated_db, "UPDATE alembic_version SET version_num = '0002_memory_system'")
     result = check(migrated_db, "schema_revision")
     assert result.status is Status.FAIL and result.value == "0002_memory_system"
-    assert result.details["pending"] == ["0003_operations_security", "0004_imports"]
-    assert "2 pending revisions" in result.message
+    assert result.details["pending"] == [
+        "0003_operations_security",
+        "0004_consolidate_per_user",
+        "0005_imports",
+    ]
+    assert "3 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -240,7 +244,8 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0001_core_tables",
         "0002_memory_system",
         "0003_operations_security",
-        "0004_imports",
+        "0004_consolidate_per_user",
+        "0005_imports",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1

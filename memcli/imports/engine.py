@@ -494,7 +494,7 @@ def _empty(raw: Any) -> bool:
 
 
 def require_import_tables(conn: psycopg.Connection) -> None:
-    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0004)."""
+    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0005)."""
     from memcli.errors import NotReadyError
     from memcli.readiness import require_migrated
 

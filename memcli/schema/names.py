@@ -31,7 +31,7 @@ SETTINGS_TABLE = "memory_settings"
 MAINTENANCE_LOG = "system_maintenance_log"
 CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than adopted
 ALEMBIC_VERSION = "alembic_version"
-IMPORTS = "memory_imports"  # one row per memcli import (revision 0004)
+IMPORTS = "memory_imports"  # one row per memcli import (revision 0005)
 IMPORT_KEYS = "memory_import_keys"  # source row -> the rows an import wrote for it
 
 # Tables memcli's jobs cannot run without: the memory tables, the settings and the maintenance log.

@@ -8,9 +8,9 @@
 
 Both are operating tables: row-level security on, only their owner (memcli's jobs) reads or writes them.
 
-Revision ID: 0004_imports
-Revises: 0003_operations_security
-Create Date: 2024-12-01 00:00:03
+Revision ID: 0005_imports
+Revises: 0004_consolidate_per_user
+Create Date: 2024-12-01 00:00:04
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0004_imports"
-down_revision: str | Sequence[str] | None = "0003_operations_security"
+revision: str = "0005_imports"
+down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
