@@ -19,6 +19,7 @@ from memcli import shadow
 from memcli.errors import ConfigError
 from memcli.jobs.common import ProgressCallback, own_transactions
 from memcli.jobs.locks import job_lock
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import psycopg
@@ -132,6 +133,13 @@ def reembed(
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if embedder.dimension > names.MAX_EMBEDDING_DIMENSION:
+        # checked first: the HNSW index would refuse it only after the whole backfill
+        raise ConfigError(
+            f"{embedder.name} gives {embedder.dimension} dimensions; HNSW indexes take at most "
+            f"{names.MAX_EMBEDDING_DIMENSION}",
+            hint="choose a smaller --dimension if the model supports it",
+        )
     started = time.perf_counter()
     with own_transactions(conn):
         require_migrated(conn)

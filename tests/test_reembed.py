@@ -191,3 +191,9 @@ def test_reembed_while_an_import_runs_exits_75(cli, demo_db: str) -> None:
         result = cli("reembed", "--embedder", "hashing:b", dsn=demo_db)
     assert result.exit_code == 75
     assert "embedding_vector_next" not in columns(demo_db)
+
+
+def test_a_dimension_hnsw_cannot_index_is_refused_before_any_work(cli, demo_db: str) -> None:
+    result = cli("reembed", "--embedder", "hashing", "--dimension", "3072", dsn=demo_db)
+    assert result.exit_code == 2 and "at most 2000" in result.stderr
+    assert "embedding_vector_next" not in columns(demo_db)

@@ -40,7 +40,7 @@ def reembed(
     ] = None,
     dimension: Annotated[
         int | None,
-        typer.Option("--dimension", min=1, max=16000, help="The new model's dimension, if not its default."),
+        typer.Option("--dimension", min=1, help="The new model's dimension, if not its default."),
     ] = None,
     batch_size: Annotated[
         int,
