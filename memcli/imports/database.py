@@ -54,6 +54,7 @@ class DatabaseSource:
         database = conn.info.dbname
         self.name = f"{layout.name}:{label or database + '/' + schema}"
         self.tables = {t.name: t for t in (*layout.streams, *layout.related)}
+        _load_vectors(conn)
         self.present: dict[str, set[str] | None] = {}
         for table in layout.streams:
             self.present[table.name] = table.check(conn, schema)
@@ -105,3 +106,13 @@ class DatabaseSource:
     def scalar(self, query: Any, params: Any = None) -> Any:
         row = self.conn.execute(query, params).fetchone()
         return row[0] if row else None
+
+
+def _load_vectors(conn: psycopg.Connection) -> None:
+    """Read pgvector columns of the source as numpy arrays (a source without pgvector has none)."""
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "vector")
+    if info is not None:
+        register_vector_info(conn, info)

@@ -130,6 +130,8 @@ def check_vector(raw: Any, dimension: int | None) -> numpy.ndarray:
             raise BadVector("nested array") from None
     elif isinstance(raw, np.ndarray):
         values = raw
+    elif hasattr(raw, "to_numpy"):  # pgvector's Vector, as its psycopg loader returns it
+        values = raw.to_numpy()
     else:
         raise BadVector(f"not an array but {type(raw).__name__}")
     # numpy infers the element type: ints and floats give a numeric array; strings, None, booleans,

@@ -111,7 +111,9 @@ class SourceTable:
         )
         last: Any = None
         while True:
-            with conn.cursor(row_factory=dict_row) as cur:
+            # binary results: arrays of floats (and pgvector's vectors, where its loaders are registered)
+            # arrive as numbers, not as text to parse
+            with conn.cursor(row_factory=dict_row, binary=True) as cur:
                 if last is None:
                     rows = cur.execute(first, (batch_size,)).fetchall()
                 else:
