@@ -733,7 +733,7 @@ def rollback_import(
             if progress:
                 progress(0, total_keys)
 
-            def batch() -> int:
+            def batch() -> tuple[int, dict[str, int]]:
                 keys = conn.execute(
                     "SELECT target_table, target_id FROM memory_import_keys WHERE import_id = %s LIMIT %s",
                     (the_id, batch_size),
@@ -741,21 +741,26 @@ def rollback_import(
                 by_table: dict[str, list[uuid.UUID]] = {}
                 for table, target in keys:
                     by_table.setdefault(table, []).append(target)
+                removed: dict[str, int] = {}
                 for table in (RELEVANCE, CONVERSATION, SEMANTIC):
                     ids = by_table.get(table)
                     if ids:
                         cursor = conn.execute(
                             sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
                         )
-                        result.deleted[table] = result.deleted.get(table, 0) + cursor.rowcount
+                        removed[table] = cursor.rowcount
                 conn.execute(
                     "DELETE FROM memory_import_keys WHERE import_id = %s AND target_id = ANY(%s)",
                     (the_id, [k[1] for k in keys]),
                 )
-                return len(keys)
+                return len(keys), removed
+
+            def book(outcome: tuple[int, dict[str, int]]) -> None:
+                for table, count in outcome[1].items():
+                    result.deleted[table] = result.deleted.get(table, 0) + count
 
             while True:
-                n = in_batch(conn, DEFAULT_TIMEOUTS, batch)
+                n, _ = in_batch(conn, DEFAULT_TIMEOUTS, batch, book)
                 if not n:
                     break
                 result.batches += 1
