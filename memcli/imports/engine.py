@@ -442,6 +442,7 @@ class _Importer:
                 copy.set_types(_KEY_TYPES)
                 for key in keys:
                     copy.write_row(key)
+        _audit_batch(self.conn, prepared)
         return written
 
     def run(self, import_id: uuid.UUID, progress: ProgressCallback | None, total: int) -> None:
@@ -487,6 +488,24 @@ class _Importer:
                     progress(result.read, total)
 
 
+def _audit_batch(conn: psycopg.Connection, prepared: list[_Prepared]) -> None:
+    """One audit row per user whose memories this batch wrote (rows per table, never content), in the
+    batch's transaction: the import of a user's data is never committed without its audit row."""
+    from memcli.people import audit
+
+    per_user: dict[uuid.UUID | None, Counter[str]] = {}
+    for item in prepared:
+        r = item.record
+        counts = per_user.setdefault(r.user_id, Counter())
+        counts[SEMANTIC] += 1
+        if r.tier is not None:
+            counts[CONVERSATION] += 1
+        if r.decay_factor is not None:
+            counts[RELEVANCE] += 1
+    for user, counts in per_user.items():
+        audit.record(conn, "import", target="user" if user else "session", user_id=user, counts=dict(counts))
+
+
 def _empty(raw: Any) -> bool:
     if isinstance(raw, str):
         return raw.strip() in ("[]", "{}", "")
@@ -494,7 +513,7 @@ def _empty(raw: Any) -> bool:
 
 
 def require_import_tables(conn: psycopg.Connection) -> None:
-    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0005)."""
+    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0006)."""
     from memcli.errors import NotReadyError
     from memcli.readiness import require_migrated
 
@@ -749,6 +768,11 @@ def rollback_import(
                             sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
                         )
                         removed[table] = cursor.rowcount
+                if removed:
+                    from memcli.people import audit
+
+                    # the rows an import wrote are removed: audited like any deletion of people's data
+                    audit.record(conn, "delete", target="memory", counts=removed)
                 conn.execute(
                     "DELETE FROM memory_import_keys WHERE import_id = %s AND target_id = ANY(%s)",
                     (the_id, [k[1] for k in keys]),

@@ -8,9 +8,9 @@
 
 Both are operating tables: row-level security on, only their owner (memcli's jobs) reads or writes them.
 
-Revision ID: 0005_imports
-Revises: 0004_consolidate_per_user
-Create Date: 2024-12-01 00:00:04
+Revision ID: 0006_imports
+Revises: 0005_audit_erasure
+Create Date: 2024-12-01 00:00:05
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005_imports"
-down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
+revision: str = "0006_imports"
+down_revision: str | Sequence[str] | None = "0005_audit_erasure"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
