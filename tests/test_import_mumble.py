@@ -219,6 +219,14 @@ def test_import_from_another_database_and_rollback(cli, migrated_db: str, empty_
     assert result.exit_code == 0, result.stderr
     import_id = json.loads(result.stdout)["import_id"]
     assert counts(migrated_db)["semantic_memory"] == 4
+    # the audit trail has one row per user whose memories were imported, with counts and no content
+    audit = fetch(migrated_db, "SELECT user_id, counts FROM memcli_audit_log WHERE operation = 'import'")
+    assert sorted((str(u), c) for u, c in audit) == sorted(
+        [
+            (str(user_uuid("mumble", "alice")), {"semantic_memory": 2}),
+            (str(user_uuid("mumble", "bob")), {"semantic_memory": 1}),
+        ]
+    )
     listed = json.loads(cli("import", "list", "--json", dsn=migrated_db).stdout)
     assert listed[0]["import_id"] == import_id and listed[0]["rows"] == 3
     plan = json.loads(cli("import", "rollback", import_id, "--dry-run", "--json", dsn=migrated_db).stdout)
@@ -228,6 +236,9 @@ def test_import_from_another_database_and_rollback(cli, migrated_db: str, empty_
     assert json.loads(undone.stdout)["deleted"] == {"semantic_memory": 3}
     assert fetch(migrated_db, "SELECT content_text FROM semantic_memory") == [("x",)]
     assert counts(migrated_db)["memory_import_keys"] == 0
+    assert scalar(migrated_db, "SELECT counts FROM memcli_audit_log WHERE operation = 'delete'") == {
+        "semantic_memory": 3
+    }
     after = {r[0]: r for r in fetch(migrated_db, "SELECT key, value FROM memory_settings")}
     assert after["search.min_similarity"] == before["search.min_similarity"]
     assert scalar(migrated_db, "SELECT status FROM memory_imports") == "rolled_back"
