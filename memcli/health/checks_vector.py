@@ -275,7 +275,14 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
             "embedding_drift", Status.SKIP, threshold=threshold, message="no embedder configured"
         )
     recorded = ctx.settings().get("embedding.model")
-    if recorded is not None and recorded != embedder.name:
+    if recorded is None:
+        return CheckResult(
+            "embedding_drift",
+            Status.SKIP,
+            threshold=threshold,
+            message="no embedding model recorded: nothing says which model wrote the stored vectors",
+        )
+    if recorded != embedder.name:
         return CheckResult(
             "embedding_drift",
             Status.SKIP,
