@@ -513,7 +513,7 @@ def _empty(raw: Any) -> bool:
 
 
 def require_import_tables(conn: psycopg.Connection) -> None:
-    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0006)."""
+    """NotReadyError (exit 4) unless the schema has the import bookkeeping (revision 0007)."""
     from memcli.errors import NotReadyError
     from memcli.readiness import require_migrated
 

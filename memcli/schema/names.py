@@ -31,7 +31,7 @@ SETTINGS_TABLE = "memory_settings"
 MAINTENANCE_LOG = "system_maintenance_log"
 CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than adopted
 ALEMBIC_VERSION = "alembic_version"
-IMPORTS = "memory_imports"  # one row per memcli import (revision 0006)
+IMPORTS = "memory_imports"  # one row per memcli import (revision 0007)
 IMPORT_KEYS = "memory_import_keys"  # source row -> the rows an import wrote for it
 
 # People's data (revision 0005): the audit trail, erasure receipts (and the scope of one in progress),

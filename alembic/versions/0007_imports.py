@@ -8,9 +8,9 @@
 
 Both are operating tables: row-level security on, only their owner (memcli's jobs) reads or writes them.
 
-Revision ID: 0006_imports
-Revises: 0005_audit_erasure
-Create Date: 2024-12-01 00:00:05
+Revision ID: 0007_imports
+Revises: 0006_semantic_memory_hot_access
+Create Date: 2024-12-01 00:00:06
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0006_imports"
-down_revision: str | Sequence[str] | None = "0005_audit_erasure"
+revision: str = "0007_imports"
+down_revision: str | Sequence[str] | None = "0006_semantic_memory_hot_access"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
