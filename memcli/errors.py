@@ -11,7 +11,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    PROBLEMS = 1  # health FAIL (or WARN with --strict), a job partly failed
+    PROBLEMS = 1  # health FAIL (or WARN with --strict, or a check that could not run), a job partly failed
     USAGE = 2  # bad usage or configuration
     CONNECT = 3  # cannot connect or authenticate
     NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
@@ -19,7 +19,8 @@ class ExitCode(IntEnum):
 
 
 EXIT_CODE_HELP = (
-    "Exit codes: 0 ok; 1 problems found (health FAIL, or WARN with --strict; a job step failed); "
+    "Exit codes: 0 ok; 1 problems found (health FAIL, WARN with --strict, or a check that could not run; "
+    "a job step failed); "
     "2 usage or config error; 3 cannot connect or authenticate; 4 database not ready (pgvector missing, "
     "not migrated, embedding mismatch); 75 another run holds the lock (retry later)."
 )

@@ -37,6 +37,14 @@ def health(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 on warnings too, not only failures.")
     ] = False,
+    allow_skip: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skip",
+            help="Exit 0 even when some checks could not run (a monitoring role that may not read the "
+            "memories); they are still listed.",
+        ),
+    ] = False,
     deep: Annotated[
         bool, typer.Option("--deep", help="Also run expensive checks (vector index recall probe).")
     ] = False,
@@ -70,8 +78,11 @@ def health(
     Each check reports OK / WARN / FAIL (or SKIP when it cannot run, e.g. for lack of privileges), the value
     it measured, its threshold and what to do. Thresholds: [health.thresholds] in memcli.toml.
 
-    Exit codes: 0 all OK; 1 any FAIL, or any WARN with --strict; 2 bad option or threshold; 3 cannot
-    connect; 4 the memory schema is not migrated.
+    A check that could not run (missing privileges, rows hidden by row-level security) is a blind spot, not
+    a pass: the run says which and why, and exits 1 unless --allow-skip.
+
+    Exit codes: 0 all OK; 1 any FAIL, any WARN with --strict, or any check that could not run (without
+    --allow-skip); 2 bad option or threshold; 3 cannot connect; 4 the memory schema is not migrated.
 
     Examples: memcli health · memcli health --check schema --check maintenance_daily · memcli health --json ·
     memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom
@@ -98,7 +109,7 @@ def health(
 
             _emit(format_prometheus_down(int(exc.exit_code)), output)
         raise
-    code = report.exit_code(strict)
+    code = report.exit_code(strict, allow_skip)
     if fmt is OutputFormat.prometheus:
         from memcli.health.prometheus import format_prometheus
 
@@ -115,6 +126,10 @@ def health(
         _emit(render_text(report, code, strict, quiet=state.quiet), output)
     else:
         state.console.print(render_table(report, code, strict, quiet=state.quiet))
+    if report.not_checked and fmt is not OutputFormat.table:
+        from memcli.cli.render import err
+
+        err(f"Warning: {report.not_checked_summary()}")
     raise typer.Exit(code)
 
 
@@ -162,6 +177,8 @@ def report_document(report: HealthReport, code: int, strict: bool) -> dict[str, 
         "elapsed_ms": report.elapsed_ms,
         "database": report.database,
         "counts": report.counts(),
+        "complete": not report.not_checked,
+        "not_checked": [{"name": r.name, "reason": r.message, "hint": r.hint} for r in report.not_checked],
         "checks": [
             {
                 "name": r.name,
@@ -243,6 +260,8 @@ def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = Fa
             finding,
         )
     summary = Text(_summary(report, code, strict), style=STYLES[report.status.value])
+    if report.not_checked:
+        summary.append("\n" + report.not_checked_summary(), style="bold yellow")
     return Group(table, summary) if table.row_count else summary
 
 
