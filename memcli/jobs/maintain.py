@@ -147,7 +147,11 @@ def run_steps(
         if not control.autocommit:
             control.autocommit = True
         require_migrated(control)
-        report.warnings.extend(check_direct_connection(control))
+        probe = factory()  # a second client: behind a transaction pool it gets the control's backend
+        try:
+            report.warnings.extend(check_direct_connection(control, other=probe))
+        finally:
+            probe.close()
         report.started_at = control.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         lock_names = () if dry_run else JOB_LOCKS.get(job, (job,))
         with job_lock(control, lock_names, job):
