@@ -38,6 +38,8 @@ COMMAND_ORDER = (
     "users",
     "sessions",
     "stats",
+    "import",
+    "reembed",
     "health",
     "cleanup",
     "consolidate",
@@ -169,6 +171,8 @@ def _register() -> None:
         "users",
         "sessions",
         "stats",
+        "imports",
+        "reembed",
     ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)

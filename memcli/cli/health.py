@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memcli.cli.render import print_json, to_jsonable
-from memcli.cli.state import get_state
+from memcli.cli.state import State, get_state
 
 if TYPE_CHECKING:
     from memcli.health import CheckResult, HealthReport
@@ -89,7 +89,7 @@ def health(
     try:
         conn = state.connect()
         try:
-            report = run_checks(conn, names, thresholds, deep)
+            report = run_checks(conn, names, thresholds, deep, embedder=_deep_embedder(state, names))
         finally:
             conn.close()
     except (ConnectError, NotReadyError) as exc:
@@ -287,3 +287,12 @@ def write_atomically(path: Path, text: str) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``memcli health`` to the root app."""
     app.command("health")(health)
+
+
+def _deep_embedder(state: State, names: list[str]) -> Any:
+    """The configured embedder, for the drift check (built only when it runs; the model loads on use)."""
+    if "embedding_drift" not in names:
+        return None
+    from memcli.embeddings import get_embedder
+
+    return get_embedder(state.config())
