@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from enum import StrEnum
@@ -138,13 +137,16 @@ def _print_catalogue(state: Any, thresholds: Any) -> None:
     if state.json:
         print_json({"checks": checks, "thresholds": limits})
         return
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
-    table = Table("Check", "Group", "What it checks", header_style="bold")
+    table = FitTable(Col("Check"), Col("Group", drop=1), Col("What it checks", text=True))
     for c in checks:
-        table.add_row(c["name"], c["group"], c["title"] + (" (--deep)" if c["deep_only"] else ""))
+        deep = " (--deep)" if c["deep_only"] and "--deep" not in c["title"] else ""
+        table.add_row(c["name"], c["group"], c["title"] + deep)
     state.console.print(table)
-    table = Table("[health.thresholds] key", "Value", "Meaning", "Source", header_style="bold")
+    table = FitTable(
+        Col("[health.thresholds] key"), Col("Value"), Col("Meaning", text=True), Col("Source", drop=1)
+    )
     for t in limits:
         value = f"{t['value']:g}" + ("" if t["value"] == t["default"] else f" (default {t['default']:g})")
         table.add_row(t["key"], value, t["description"], t["source"])
@@ -215,16 +217,20 @@ def _summary(report: HealthReport, code: int, strict: bool) -> str:
 
 
 def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> Any:
+    """The checks as a table that fits the console: at 80 columns the check, its status and the wrapped
+    finding stay; the value and threshold then move into the finding."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_header=True, header_style="bold", show_lines=False, expand=False)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Value", justify="right", no_wrap=True)
-    table.add_column("Threshold")
-    table.add_column("Finding / what to do")
+    from memcli.cli.render import Col, FitTable
+
+    table = FitTable(
+        Col("Check"),
+        Col("Status"),
+        Col("Value", justify="right", drop=1),
+        Col("Threshold", drop=2, max_width=24),
+        Col("Finding / what to do", text=True),
+    )
     group = None
     for result in report.results:
         if quiet and result.status.value == "ok":
@@ -241,17 +247,16 @@ def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = Fa
             format_value(result),
             result.threshold or "",
             finding,
+            fold=result.status.value != "ok",  # at 80 columns a passed check's threshold is noise
         )
     summary = Text(_summary(report, code, strict), style=STYLES[report.status.value])
     return Group(table, summary) if table.row_count else summary
 
 
 def render_text(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> str:
-    from rich.console import Console
+    from memcli.cli.render import PIPE_WIDTH, render_plain
 
-    console = Console(record=True, width=200, color_system=None, file=io.StringIO())
-    console.print(render_table(report, code, strict, quiet))
-    return console.export_text()
+    return render_plain(render_table(report, code, strict, quiet), PIPE_WIDTH)
 
 
 def _emit(text: str, output: Path | None) -> None:

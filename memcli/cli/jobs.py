@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memcli.cli.render import err, print_json, progress, to_jsonable
+from memcli.cli.render import err, print_json, progress, to_jsonable, wrap_comment
 from memcli.cli.state import State, get_state
 from memcli.jobs.interrupts import stop_on_signals
 
@@ -124,23 +124,24 @@ def _finish(state: State, report: JobReport, payload: dict[str, Any], render: An
 
 
 def _steps_table(state: State, report: JobReport) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
-    table = Table("step", "status", "rows", "time", "error", box=None)
+    table = FitTable(
+        Col("step"),
+        Col("status"),
+        Col("rows", justify="right"),
+        Col("time", justify="right"),
+        Col("error", text=True),
+    )
     for s in report.steps:
-        table.add_row(s.step, s.status, f"{s.rows:,}", f"{s.duration_seconds:.2f}s", escape(s.error or ""))
+        table.add_row(s.step, s.status, f"{s.rows:,}", f"{s.duration_seconds:.2f}s", s.error or "")
     state.console.print(table)
 
 
 def _pairs_table(state: State, title: str, rows: dict[str, Any], header: tuple[str, str]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memcli.cli.render import pairs_table
 
-    table = Table(*header, title=title, title_justify="left", box=None)
-    for key, value in rows.items():
-        table.add_row(escape(str(key)), f"{value:,}" if isinstance(value, int) else escape(str(value)))
-    state.console.print(table)
+    state.console.print(pairs_table(title, rows, header))
 
 
 # ------------------------------------------------------------------------------------------------ cleanup
@@ -515,7 +516,8 @@ def schedule(
         return
     # plain text, not Rich: this is meant to be pasted as is
     lines = ["# --- crontab (crontab -e) ---"]
-    lines += [f"# note: {note}" for note in plan.notes]
+    for note in plan.notes:  # notes wrap (as comments); the command lines never do: they are pasted
+        lines += wrap_comment(f"note: {note}")
     lines += plan.crontab
     lines += [
         "",

@@ -142,9 +142,13 @@ def history(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if state.json:
         print_json({"revisions": revisions})
         return
+    from memcli.cli.render import Col, FitTable
+
+    table = FitTable(Col("revision"), Col("after", drop=1), Col("description", text=True))
     for rev in revisions:
-        head = "  (head)" if rev.is_head else ""
-        typer.echo(f"{rev.down_revision or 'base'} -> {rev.revision}{head}  {rev.description}")
+        head = " (head)" if rev.is_head else ""
+        table.add_row(rev.revision + head, rev.down_revision or "base", rev.description, fold=False)
+    state.console.print(table)
 
 
 @app.command()

@@ -154,14 +154,16 @@ def _render_sections(state: State, result: SeedResult) -> None:
     _warn(state, result.warnings)
     if state.quiet:
         return
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
     columns = ("created", "updated", "unchanged", "stale", "retired", "skipped")
     verb = "would be" if result.dry_run else "were"
     title = f"business context ({result.businesses} active businesses, {result.inactive_businesses} inactive)"
-    table = Table("section", *columns, title=title, title_justify="left")
-    for name, counts in [*result.sections.items(), ("total", result.totals)]:
-        table.add_row(name, *(str(getattr(counts, column)) for column in columns))
+    table = FitTable(Col("section"), *(Col(c, justify="right") for c in columns), title=title)
+    for name, counts in result.sections.items():
+        table.add_row(name, *(f"{getattr(counts, column):,}" for column in columns))
+    table.add_section()
+    table.add_row("total", *(f"{getattr(result.totals, column):,}" for column in columns))
     state.console.print(table)
     if result.settings_added:
         state.console.print(f"default settings that {verb} added: {', '.join(result.settings_added)}")
@@ -176,14 +178,11 @@ def _render_demo(state: State, result: DemoResult) -> None:
     _warn(state, result.warnings)
     if state.quiet or result.already_loaded:
         return
-    from rich.table import Table
+    from memcli.cli.render import pairs_table
 
-    table = Table(
-        "table", "rows", title=f"demo data (random seed {result.random_seed})", title_justify="left"
+    state.console.print(
+        pairs_table(f"demo data (random seed {result.random_seed})", result.counts, ("table", "rows"))
     )
-    for name, count in result.counts.items():
-        table.add_row(name, str(count))
-    state.console.print(table)
     state.console.print(
         f"{result.sessions} sessions, {result.users} users; conversation memories: {result.expired} expired, "
         f"{result.near_expiry} expiring within two days, {result.heavily_accessed} heavily accessed"
