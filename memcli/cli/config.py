@@ -6,20 +6,30 @@ from typing import Annotated
 
 import typer
 
+from memcli.cli.helptext import epilog
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
 
-app = typer.Typer(help="Inspect memcli's configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect memcli's configuration.",
+    no_args_is_help=True,
+    epilog=epilog(examples=("memcli config show", "memcli --config prod.toml config show --json")),
+)
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        examples=(
+            "memcli config show",
+            "MEMCLI_DATABASE_URL=postgresql://app@db/app memcli config show",
+            "memcli --config prod.toml config show --json",
+        )
+    )
+)
 def show(
     ctx: typer.Context, json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
-    """Print the resolved settings and the source of each (password masked).
-
-    Example: MEMCLI_DATABASE_URL=postgresql://app@db/app memcli config show
-    """
+    """Print the resolved settings and the source of each (password masked)."""
     from memcli.dsn import mask_dsn
 
     state = get_state(ctx, json_)

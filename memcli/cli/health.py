@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json, to_jsonable
 from memcli.cli.state import get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.health import CheckResult, HealthReport
@@ -68,12 +70,6 @@ def health(
 
     Each check reports OK / WARN / FAIL (or SKIP when it cannot run, e.g. for lack of privileges), the value
     it measured, its threshold and what to do. Thresholds: [health.thresholds] in memcli.toml.
-
-    Exit codes: 0 all OK; 1 any FAIL, or any WARN with --strict; 2 bad option or threshold; 3 cannot
-    connect; 4 the memory schema is not migrated.
-
-    Examples: memcli health · memcli health --check schema --check maintenance_daily · memcli health --json ·
-    memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom
     """
     from memcli.errors import ConnectError, NotReadyError
     from memcli.health import load_thresholds, resolve_names, run_checks
@@ -289,6 +285,26 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+HEALTH_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "all OK",
+            ExitCode.PROBLEMS: "any FAIL, or any WARN with --strict",
+            ExitCode.USAGE: "bad option or threshold",
+            ExitCode.CONNECT: "cannot connect",
+            ExitCode.NOT_READY: "the memory schema is not migrated",
+        }
+    ),
+    examples=(
+        "memcli health",
+        "memcli health --check schema --check maintenance_daily",
+        "memcli health --strict --json",
+        "memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom",
+        "memcli health --list",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``memcli health`` to the root app."""
-    app.command("health")(health)
+    app.command("health", epilog=HEALTH_EPILOG)(health)

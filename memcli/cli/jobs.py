@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import err, print_json, progress, to_jsonable, wrap_comment
 from memcli.cli.state import State, get_state
+from memcli.errors import ExitCode
 from memcli.jobs.interrupts import stop_on_signals
 
 if TYPE_CHECKING:
@@ -24,9 +26,16 @@ DIRECT_CONNECTION_NOTE = (
     "Maintenance needs a direct connection to Postgres (or a session-mode pool): its advisory lock does not "
     "hold through PgBouncer/Supavisor in transaction mode, and memcli refuses such a connection."
 )
-JOB_EXIT_CODES = (
-    "Exit codes: 0 done; 1 a step failed (the others still ran); 2 bad option; 3 cannot connect; "
-    "4 not migrated; 75 another run holds the lock (nothing done, retry later)."
+JOB_EXIT_CODES = exit_codes(
+    {
+        ExitCode.OK: "done",
+        ExitCode.PROBLEMS: "a step failed (the others still ran)",
+        ExitCode.USAGE: "bad option",
+        ExitCode.CONNECT: "cannot connect",
+        ExitCode.NOT_READY: "not migrated",
+        ExitCode.LOCKED: "another run holds the lock (nothing done, retry later)",
+        ExitCode.INTERRUPTED: "interrupted (what was committed so far is kept and logged)",
+    }
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with the counts.")]
@@ -192,9 +201,6 @@ def cleanup(
     run), then the context_relevance rows of sessions that have no conversation_memory and no
     semantic_memory left. That is exactly what SELECT cleanup_expired_memory() deletes, without one long
     transaction. The set of expired rows is fixed when the run starts.
-
-    Examples: memcli cleanup --expired --dry-run · memcli cleanup --expired --older-than 30d --type
-    short_term --max-runtime 10m --json
     """
     state = get_state(ctx, json_)
     if not expired:
@@ -362,9 +368,6 @@ def consolidate(
     ones kept in the log), writes the 'merge' log row and deletes the originals — all or nothing.
     --archive and --forget write 'archive' / 'forget' rows to memory_consolidation_log with the ids.
     None of these updates counts as an access of the memories.
-
-    Examples: memcli consolidate --dry-run · memcli consolidate --session abc --older-than 1d ·
-    memcli consolidate --decay --archive --forget --json
     """
     state = get_state(ctx, json_)
     from memcli.jobs.maintain import consolidate_steps, run_steps
@@ -455,7 +458,7 @@ def maintain(
     monthly: vacuum_analyze (ANALYZE each memory table, VACUUM (ANALYZE) where dead rows piled up) and
     reindex (REINDEX INDEX CONCURRENTLY of every memory-table index; leftovers of failed rebuilds dropped).
 
-    A failed step does not stop the others; the exit code is then 1. The job holds a Postgres advisory
+    A failed step does not stop the others (the job then exits 1). The job holds a Postgres advisory
     lock: a second run exits 75 at once. Print crontab lines with: memcli schedule.
     """
     state = get_state(ctx, json_)
@@ -499,7 +502,9 @@ def schedule(
         Path | None,
         typer.Option("--log-dir", help="Folder for the jobs' logs (default: the user log folder)."),
     ] = None,
-    json_: JsonOpt = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document: the crontab lines, units and notes.")
+    ] = False,
 ) -> None:
     """Print crontab lines and systemd units that run the daily, weekly and monthly jobs.
 
@@ -531,10 +536,51 @@ def schedule(
     typer.echo("\n".join(lines))
 
 
+SCHEDULE_EXIT_CODES = exit_codes(
+    {ExitCode.OK: "printed", ExitCode.USAGE: "bad option or configuration (nothing printed)"}
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    epilog = f"{DIRECT_CONNECTION_NOTE} {JOB_EXIT_CODES}"
-    app.command(epilog=epilog)(cleanup)
-    app.command(epilog=epilog)(consolidate)
-    app.command(epilog=epilog)(maintain)
-    app.command(epilog=DIRECT_CONNECTION_NOTE)(schedule)
+    notes = (DIRECT_CONNECTION_NOTE, JOB_EXIT_CODES)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli cleanup --expired --dry-run",
+                "memcli cleanup --expired --older-than 30d --type short_term --max-runtime 10m --json",
+            ),
+        )
+    )(cleanup)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli consolidate --dry-run",
+                "memcli consolidate --session abc --older-than 1d",
+                "memcli consolidate --decay --archive --forget --json",
+            ),
+        )
+    )(consolidate)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli maintain daily",
+                "memcli maintain weekly --forget --dry-run",
+                "memcli -q maintain monthly --json >> ~/.local/state/memcli/monthly.log 2>&1",
+            ),
+        )
+    )(maintain)
+    app.command(
+        epilog=epilog(
+            DIRECT_CONNECTION_NOTE,
+            SCHEDULE_EXIT_CODES,
+            examples=(
+                "memcli schedule",
+                "memcli --config /etc/memcli.toml schedule --log-dir /var/log/memcli",
+                "memcli schedule --json",
+            ),
+        )
+    )(schedule)

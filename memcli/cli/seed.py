@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import err, print_json
 from memcli.cli.state import get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.cli.state import State
@@ -73,14 +75,6 @@ def seed(
     (some expired, some near expiry, some heavily accessed) with real embeddings. Demo session ids start
     with "demo-". It refuses (exit 2) if the database holds memories or businesses that are not demo
     data, unless --yes.
-
-    \b
-    Examples:
-      memcli seed
-      memcli seed --refresh --dry-run
-      memcli seed --business 0b6f4e2a-5d1c-4c1e-9a57-2a0f0e8b9c11 --refresh
-      memcli seed --demo --businesses 8 --sessions 500 --random-seed 7
-      memcli seed --demo --embedder hashing --json
     """
     from memcli.errors import ConfigError
 
@@ -196,6 +190,25 @@ def _render_demo(state: State, result: DemoResult) -> None:
         )
 
 
+SEED_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "done",
+            ExitCode.USAGE: "bad option, or --demo next to data that is not demo data (without --yes)",
+            ExitCode.CONNECT: "cannot connect",
+            ExitCode.NOT_READY: "not migrated, or the embedder differs from the stored vectors' model",
+        }
+    ),
+    examples=(
+        "memcli seed",
+        "memcli seed --refresh --dry-run",
+        "memcli seed --business 0b6f4e2a-5d1c-4c1e-9a57-2a0f0e8b9c11 --refresh",
+        "memcli seed --demo --businesses 8 --sessions 500 --random-seed 7",
+        "memcli seed --demo --embedder hashing --json",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    app.command(name="seed")(seed)
+    app.command(name="seed", epilog=SEED_EPILOG)(seed)

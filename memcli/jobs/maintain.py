@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, ConnectError, MemcliError
+from memcli.errors import ConfigError, ConnectError, ExitCode, MemcliError
 from memcli.jobs import cleanup as cleanup_mod
 from memcli.jobs import consolidate as consolidate_mod
 from memcli.jobs import interrupts, optimize
@@ -86,7 +86,7 @@ class JobReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed_steps else 0
+        return ExitCode.PROBLEMS if self.failed_steps else ExitCode.OK
 
     def step(self, name: str) -> StepReport | None:
         return next((s for s in self.steps if s.step == name), None)
