@@ -40,7 +40,7 @@ def start(ctx: typer.Context, json_: JsonOpt = False) -> None:
     state = get_state(ctx, json_)
     status = embedded.start(state.config().home.value)
     if state.json:
-        print_json({"running": True, "pid": status.pid, "pgdata": status.pgdata, "dsn": status.dsn})
+        print_json(status)
     elif not state.quiet:
         typer.echo(f"embedded Postgres running (pid {status.pid}, data {status.pgdata})")
 
@@ -71,9 +71,7 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
     state = get_state(ctx, json_)
     current = embedded.status(state.config().home.value)
     if state.json:
-        print_json(
-            {"running": current.running, "pid": current.pid, "pgdata": current.pgdata, "dsn": current.dsn}
-        )
+        print_json(current)
     else:
         if current.running:
             typer.echo(f"running   pid {current.pid}\ndata      {current.pgdata}\nurl       {current.dsn}")

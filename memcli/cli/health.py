@@ -150,32 +150,16 @@ def _print_catalogue(state: Any, thresholds: Any) -> None:
 
 
 def report_document(report: HealthReport, code: int, strict: bool) -> dict[str, Any]:
+    """The --json document: the report's fields, how it was judged (exit code, strict), counts, checks."""
+    document = to_jsonable(report)
+    checks = document.pop("results")
     return {
-        "status": report.status.value,
-        "exit_code": code,
+        "status": document.pop("status"),
+        "exit_code": int(code),
         "strict": strict,
-        "deep": report.deep,
-        "read_only": report.read_only,
-        "checked_at": report.checked_at,
-        "elapsed_ms": report.elapsed_ms,
-        "database": report.database,
+        **document,
         "counts": report.counts(),
-        "checks": [
-            {
-                "name": r.name,
-                "group": r.group,
-                "status": r.status.value,
-                "value": r.value,
-                "unit": r.unit,
-                "estimate": r.estimate,
-                "threshold": r.threshold,
-                "message": r.message,
-                "hint": r.hint,
-                "elapsed_ms": r.elapsed_ms,
-                "details": r.details,
-            }
-            for r in report.results
-        ],
+        "checks": checks,
     }
 
 
