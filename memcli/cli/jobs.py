@@ -85,33 +85,13 @@ def _factory(state: State) -> Any:
     return connection_factory(state.resolve_dsn())
 
 
-def _header(report: JobReport) -> dict[str, Any]:
-    return {
-        "job": report.job,
-        "status": report.status,
-        "dry_run": report.dry_run,
-        "run_id": report.run_id,
-        "started_at": report.started_at,
-        "duration_seconds": round(report.duration_seconds, 3),
-        "rows": report.rows,
-        "exit_code": report.exit_code,
-        "warnings": report.warnings,
-        "interrupted_runs_closed": report.interrupted_runs_closed,
-    }
-
-
-def _steps_json(report: JobReport) -> list[dict[str, Any]]:
-    return [
-        {
-            "step": s.step,
-            "status": s.status,
-            "rows": s.rows,
-            "duration_seconds": round(s.duration_seconds, 3),
-            "error": s.error,
-            "result": to_jsonable(s.result),
-        }
-        for s in report.steps
-    ]
+def _document(report: JobReport, **extra: Any) -> dict[str, Any]:
+    """The job's --json document: the report, ``extra`` (where the report has no field of that name: its
+    duration and dry_run win), the exit code, and the steps with their results last."""
+    document = to_jsonable(report)
+    steps = document.pop("steps")
+    document.update({k: v for k, v in to_jsonable(extra).items() if k not in document})
+    return {**document, "exit_code": int(report.exit_code), "steps": steps}
 
 
 def _finish(state: State, report: JobReport, payload: dict[str, Any], render: Any) -> None:
@@ -142,8 +122,10 @@ def _steps_table(state: State, report: JobReport) -> None:
         Col("time", justify="right"),
         Col("error", text=True),
     )
+    from memcli.durations import format_duration
+
     for s in report.steps:
-        table.add_row(s.step, s.status, f"{s.rows:,}", f"{s.duration_seconds:.2f}s", s.error or "")
+        table.add_row(s.step, s.status, f"{s.rows:,}", format_duration(s.duration_seconds), s.error or "")
     state.console.print(table)
 
 
@@ -207,13 +189,18 @@ def cleanup(
         from memcli.errors import ConfigError
 
         raise ConfigError("say what to clean up: --expired", hint="memcli cleanup --expired --dry-run")
+    from memcli.jobs.cleanup import CleanupOptions
     from memcli.jobs.common import check_memory_type
     from memcli.jobs.maintain import cleanup_steps, run_steps
 
-    age = _duration(older_than, "--older-than")
-    runtime = _duration(max_runtime, "--max-runtime")
-    tier = check_memory_type(memory_type)
-    timeouts = _timeouts(lock_timeout)
+    options = CleanupOptions(
+        dry_run=dry_run,
+        older_than=_duration(older_than, "--older-than"),
+        memory_type=check_memory_type(memory_type),
+        batch_size=batch_size,
+        max_runtime=_duration(max_runtime, "--max-runtime"),
+        timeouts=_timeouts(lock_timeout),
+    )
     bar = progress(state.console, disable=state.quiet or state.json)
     with bar, stop_on_signals():
         task = bar.add_task("deleting expired memories", total=None)
@@ -221,38 +208,9 @@ def cleanup(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        steps = cleanup_steps(
-            dry_run=dry_run,
-            older_than=age,
-            memory_type=tier,
-            batch_size=batch_size,
-            max_runtime=runtime,
-            progress=advance,
-            timeouts=timeouts,
-        )
-        report = run_steps(_factory(state), "cleanup", steps, dry_run=dry_run)
-    step = report.steps[0]
-    result = step.result
-    payload = _header(report)
-    if result is not None:
-        payload.update(
-            {
-                "cutoff": result.cutoff,
-                "older_than_seconds": result.older_than_seconds,
-                "memory_type": result.memory_type,
-                "deleted": result.deleted,
-                "deleted_by_tier": result.deleted_by_tier,
-                "would_delete": result.would_delete,
-                "would_delete_by_tier": result.would_delete_by_tier,
-                "sample_sessions": result.sample_sessions,
-                "batches": result.batches,
-                "batch_size": result.batch_size,
-                "longest_batch_ms": round(result.longest_batch_ms, 1),
-                "complete": result.complete,
-                "stopped": result.stopped,
-            }
-        )
-    payload["steps"] = _steps_json(report)
+        report = run_steps(_factory(state), "cleanup", cleanup_steps(options, advance), dry_run=dry_run)
+    result = report.steps[0].result
+    payload = _document(report, **(to_jsonable(result) if result is not None else {}))  # its counts on top
 
     def render() -> None:
         if result is None:
@@ -370,9 +328,23 @@ def consolidate(
     None of these updates counts as an access of the memories.
     """
     state = get_state(ctx, json_)
+    from memcli.jobs.consolidate import ConsolidateOptions
     from memcli.jobs.maintain import consolidate_steps, run_steps
 
-    timeouts = _timeouts(lock_timeout)
+    options = ConsolidateOptions(
+        dry_run=dry_run,
+        session=session,
+        older_than=_duration(older_than, "--older-than"),
+        decay=decay,
+        archive=archive,
+        forget=forget,
+        decay_interval=_duration(decay_interval, "--decay-interval"),
+        archive_max_importance=archive_below,
+        archive_min_age=_duration(archive_older_than, "--archive-older-than"),
+        forget_min_age=_duration(forget_older_than, "--forget-older-than"),
+        batch_size=batch_size,
+        timeouts=_timeouts(lock_timeout),
+    )
     bar = progress(state.console, disable=state.quiet or state.json)
     with bar, stop_on_signals():
         task = bar.add_task("consolidating sessions", total=None)
@@ -380,21 +352,7 @@ def consolidate(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        steps = consolidate_steps(
-            dry_run=dry_run,
-            session=session,
-            older_than=_duration(older_than, "--older-than"),
-            decay=decay,
-            archive=archive,
-            forget=forget,
-            decay_interval=_duration(decay_interval, "--decay-interval"),
-            archive_max_importance=archive_below,
-            archive_min_age=_duration(archive_older_than, "--archive-older-than"),
-            forget_min_age=_duration(forget_older_than, "--forget-older-than"),
-            batch_size=batch_size,
-            progress=advance,
-            timeouts=timeouts,
-        )
+        steps = consolidate_steps(options, advance)
         report = run_steps(_factory(state), "consolidate", steps, dry_run=dry_run)
 
     def result_of(name: str) -> Any:
@@ -412,7 +370,7 @@ def consolidate(
         "archived": archived.archived if archived else None,
         "forgotten": forgotten.forgotten if forgotten else None,
     }
-    payload = {**_header(report), "session": session, **counts, "steps": _steps_json(report)}
+    payload = _document(report, session=session, **counts)
 
     def render() -> None:
         verb = "would be " if dry_run else ""
@@ -462,7 +420,7 @@ def maintain(
     lock: a second run exits 75 at once. Print crontab lines with: memcli schedule.
     """
     state = get_state(ctx, json_)
-    from memcli.jobs.maintain import run_job
+    from memcli.jobs.maintain import MaintainOptions, run_job
 
     if forget and job is not Job.weekly:
         from memcli.errors import ConfigError
@@ -475,15 +433,9 @@ def maintain(
         def on_step(name: str, index: int, total: int) -> None:
             bar.update(task, description=f"{job.value}: {name}", completed=index, total=total)
 
-        report = run_job(
-            _factory(state),
-            job.value,
-            dry_run=dry_run,
-            forget=forget,
-            on_step=on_step,
-            timeouts=_timeouts(lock_timeout),
-        )
-    payload = {**_header(report), "steps": _steps_json(report)}
+        options = MaintainOptions(dry_run=dry_run, forget=forget, timeouts=_timeouts(lock_timeout))
+        report = run_job(_factory(state), job.value, options, on_step=on_step)
+    payload = _document(report)
 
     def render() -> None:
         title = f"{job.value} maintenance" + (" (dry run: counts only)" if dry_run else "")
