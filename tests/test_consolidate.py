@@ -15,13 +15,10 @@ from psycopg.types.json import Jsonb
 from memcli.jobs.consolidate import ConsolidateOptions, archive_memories, decay_relevance, forget_memories
 from memcli.jobs.locks import lock_key
 from memcli.jobs.maintain import consolidate_steps, run_steps
+from memcli.schema import names
 
-LOG_AND_MEMORY = (
-    "conversation_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "system_maintenance_log",
-)
+# Every table with an id the jobs could touch: a dry run leaves all of them as they were.
+SNAPSHOT_TABLES = (*names.MEMORY_TABLES, names.MAINTENANCE_LOG)
 
 
 def connect(dsn: str) -> psycopg.Connection:
@@ -76,7 +73,7 @@ def prepare(dsn: str) -> dict[str, list[str]]:
 
 def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with connect(dsn) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in LOG_AND_MEMORY}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in SNAPSHOT_TABLES}
 
 
 def values_of(conn: psycopg.Connection, ids: list[str]) -> dict[str, tuple[str, Any]]:

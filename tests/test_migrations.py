@@ -18,35 +18,14 @@ from psycopg import sql
 
 from memcli import migrations
 from memcli.errors import ConfigError, LockedError, NotReadyError
+from memcli.schema import names
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HEAD = "0003_operations_security"
 ALL = ["0001_core_tables", "0002_memory_system", HEAD]
-MEMORY_TABLES = {
-    "conversation_memory",
-    "business_context_sections",
-    "semantic_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "user_context_profiles",
-    "memory_settings",
-}
-CORE_TABLES = {
-    "businesses",
-    "menu_items",
-    "menu_categories",
-    "messages",
-    "orders",
-    "order_items",
-    "staff",
-    "qr_codes",
-    "tables",
-    "working_hours",
-    "profiles",
-    "session_states",
-    "Live Dining Board",
-}
+MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
+CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
 
 

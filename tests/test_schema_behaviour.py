@@ -11,6 +11,7 @@ import pytest
 from psycopg import errors
 
 from memcli import migrations
+from memcli.schema import names
 
 USER_A = "aaaaaaaa-aaaa-aaaa-aaaa-000000000001"  # owner of Trattoria Roma in tests/app_database.sql
 USER_B = "aaaaaaaa-aaaa-aaaa-aaaa-000000000002"  # owner of Green Leaf Cafe
@@ -301,21 +302,10 @@ def test_vector_index_is_hnsw_and_no_document_mistakes_ship(migrated_db: str) ->
         rls = dict(
             conn.execute(
                 "SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s)",
-                (
-                    [
-                        "conversation_memory",
-                        "business_context_sections",
-                        "semantic_memory",
-                        "memory_consolidation_log",
-                        "context_relevance",
-                        "user_context_profiles",
-                        "memory_settings",
-                        "system_maintenance_log",
-                    ],
-                ),
+                (list(names.REQUIRED_TABLES),),
             ).fetchall()
         )
-        assert len(rls) == 8 and all(rls.values())
+        assert len(rls) == len(names.REQUIRED_TABLES) and all(rls.values())
 
 
 def test_semantic_memory_has_full_text_search(migrated_db: str) -> None:
