@@ -390,6 +390,9 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0004_consolidate_per_user": [
+        "consolidate_session_memories(text[, interval]) merging per owner (back to one memory per session)",
+    ],
     "0003_operations_security": [
         "table system_maintenance_log (the maintenance-run log)",
         "row-level security policies on the memory tables",

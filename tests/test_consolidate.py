@@ -425,4 +425,4 @@ def test_expired_memories_are_left_for_cleanup_not_merged(migrated_db: str, cli)
         }
         assert expired in remaining and live not in remaining
         # and the SQL function agrees: nothing left to merge for erin
-        assert conn.execute("SELECT consolidate_session_memories('erin')").fetchone()[0] is None
+        assert conn.execute("SELECT consolidate_session_memories('erin')").fetchall() == []

@@ -217,7 +217,7 @@ def test_consolidate_session_memories_merges_old_short_term_memories(migrated_db
         left = {r[0] for r in conn.execute("SELECT id FROM conversation_memory")}
         assert left == {new_id, recent, long_term, other}
         # nothing old is left; an explicit threshold of zero reaches the recent one
-        assert conn.execute("SELECT consolidate_session_memories('s')").fetchone() == (None,)
+        assert conn.execute("SELECT consolidate_session_memories('s')").fetchall() == []
         again = conn.execute("SELECT consolidate_session_memories('s', interval '0')").fetchone()
         assert again is not None and again[0] is not None
 
