@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
     CONNECT = 3  # cannot connect or authenticate
     NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
     LOCKED = 75  # another run holds the job's lock (EX_TEMPFAIL: cron may retry)
-    INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention)
+    INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention for Ctrl-C)
 
 
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
@@ -26,7 +26,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.CONNECT: "cannot connect or authenticate",
     ExitCode.NOT_READY: "database not ready (pgvector missing, not migrated, embedding mismatch)",
     ExitCode.LOCKED: "another run holds the lock (retry later)",
-    ExitCode.INTERRUPTED: "interrupted (SIGINT; SIGTERM too for the maintenance jobs)",
+    ExitCode.INTERRUPTED: "interrupted by SIGINT or SIGTERM (committed work stays; the run stops where the "
+    "signal found it)",
 }
 
 

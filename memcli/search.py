@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from memcli.durations import parse_duration
+from memcli.durations import DurationTooLongError, parse_duration
 from memcli.errors import ConfigError, NotReadyError
 
 if TYPE_CHECKING:
@@ -116,6 +116,19 @@ def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
         raise ConfigError(f"{what} {value!r} is not a UUID") from None
 
 
+# A query is a question, not a document: embedding models read a few hundred words, and Postgres's full-text
+# parser runs out of stack on very long websearch queries (a 120 KB one fails with "stack depth limit").
+MAX_QUERY_CHARS = 10_000
+
+
+def check_query_length(query: str | None) -> None:
+    if query and len(query) > MAX_QUERY_CHARS:
+        raise ConfigError(
+            f"the query is {len(query)} characters; a search takes at most {MAX_QUERY_CHARS}",
+            hint="search with the words that matter (or --like MEMORY_ID for a stored memory's neighbours)",
+        )
+
+
 def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
     """``--since``/``--until`` values: an ISO date or date-time, or an age such as ``7d``, ``12h``, ``30m``.
 
@@ -125,6 +138,8 @@ def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = Non
     value = (text or "").strip()
     try:
         return (now or datetime.now().astimezone()) - parse_duration(value)
+    except DurationTooLongError:
+        raise
     except ConfigError:
         pass  # not an age: a date
     try:
@@ -334,6 +349,7 @@ def search(
         raise ConfigError("--since must be before --until")
     user_id = parse_uuid(user, "user id")
     like = parse_uuid(like_id, "memory id")
+    check_query_length(query)
     if like is None and not (query and query.strip()):
         raise ConfigError("nothing to search for", hint="give a query text or --like MEMORY_ID")
     if hybrid and not (query and query.strip()):
@@ -460,6 +476,7 @@ def search_sections(
     from memcli.readiness import require_migrated
 
     started = time.perf_counter()
+    check_query_length(query)
     if not query or not query.strip():
         raise ConfigError("nothing to search for", hint="give a query text")
     if section_type is not None and section_type not in SECTION_TYPES:

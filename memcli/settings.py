@@ -41,6 +41,15 @@ def get_settings(conn: psycopg.Connection) -> dict[str, Any]:
     return values
 
 
+def settings_with_sources(conn: psycopg.Connection) -> dict[str, tuple[Any, str]]:
+    """Every setting with where its value comes from: ``database`` (the table) or ``default``."""
+    stored = dict(conn.execute("SELECT key, value FROM memory_settings").fetchall())
+    keys = [*DEFAULTS, *sorted(set(stored) - set(DEFAULTS))]
+    return {
+        key: (stored[key], "database") if key in stored else (DEFAULTS[key][0], "default") for key in keys
+    }
+
+
 def get_setting(conn: psycopg.Connection, key: str, default: Any = None) -> Any:
     row = conn.execute("SELECT value FROM memory_settings WHERE key = %s", (key,)).fetchone()
     if row is not None:

@@ -48,23 +48,33 @@ SqlOpt = Annotated[
     ),
 ]
 LockTimeoutOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--lock-timeout",
         metavar="SECONDS",
         min=0.001,
-        help="Give up a DDL statement that waits longer than this for a lock held by the application.",
+        help="Give up a DDL statement that waits longer than this for a lock held by the application "
+        "(default 10; also MEMCLI_LOCK_TIMEOUT or [migrate] lock_timeout).",
     ),
 ]
 LockWaitOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--lock-wait",
         metavar="SECONDS",
         min=0,
-        help="How long to wait for another running migration before exiting 75.",
+        help="How long to wait for another running migration before exiting 75 (default 300; also "
+        "[migrate] lock_wait).",
     ),
 ]
+
+
+def _locks(state: State, lock_timeout: float | None, lock_wait: float | None) -> dict[str, Any]:
+    config = state.config({"migrate.lock_timeout": lock_timeout, "migrate.lock_wait": lock_wait})
+    return {
+        "lock_timeout_ms": int(config.value("migrate.lock_timeout") * 1000),
+        "lock_wait_seconds": config.value("migrate.lock_wait"),
+    }
 
 
 @app.callback()
@@ -84,8 +94,8 @@ def migrate(
             "Also MEMCLI_EMBEDDING_DIM or [embedding] dimension in memcli.toml.",
         ),
     ] = None,
-    lock_timeout: LockTimeoutOpt = 10.0,
-    lock_wait: LockWaitOpt = 300.0,
+    lock_timeout: LockTimeoutOpt = None,
+    lock_wait: LockWaitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Migrate the database to memcli's memory schema (Alembic). Without a subcommand: upgrade to head.
@@ -99,14 +109,16 @@ def migrate(
     from memcli import migrations
 
     state = get_state(ctx, json_)
+    dimension = state.config({"embedding.dimension": embedding_dim}).values["embedding.dimension"]
     dsn = None if sql else state.resolve_dsn()
     result = migrations.upgrade(
         dsn,
         revision,
         sql=sql,
-        embedding_dim=embedding_dim,
-        lock_timeout_ms=int(lock_timeout * 1000),
-        lock_wait_seconds=lock_wait,
+        # the default only applies to a first migration; a configured dimension must match the database's
+        embedding_dim=None if dimension.source == "default" else dimension.value,
+        dimension_source=dimension.source,
+        **_locks(state, lock_timeout, lock_wait),
     )
     if sql:
         _print_sql(state, result)
@@ -211,8 +223,8 @@ def down(
         bool, typer.Option("--dry-run", help="Show what would be reverted and dropped; change nothing.")
     ] = False,
     sql: SqlOpt = False,
-    lock_timeout: LockTimeoutOpt = 10.0,
-    lock_wait: LockWaitOpt = 300.0,
+    lock_timeout: LockTimeoutOpt = None,
+    lock_wait: LockWaitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Downgrade to REV. Drops the tables (and rows) of the reverted revisions; asks first unless --yes."""
@@ -240,9 +252,7 @@ def down(
     if not yes:
         _echo_plan(plan, err=True)
         typer.confirm("Downgrade and drop these?", abort=True, err=True)
-    result = migrations.downgrade(
-        dsn, revision, lock_timeout_ms=int(lock_timeout * 1000), lock_wait_seconds=lock_wait
-    )
+    result = migrations.downgrade(dsn, revision, **_locks(state, lock_timeout, lock_wait))
     if state.json:
         print_json({"dry_run": False, **_plain(result), "drops": plan.drops})
     elif not state.quiet:
