@@ -69,3 +69,9 @@ def first_line(exc: BaseException) -> str:
     """The first line of an error's message (its class name when it has none), for one-line reports."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+class NotFoundError(MemcliError):
+    """What was asked for does not exist (a memory, a user, a session): exit 1."""
+
+    exit_code = ExitCode.PROBLEMS

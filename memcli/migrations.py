@@ -475,6 +475,10 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0005_audit_erasure": [
+        "tables memcli_audit_log, memcli_erasure_receipts, memcli_erasure_scope, memcli_session_closures "
+        "(the audit trail, erasure receipts and session closures, with all their rows)",
+    ],
     "0004_consolidate_per_user": [
         "consolidate_session_memories(text[, interval]) merging per owner (back to one memory per session)",
     ],

@@ -30,6 +30,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "relevance.decay_interval_hours": (24, "relevance rows not recalculated for this long decay"),
     "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
     "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
+    "sessions.idle_minutes": (30, "a session without activity for this long is idle"),
+    "sessions.close_hours": (24, "a session without activity for this long is closed (maintain daily)"),
+    "retention.semantic.conversation_days": (365, "days a conversation semantic memory is kept, or never"),
+    "retention.semantic.business_info_days": ("never", "days a business_info semantic memory is kept"),
+    "retention.semantic.user_preference_days": ("never", "days a user_preference semantic memory is kept"),
+    "retention.consolidation_log_days": (365, "days a consolidation log row is kept, or never"),
+    "retention.maintenance_log_days": (180, "days a maintenance log row is kept, or never"),
+    "retention.relevance_days": (180, "days a relevance row is kept after it was created, or never"),
 }
 
 

@@ -230,8 +230,12 @@ def test_pending_migration(cli, migrated_db: str) -> None:
     execute(migrated_db, "UPDATE alembic_version SET version_num = '0002_memory_system'")
     result = check(migrated_db, "schema_revision")
     assert result.status is Status.FAIL and result.value == "0002_memory_system"
-    assert result.details["pending"] == ["0003_operations_security", "0004_consolidate_per_user"]
-    assert "2 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
+    assert result.details["pending"] == [
+        "0003_operations_security",
+        "0004_consolidate_per_user",
+        "0005_audit_erasure",
+    ]
+    assert "3 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -241,6 +245,7 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0002_memory_system",
         "0003_operations_security",
         "0004_consolidate_per_user",
+        "0005_audit_erasure",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1
@@ -282,7 +287,15 @@ def test_stale_and_failed_maintenance_runs(cli, migrated_db: str) -> None:
     assert failures.status is Status.WARN and failures.value == 1
     assert "weekly" in failures.message and "step vacuum failed" in failures.message
     code, doc = health_json(cli, migrated_db, "--check", "operations")
-    assert code == 1 and [c["status"] for c in doc["checks"]] == ["fail", "warn", "ok", "warn", "ok"]
+    statuses = {c["name"]: c["status"] for c in doc["checks"]}
+    assert code == 1 and statuses == {
+        "maintenance_daily": "fail",
+        "maintenance_weekly": "warn",
+        "maintenance_monthly": "ok",
+        "maintenance_failures": "warn",
+        "maintenance_stuck": "ok",
+        "erasures": "ok",
+    }
 
 
 def test_jobs_never_run_on_an_old_schema(migrated_db: str) -> None:

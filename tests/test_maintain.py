@@ -79,7 +79,7 @@ def test_daily_runs_its_steps_and_logs_them(migrated_db: str, cli: Any) -> None:
     prepare(migrated_db)
     out = run_json(cli, migrated_db, "maintain", "daily")
     steps = {s["step"]: s for s in out["steps"]}
-    assert list(steps) == ["cleanup", "stale_relevance"]
+    assert list(steps) == ["cleanup", "stale_relevance", "close_sessions", "retention"]
     assert steps["cleanup"]["result"]["deleted"] == {"conversation_memory": 4, "context_relevance": 1}
     assert steps["stale_relevance"]["rows"] == 1
     assert out["status"] == "succeeded" and out["rows"] == 6
@@ -88,6 +88,8 @@ def test_daily_runs_its_steps_and_logs_them(migrated_db: str, cli: Any) -> None:
         (None, "succeeded", 6),
         ("cleanup", "succeeded", 5),
         ("stale_relevance", "succeeded", 1),
+        ("close_sessions", "succeeded", 0),
+        ("retention", "succeeded", 0),
     ]
     with connect(migrated_db) as conn:
         timing = conn.execute(
@@ -341,5 +343,5 @@ def test_run_job_library_api(migrated_db: str) -> None:
     prepare(migrated_db)
     steps_seen: list[str] = []
     report = run_job(migrated_db, "daily", on_step=lambda name, i, n: steps_seen.append(name))
-    assert steps_seen == ["cleanup", "stale_relevance"]
+    assert steps_seen == ["cleanup", "stale_relevance", "close_sessions", "retention"]
     assert report.exit_code == 0 and report.run_id and report.step("cleanup").rows == 5

@@ -24,8 +24,9 @@ from memcli.schema import names
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECURITY = "0003_operations_security"
-HEAD = "0004_consolidate_per_user"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, HEAD]
+PER_USER = "0004_consolidate_per_user"
+HEAD = "0005_audit_erasure"
+ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -144,10 +145,10 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, SECURITY]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, PER_USER, SECURITY]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [SECURITY, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, HEAD]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -292,7 +293,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, HEAD]
+    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, PER_USER, HEAD]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------

@@ -41,6 +41,10 @@ COMMAND_ORDER = (
     "search",
     "remember",
     "embed",
+    "memories",
+    "users",
+    "sessions",
+    "stats",
     "health",
     "cleanup",
     "consolidate",
@@ -162,7 +166,17 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search"):
+    for module_name in (
+        "migrate",
+        "seed",
+        "jobs",
+        "health",
+        "search",
+        "memories",
+        "users",
+        "sessions",
+        "stats",
+    ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

@@ -38,6 +38,12 @@ class ContentType(StrEnum):
     user_preference = "user_preference"
 
 
+class MemoryTier(StrEnum):
+    short_term = "short_term"
+    long_term = "long_term"
+    archived = "archived"
+
+
 class SectionType(StrEnum):
     menu = "menu"
     services = "services"
@@ -332,8 +338,8 @@ def embed(
 
 def remember(
     ctx: typer.Context,
-    text: Annotated[str, typer.Argument(help="The memory, in plain words.")],
-    session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")],
+    text: Annotated[str | None, typer.Argument(help="The memory, in plain words.")] = None,
+    session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")] = "",
     user: Annotated[str | None, typer.Option("--user", metavar="UUID", help="The user it is about.")] = None,
     content_type: Annotated[
         ContentType, typer.Option("--type", help="Content type.")
@@ -341,14 +347,43 @@ def remember(
     metadata: Annotated[
         str | None, typer.Option("--metadata", metavar="JSON", help="A JSON object stored with the memory.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Store a conversation memory under this context key (value: --value, else TEXT).",
+        ),
+    ] = None,
+    value: Annotated[
+        str | None, typer.Option("--value", metavar="JSON", help="With --key: the value, as JSON.")
+    ] = None,
+    tier: Annotated[
+        MemoryTier, typer.Option("--tier", help="With --key: the tier (its retention sets the expiry).")
+    ] = MemoryTier.short_term,
+    importance: Annotated[
+        float, typer.Option("--importance", min=0.0, max=1.0, help="With --key: importance, 0-1.")
+    ] = 0.5,
     embedder: EmbedderOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Store TEXT as a semantic memory, with its embedding."""
+    """Store TEXT as a semantic memory, with its embedding; with --key, a conversation memory.
+
+    Examples: memcli remember "prefers window seats" --session S1 --user 3f2b...5f ·
+    memcli remember --session S1 --key food --value '{"cuisine": "italian"}' --tier long_term
+    """
     from memcli.errors import ConfigError
     from memcli.memories import remember as store
 
     state = get_state(ctx, json_)
+    if not session:
+        raise ConfigError("a memory needs a session id", hint="pass --session")
+    if key is not None:
+        _remember_conversation(state, session, user, key, text, value, tier.value, importance)
+        return
+    if text is None:
+        raise ConfigError(
+            "nothing to remember", hint="give TEXT, or --key and --value for a conversation memory"
+        )
     extra = None
     if metadata is not None:
         try:
@@ -379,6 +414,46 @@ def remember(
         state.console.print(str(memory_id))
         return
     state.console.print(f"Remembered {memory_id} (session {session}, {content_type.value}, {chosen.name})")
+
+
+def _remember_conversation(
+    state: State,
+    session: str,
+    user: str | None,
+    key: str,
+    text: str | None,
+    value: str | None,
+    tier: str,
+    importance: float,
+) -> None:
+    from memcli.errors import ConfigError
+    from memcli.people.memories import store_conversation
+    from memcli.people.scope import user_subject
+
+    if value is not None:
+        try:
+            stored_value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--value is not valid JSON: {exc}", hint="quote strings: --value '\"text\"'"
+            ) from None
+    elif text is not None:
+        stored_value = text
+    else:
+        raise ConfigError("a conversation memory needs a value", hint="pass --value JSON (or TEXT)")
+    user_id = user_subject(user).user_id if user is not None else None
+    with state.connect() as conn:
+        stored = store_conversation(
+            conn, session, key, stored_value, user=user_id, tier=tier, importance=importance
+        )
+    if state.json:
+        print_json(stored)
+        return
+    if state.quiet:
+        state.console.print(str(stored.id))
+        return
+    verb = "Remembered" if stored.created else "Replaced"
+    state.console.print(f"{verb} {stored.id} (session {session}, key {key}, {tier})")
 
 
 SEARCH_EPILOG = epilog(

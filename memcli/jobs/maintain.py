@@ -7,8 +7,10 @@ A job run uses two kinds of connection:
   a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
 
 Jobs and their steps:
-- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories) and
-  ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
+- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories),
+  ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
+  past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
+  the logs and relevance rows older than their ``retention.*`` setting);
 - ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
   ``forget`` when asked;
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
@@ -327,6 +329,19 @@ def consolidate_steps(options: ConsolidateOptions, progress: ProgressCallback | 
     return steps
 
 
+def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:
+    """The daily steps of people's data: close sessions past their timeout (consolidating them), then
+    retention of semantic memories, the logs and relevance rows."""
+    from memcli.people import retention, sessions
+
+    return [
+        Step(
+            "close_sessions", lambda conn: sessions.close_timed_out(conn, dry_run=dry_run, timeouts=timeouts)
+        ),
+        Step("retention", lambda conn: retention.apply_retention(conn, dry_run=dry_run, timeouts=timeouts)),
+    ]
+
+
 def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | None = None) -> list[Step]:
     """The steps of ``daily``, ``weekly`` or ``monthly``."""
     dry_run, timeouts = options.dry_run, options.timeouts
@@ -337,6 +352,7 @@ def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | N
                 "stale_relevance",
                 lambda conn: cleanup_mod.cleanup_stale_relevance(conn, dry_run=dry_run, timeouts=timeouts),
             ),
+            *people_steps(dry_run=dry_run, timeouts=timeouts),
         ]
     if job == "weekly":
         weekly = ConsolidateOptions(
