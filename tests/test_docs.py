@@ -217,25 +217,31 @@ def help_text(path: tuple[str, ...], cli) -> str:
     return result.stdout
 
 
+def examples_at_end(text: str) -> list[str] | None:
+    """The example commands a --help ends with: after its last "Examples:", either one indented command a
+    line (``memcli.cli.helptext.epilog``) or one paragraph of commands separated by " · "."""
+    headings = list(re.finditer(r"\bExamples?:", text))
+    if not headings:
+        return None
+    tail = text[headings[-1].end() :].strip("\n")
+    if "·" in tail or "\n" not in tail.strip():
+        return [part.strip() for part in " ".join(tail.split()).split(" · ") if part.strip()]
+    lines = tail.splitlines()
+    return [line.strip() for line in lines] if all(line.startswith("  ") for line in lines) else None
+
+
 @pytest.mark.parametrize("path", sorted(COMMANDS), ids=lambda p: " ".join(p))
 def test_help_ends_with_examples_that_parse(cli, path: tuple[str, ...]) -> None:
     text = help_text(path, cli)
-    heading = list(re.finditer(r"^\s*Examples?:\s*$", text, re.M))
-    assert heading, (
-        f"`{' '.join(path)} --help` has no examples: end it with them, e.g. "
-        "app.command(epilog=memcli.cli.helptext.epilog(examples=('memcli ...',)))"
+    block = examples_at_end(text)
+    assert block, (
+        f"`{' '.join(path)} --help` does not end with examples: end it with them, e.g. "
+        f"app.command(epilog=memcli.cli.helptext.epilog(examples=('memcli ...',))):\n{text}"
     )
-    block = text[heading[-1].end() :].strip("\n").splitlines()
-    assert block and all(line.startswith("    ") for line in block), (
-        f"`{' '.join(path)} --help` must end with its examples, one indented command a line:\n{text}"
-    )
-    runs = [args for line in block for args in invocations(line.strip())]
+    runs = [args for line in block for args in invocations(line)]
     assert runs, f"no memcli command among the examples of `{' '.join(path)}`"
     problems = [
-        f"{line.strip()}: {p}"
-        for line in block
-        for args in invocations(line.strip())
-        for p in check_invocation(args)
+        f"{line}: {p}" for line in block for args in invocations(line) for p in check_invocation(args)
     ]
     assert not problems, "\n".join(problems)
     if len(path) > 1:  # each command's examples show that command
@@ -256,6 +262,12 @@ def test_example_parser_catches_mistakes() -> None:
     assert check_invocation(["-q", "migrate", "status"]) == []
     assert check_invocation(["--dsn", "postgresql://x/y", "db", "ping"]) == []
     assert check_invocation(["db", "pong"]) == ["`memcli db` has no command 'pong'"]
+    assert examples_at_end("Do it.\n\n  Examples: memcli a · memcli b\n  --c\n") == [
+        "memcli a",
+        "memcli b --c",
+    ]
+    assert examples_at_end("Examples:\n    memcli a\n    memcli b\n") == ["memcli a", "memcli b"]
+    assert examples_at_end("Examples: memcli a\n\nOptions:\n  --x  X\n") is None
     assert list(invocations('psql "$(memcli db url)" && X=1 .venv/bin/memcli -q health > out 2>&1')) == [
         ["db", "url"],
         ["-q", "health"],
