@@ -22,7 +22,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         names.DEFAULT_EMBEDDING_DIMENSION,
         "dimension of semantic_memory.embedding_vector",
     ),
-    "search.min_similarity": (0.7, "default cosine similarity floor for memcli search"),
+    "embedding.min_similarity": (
+        None,
+        "memcli search's cosine similarity floor for the recorded model; null: its calibrated default",
+    ),
+    "search.min_similarity": (
+        0.7,
+        "generic cosine similarity floor (SQL examples; models memcli does not know)",
+    ),
     "consolidation.min_age_days": (5, "short_term memories older than this are consolidated"),
     "archive.max_importance": (0.3, "long_term memories below this importance may be archived"),
     "archive.min_age_days": (30, "long_term memories older than this may be archived"),

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECURITY = "0003_operations_security"
 PER_USER = "0004_consolidate_per_user"
-HEAD = "0005_audit_erasure"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, HEAD]
+AUDIT = "0005_audit_erasure"
+HEAD = "0006_semantic_memory_hot_access"
+ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -145,10 +146,15 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, PER_USER, SECURITY]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
+        HEAD,
+        AUDIT,
+        PER_USER,
+        SECURITY,
+    ]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, AUDIT, HEAD]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -293,7 +299,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, PER_USER, HEAD]
+    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, PER_USER, AUDIT, HEAD]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------
@@ -593,3 +599,16 @@ def test_one_migrate_opens_one_connection(
     connection_opens.clear()
     assert cli("migrate", "status", dsn=migrated_db).exit_code == 0
     assert len(connection_opens) == 1
+
+
+def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db: str) -> None:
+    def reloptions() -> list[str]:
+        with psycopg.connect(migrated_db) as conn:
+            row = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'semantic_memory'").fetchone()
+        return row[0] or []
+
+    assert reloptions() == ["fillfactor=75"]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD]
+    assert reloptions() == []
+    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert reloptions() == ["fillfactor=75"]

