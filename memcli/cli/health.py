@@ -207,7 +207,7 @@ def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = Fa
     table = FitTable(
         Col("Check"),
         Col("Status"),
-        Col("Value", justify="right", drop=1),
+        Col("Value", justify="right", drop=1, max_width=16),
         Col("Threshold", drop=2, max_width=24),
         Col("Finding / what to do", text=True),
     )
