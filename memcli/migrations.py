@@ -475,6 +475,9 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0007_imports": [
+        "tables memory_imports, memory_import_keys (the import records; imported memories stay)"
+    ],
     "0006_semantic_memory_hot_access": ["semantic_memory's fillfactor 75 (back to Postgres' default, 100)"],
     "0005_audit_erasure": [
         "tables memcli_audit_log, memcli_erasure_receipts, memcli_erasure_scope, memcli_session_closures "

@@ -370,6 +370,9 @@ def search(
     owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction():
         require_migrated(conn)
+        # Hold the table (ACCESS SHARE) before reading which model and dimension it stores: a re-embed's
+        # swap then either committed before this check or waits for this search to end, never in between.
+        conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
         use_vectors(conn)
         floor_source = "argument"
         if min_similarity is None:

@@ -45,6 +45,8 @@ COMMAND_ORDER = (
     "users",
     "sessions",
     "stats",
+    "import",
+    "reembed",
     "health",
     "cleanup",
     "consolidate",
@@ -176,6 +178,8 @@ def _register() -> None:
         "users",
         "sessions",
         "stats",
+        "imports",
+        "reembed",
     ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)

@@ -12,7 +12,7 @@ import typer
 
 from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json, to_jsonable
-from memcli.cli.state import get_state
+from memcli.cli.state import State, get_state
 from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def health(
     try:
         conn = state.connect()
         try:
-            report = run_checks(conn, names, thresholds, deep)
+            report = run_checks(conn, names, thresholds, deep, embedder=_deep_embedder(state, names))
         finally:
             conn.close()
     except (ConnectError, NotReadyError) as exc:
@@ -292,3 +292,12 @@ HEALTH_EPILOG = epilog(
 def register(app: typer.Typer) -> None:
     """Add ``memcli health`` to the root app."""
     app.command("health", epilog=HEALTH_EPILOG)(health)
+
+
+def _deep_embedder(state: State, names: list[str]) -> Any:
+    """The configured embedder, for the drift check (built only when it runs; the model loads on use)."""
+    if "embedding_drift" not in names:
+        return None
+    from memcli.embeddings import get_embedder
+
+    return get_embedder(state.config())

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
+    from memcli.embeddings import Embedder
+
 
 class Status(StrEnum):
     OK = "ok"
@@ -134,11 +136,19 @@ class CheckSkipped(Exception):
 class Context:
     """What checks share: thresholds, the memory schema, cached catalog facts and a few query helpers."""
 
-    def __init__(self, conn: psycopg.Connection, thresholds: Thresholds, deep: bool, schema: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        thresholds: Thresholds,
+        deep: bool,
+        schema: str,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.conn = conn
         self.thresholds = thresholds
         self.deep = deep
         self.schema = schema
+        self.embedder = embedder  # the configured model, for checks that re-embed (--deep)
         self.cache: dict[str, Any] = {}
 
     # -- queries -------------------------------------------------------------------------------------
@@ -493,6 +503,7 @@ def run_checks(
     names: Iterable[str] | None = None,
     thresholds: Mapping[str, Any] | Thresholds | None = None,
     deep: bool = False,
+    embedder: Embedder | None = None,
 ) -> HealthReport:
     """Run the selected checks (all but the deep ones by default) and return the report.
 
@@ -526,7 +537,7 @@ def run_checks(
             """
         ).fetchone()
         assert info is not None
-        ctx = Context(conn, limits, deep, schema)
+        ctx = Context(conn, limits, deep, schema, embedder)
         for name in selected:
             results.append(_run_one(conn, ctx, REGISTRY[name]))
 
