@@ -78,6 +78,8 @@ def check_invocation(args: list[str]) -> list[str]:
             elif param is not None and not (param.is_flag or param.count) and "=" not in token:
                 i += 1  # the option's value
         elif is_group(command):
+            if re.fullmatch(r"[A-Z][A-Z_]*", token):  # a placeholder (memcli import LAYOUT): any command
+                break
             if (*path, token) not in COMMANDS:
                 problems.append(f"`{' '.join(path)}` has no command {token!r}")
                 break
@@ -135,7 +137,7 @@ def readme_invocations() -> list[tuple[str, list[str]]]:
             for line in body.splitlines():
                 found += [(line, args) for args in invocations(line)]
     for span in spans:
-        for text in expand_alternatives(span):
+        for text in expand_alternatives(span.replace("[", "").replace("]", "")):  # [--optional N]
             found += [(text, args) for args in invocations(text)]
     return found
 
@@ -223,7 +225,7 @@ def examples_at_end(text: str) -> list[str] | None:
     headings = list(re.finditer(r"\bExamples?:", text))
     if not headings:
         return None
-    tail = text[headings[-1].end() :].strip("\n")
+    tail = re.sub(r"(?<=\w)-\n\s*", "-", text[headings[-1].end() :].strip("\n"))  # click wraps at hyphens
     if "·" in tail or "\n" not in tail.strip():
         return [part.strip() for part in " ".join(tail.split()).split(" · ") if part.strip()]
     lines = tail.splitlines()
