@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, NotReadyError, first_line
+from memcli.errors import ConfigError, ExitCode, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
 from memcli.schema.names import REQUIRED_TABLES
 
@@ -83,8 +83,8 @@ class HealthReport:
     def exit_code(self, strict: bool = False) -> int:
         """0 all OK (skipped checks do not count), 1 any FAIL, or any WARN when ``strict``."""
         if self.status is Status.FAIL or (strict and self.status is Status.WARN):
-            return 1
-        return 0
+            return ExitCode.PROBLEMS
+        return ExitCode.OK
 
     def result(self, name: str) -> CheckResult:
         for result in self.results:
