@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, NotReadyError, first_line
+from memcli.errors import ConfigError, ExitCode, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
 from memcli.schema.names import REQUIRED_TABLES
 
@@ -90,10 +90,10 @@ class HealthReport:
         """0 all OK; 1 any FAIL, any WARN when ``strict``, or any check that could not run (unless
         ``allow_skipped``: a monitoring role that may not read the memories, say)."""
         if self.status is Status.FAIL or (strict and self.status is Status.WARN):
-            return 1
+            return ExitCode.PROBLEMS
         if self.not_checked and not allow_skipped:
-            return 1
-        return 0
+            return ExitCode.PROBLEMS
+        return ExitCode.OK
 
     def not_checked_summary(self) -> str:
         """``N of M checks could not run: reason (check, check); reason (check)``; empty when all ran."""
