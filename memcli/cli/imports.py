@@ -24,9 +24,10 @@ IMPORT_EXIT_CODES = (
 app = typer.Typer(
     help="Bring memories in from another store: Mumble, ybryx, agent_memories, Graive or JSON Lines.",
     no_args_is_help=True,
-    epilog="Examples: memcli import mumble --from postgresql://old-host/mumble --dry-run · "
+    epilog=IMPORT_EXIT_CODES
+    + "\n\nExamples: memcli import mumble --from postgresql://old-host/mumble --dry-run · "
     "memcli import jsonl memories.jsonl --mismatched reembed · memcli import list · "
-    "memcli import rollback 5b0c...  " + IMPORT_EXIT_CODES,
+    "memcli import rollback 5b0c...",
 )
 
 
@@ -331,16 +332,20 @@ def register(root: typer.Typer) -> None:
     for name in LAYOUTS:
         examples = (
             f"Examples: memcli import {name} --from postgresql://old-host/app --dry-run · "
-            f"memcli import {name} --schema legacy --mismatched reembed · "
+            f"memcli import {name} --schema legacy --mismatched reembed"
         )
-        app.command(name, epilog=examples + IMPORT_EXIT_CODES)(_layout_command(name, layout(name).title))
+        app.command(name, epilog=IMPORT_EXIT_CODES + "\n\n" + examples)(
+            _layout_command(name, layout(name).title)
+        )
     app.command(
         "jsonl",
-        epilog="Examples: memcli import jsonl memories.jsonl --dry-run · memcli import jsonl memories.jsonl "
-        "--mismatched reembed --embedder local · " + IMPORT_EXIT_CODES,
+        epilog=IMPORT_EXIT_CODES + "\n\nExamples: memcli import jsonl memories.jsonl --dry-run · "
+        "memcli import jsonl memories.jsonl --mismatched reembed --embedder local",
     )(jsonl)
     app.command("list", epilog="Examples: memcli import list · memcli import list --json")(list_)
     app.command(
-        "rollback", epilog="Examples: memcli import rollback 5b0c... --dry-run · " + IMPORT_EXIT_CODES
+        "rollback",
+        epilog=IMPORT_EXIT_CODES + "\n\nExamples: memcli import rollback 5b0c... --dry-run · "
+        "memcli import rollback 5b0c...",
     )(rollback)
     root.add_typer(app, name="import")

@@ -19,9 +19,9 @@ app = typer.Typer(
     "until one short transaction swaps in the new ones.",
     invoke_without_command=True,
     no_args_is_help=False,
-    epilog="Examples: memcli reembed --embedder openai:text-embedding-3-small --dry-run · "
-    "memcli reembed --embedder local:all-mpnet-base-v2 · memcli reembed status · memcli reembed abort. "
-    + REEMBED_EXIT_CODES,
+    epilog=REEMBED_EXIT_CODES
+    + "\n\nExamples: memcli reembed --embedder openai:text-embedding-3-small --dry-run · "
+    "memcli reembed --embedder local:all-mpnet-base-v2 · memcli reembed status · memcli reembed abort",
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -133,7 +133,7 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
     )
 
 
-@app.command(epilog="Examples: memcli reembed abort · " + REEMBED_EXIT_CODES)
+@app.command(epilog=REEMBED_EXIT_CODES + "\n\nExamples: memcli reembed abort · memcli reembed abort --json")
 def abort(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Drop a re-embed under way; the stored model stays as it was."""
     from memcli.reembed import reembed_abort

@@ -276,11 +276,12 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
         )
     recorded = ctx.settings().get("embedding.model")
     if recorded is None:
+        # Nothing embedded yet, so nothing can have drifted: a finding, not a check that could not run.
         return CheckResult(
             "embedding_drift",
-            Status.SKIP,
+            Status.OK,
             threshold=threshold,
-            message="no embedding model recorded: nothing says which model wrote the stored vectors",
+            message="no embedding model recorded yet: no stored vectors to compare",
         )
     if recorded != embedder.name:
         return CheckResult(

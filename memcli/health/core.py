@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, NotReadyError, first_line
+from memcli.errors import ConfigError, ExitCode, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
 from memcli.schema.names import REQUIRED_TABLES
 
@@ -80,17 +80,46 @@ class HealthReport:
             counts[result.status.value] += 1
         return counts
 
-    def exit_code(self, strict: bool = False) -> int:
-        """0 all OK (skipped checks do not count), 1 any FAIL, or any WARN when ``strict``."""
+    @property
+    def not_checked(self) -> list[CheckResult]:
+        """Checks that could not run (missing privileges, rows hidden by row-level security, missing
+        objects): blind spots, which must not pass for health."""
+        return [r for r in self.results if r.status is Status.SKIP]
+
+    def exit_code(self, strict: bool = False, allow_skipped: bool = False) -> int:
+        """0 all OK; 1 any FAIL, any WARN when ``strict``, or any check that could not run (unless
+        ``allow_skipped``: a monitoring role that may not read the memories, say)."""
         if self.status is Status.FAIL or (strict and self.status is Status.WARN):
-            return 1
-        return 0
+            return ExitCode.PROBLEMS
+        if self.not_checked and not allow_skipped:
+            return ExitCode.PROBLEMS
+        return ExitCode.OK
+
+    def not_checked_summary(self) -> str:
+        """``N of M checks could not run: reason (check, check); reason (check)``; empty when all ran."""
+        skipped = self.not_checked
+        if not skipped:
+            return ""
+        reasons: dict[str, list[str]] = {}
+        for result in skipped:
+            reasons.setdefault(_reason(result.message), []).append(result.name)
+        listing = "; ".join(f"{reason} ({', '.join(checks)})" for reason, checks in reasons.items())
+        return f"{len(skipped)} of {len(self.results)} checks could not run: {listing}"
 
     def result(self, name: str) -> CheckResult:
         for result in self.results:
             if result.name == name:
                 return result
         raise KeyError(name)
+
+
+def _reason(message: str) -> str:
+    """A skip message without the table names, so checks skipped for one reason group together."""
+    if message.startswith("row-level security may hide rows"):
+        return "row-level security hides rows from this role"
+    if message.startswith("permission denied"):
+        return "permission denied"
+    return message
 
 
 CheckFunction = Callable[["psycopg.Connection", "Context"], CheckResult]
