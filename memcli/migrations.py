@@ -475,8 +475,11 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
-    "0007_vector_index_parameters": [
+    "0008_vector_index_parameters": [
         "nothing: a small table's vector index is rebuilt with pgvector's default parameters",
+    ],
+    "0007_imports": [
+        "tables memory_imports, memory_import_keys (the import records; imported memories stay)"
     ],
     "0006_semantic_memory_hot_access": ["semantic_memory's fillfactor 75 (back to Postgres' default, 100)"],
     "0005_audit_erasure": [

@@ -310,13 +310,15 @@ def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transact
     never anything else, and never leaves them half-written. A caller's own transaction keeps its
     durability: the setting is only changed when the search owns the transaction.
     """
-    if owns_transaction:
-        conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
-    conn.execute(
-        "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
-        " WHERE id = ANY(%s)",
-        (ids,),
-    )
+    # Both statements in one round trip (pipeline mode): under load every round trip costs a scheduling delay.
+    with conn.pipeline():
+        if owns_transaction:
+            conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        conn.execute(
+            "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
+            " WHERE id = ANY(%s)",
+            (ids,),
+        )
 
 
 def search(
@@ -372,6 +374,9 @@ def search(
     owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction():
         require_migrated(conn)
+        # Hold the table (ACCESS SHARE) before reading which model and dimension it stores: a re-embed's
+        # swap then either committed before this check or waits for this search to end, never in between.
+        conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
         use_vectors(conn)
         floor_source = "argument"
         if min_similarity is None:

@@ -235,9 +235,10 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0004_consolidate_per_user",
         "0005_audit_erasure",
         "0006_semantic_memory_hot_access",
-        "0007_vector_index_parameters",
+        "0007_imports",
+        "0008_vector_index_parameters",
     ]
-    assert "5 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
+    assert "6 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -249,7 +250,8 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0004_consolidate_per_user",
         "0005_audit_erasure",
         "0006_semantic_memory_hot_access",
-        "0007_vector_index_parameters",
+        "0007_imports",
+        "0008_vector_index_parameters",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1

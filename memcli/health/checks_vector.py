@@ -274,3 +274,105 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
             else None
         ),
     )
+
+
+@register(
+    "embedding_drift",
+    "vector",
+    "Stored vectors match what the configured model gives for their texts (--deep)",
+    "the model behind the configured name changed: re-embed (memcli reembed --embedder ...) or pin the "
+    "model that wrote the stored vectors",
+    deep=True,
+)
+def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    """Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
+    provider that swapped its model) shows as a low cosine similarity long before searches look wrong."""
+    import numpy as np
+    from psycopg import sql
+
+    ctx.require_visible_rows("semantic_memory")
+    floor = float(ctx.thresholds["drift_min_similarity"])
+    samples = max(1, int(ctx.thresholds["drift_samples"]))
+    threshold = f"cosine ≥ {floor:g} for each of {samples} sampled memories"
+    embedder = ctx.embedder
+    if embedder is None:
+        return CheckResult(
+            "embedding_drift", Status.SKIP, threshold=threshold, message="no embedder configured"
+        )
+    recorded = ctx.settings().get("embedding.model")
+    if recorded is None:
+        # Nothing embedded yet, so nothing can have drifted: a finding, not a check that could not run.
+        return CheckResult(
+            "embedding_drift",
+            Status.OK,
+            threshold=threshold,
+            message="no embedding model recorded yet: no stored vectors to compare",
+        )
+    if recorded != embedder.name:
+        return CheckResult(
+            "embedding_drift",
+            Status.SKIP,
+            threshold=threshold,
+            message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
+            "(see embedding_mismatch)",
+        )
+    table = ctx.table("semantic_memory")
+    rows = ctx.rows(
+        sql.SQL(
+            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} "
+            "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
+            "AND (embedding_model IS NULL OR embedding_model = %s) ORDER BY random() LIMIT %s"
+        ).format(table)
+        if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]
+        else sql.SQL(
+            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} TABLESAMPLE SYSTEM (1) "
+            "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
+            "AND (embedding_model IS NULL OR embedding_model = %s) LIMIT %s"
+        ).format(table),
+        [embedder.name, samples],
+    )
+    if not rows:
+        return CheckResult(
+            "embedding_drift", Status.OK, threshold=threshold, message="not probed: no embedded memories"
+        )
+    stored = np.array([[float(x) for x in r["v"].strip("[]").split(",")] for r in rows], dtype=np.float64)
+    if stored.shape[1] != embedder.dimension:
+        return CheckResult(
+            "embedding_drift",
+            Status.FAIL,
+            threshold=threshold,
+            message=f"stored vectors have {stored.shape[1]} dimensions, {embedder.name!r} gives "
+            f"{embedder.dimension}",
+        )
+    fresh = np.asarray(embedder.embed([r["text"] for r in rows]), dtype=np.float64)
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1)
+    norms[norms == 0] = 1.0
+    cosines = (stored * fresh).sum(axis=1) / norms
+    drifted = [str(r["id"]) for r, c in zip(rows, cosines, strict=True) if c < floor]
+    details = {
+        "model": embedder.name,
+        "sampled": len(rows),
+        "min_cosine": round(float(cosines.min()), 6),
+        "mean_cosine": round(float(cosines.mean()), 6),
+        "drifted_ids": drifted[:20],
+    }
+    if drifted:
+        return CheckResult(
+            "embedding_drift",
+            Status.FAIL,
+            value=round(float(cosines.min()), 4),
+            unit="ratio",
+            threshold=threshold,
+            details=details,
+            message=f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
+            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed",
+        )
+    return CheckResult(
+        "embedding_drift",
+        Status.OK,
+        value=round(float(cosines.min()), 4),
+        unit="ratio",
+        threshold=threshold,
+        details=details,
+        message=f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})",
+    )

@@ -39,6 +39,22 @@ if TYPE_CHECKING:
 SAMPLE_SESSIONS = 10
 
 
+@dataclass(frozen=True)
+class CleanupOptions:
+    """What a cleanup is asked to do: ``memcli cleanup``'s options, and the daily job's cleanup step.
+
+    ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier;
+    ``batch_size`` defaults to the setting ``cleanup.batch_size``; ``max_runtime`` stops between batches.
+    """
+
+    dry_run: bool = False
+    older_than: timedelta | None = None
+    memory_type: str | None = None
+    batch_size: int | None = None
+    max_runtime: timedelta | None = None
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+
+
 @dataclass
 class CleanupResult:
     dry_run: bool
@@ -138,24 +154,21 @@ AND NOT EXISTS (SELECT 1 FROM semantic_memory sm WHERE sm.session_id = cr.sessio
 
 def cleanup_expired(
     conn: psycopg.Connection,
+    options: CleanupOptions | None = None,
     *,
-    dry_run: bool = False,
-    older_than: timedelta | None = None,
-    memory_type: str | None = None,
-    batch_size: int | None = None,
-    max_runtime: timedelta | None = None,
     progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> CleanupResult:
     """Delete expired memories (and the relevance rows left without context) in short batches.
 
-    ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier.
-    ``max_runtime`` stops between batches (``complete`` is then False; a re-run continues).
+    A run stopped by ``options.max_runtime`` has ``complete`` False; a re-run continues.
     ``conn`` must be idle: every batch commits on its own.
     """
     from psycopg import sql
 
-    memory_type = check_memory_type(memory_type)
+    options = options or CleanupOptions()
+    dry_run, older_than, batch_size = options.dry_run, options.older_than, options.batch_size
+    max_runtime, timeouts = options.max_runtime, options.timeouts
+    memory_type = check_memory_type(options.memory_type)
     started = time.perf_counter()
     with own_transactions(conn):
         size = check_batch_size(

@@ -544,6 +544,46 @@ class SessionClosure(Base):
     reason: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+IMPORT_STATUSES = ("running", "completed", "failed", "rolled_back")
+
+
+class MemoryImport(Base):
+    """One ``memcli import`` run: what was read, how it went, how many rows it wrote."""
+
+    __tablename__ = names.IMPORTS
+    __table_args__ = (
+        CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_memory_imports_status"),
+        Index("idx_memory_imports_source", "source_name", text("started_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    layout: Mapped[str] = mapped_column(Text, nullable=False)
+    source_name: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    started_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    options: Mapped[Any | None] = mapped_column(JSONB)
+    counts: Mapped[Any | None] = mapped_column(JSONB)
+
+
+class MemoryImportKey(Base):
+    """Source row -> the row an import wrote for it: resumability and rollback."""
+
+    __tablename__ = names.IMPORT_KEYS
+    __table_args__ = (
+        PrimaryKeyConstraint("source_name", "source_key", "target_table", name="memory_import_keys_pkey"),
+        Index("idx_memory_import_keys_import", "import_id"),
+    )
+
+    source_name: Mapped[str] = mapped_column(Text, nullable=False)
+    source_key: Mapped[str] = mapped_column(Text, nullable=False)
+    target_table: Mapped[str] = mapped_column(Text, nullable=False)
+    target_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{names.IMPORTS}.id", ondelete="CASCADE"), nullable=False
+    )
+
+
 class CreatedObject(Base):
     """What memcli created (rather than adopted): a downgrade drops only these."""
 

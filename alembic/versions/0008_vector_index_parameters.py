@@ -6,8 +6,8 @@ The index is rebuilt here only while ``semantic_memory`` is small (a new databas
 rebuild takes minutes to hours and belongs to ``memcli index rebuild --m 24 --ef-construction 128``, which
 builds online with its memory sized to the graph; ``memcli tune`` and ``memcli health`` say when it is due.
 
-Revision ID: 0007_vector_index_parameters
-Revises: 0006_semantic_memory_hot_access
+Revision ID: 0008_vector_index_parameters
+Revises: 0007_imports
 Create Date: 2026-11-30 00:00:07
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007_vector_index_parameters"
-down_revision: str | Sequence[str] | None = "0006_semantic_memory_hot_access"
+revision: str = "0008_vector_index_parameters"
+down_revision: str | Sequence[str] | None = "0007_imports"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
