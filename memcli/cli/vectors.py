@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog
 from memcli.cli.render import err, print_json, progress, to_jsonable
 from memcli.cli.state import get_state
 
@@ -21,8 +22,7 @@ EXIT_CODES = (
 app = typer.Typer(
     name="index",
     help="The HNSW vector index: its parameters, size and state, and online rebuilds.",
-    epilog="Examples: memcli index status · memcli index rebuild --dry-run · "
-    "memcli index rebuild --m 24 --ef-construction 128 --memory-cap 8GB",
+    epilog=epilog(examples=("memcli index status", "memcli index rebuild --dry-run")),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -75,8 +75,6 @@ def tune(
     sparse: it keeps the best value and recommends `memcli index rebuild` with larger m / ef_construction.
     The measurement is recorded; `memcli health` reports it. A table under 1,000 embedded rows is too small
     to sample: nothing changes.
-
-    Examples: memcli tune · memcli tune --target 0.97 · memcli tune --dry-run --json
     """
     from memcli.vector_index import check_recall_target
     from memcli.vector_recall import set_recall_target
@@ -117,10 +115,7 @@ def tune(
 
 
 def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Show the vector index: parameters, size, rows, last measured recall, and what a rebuild would use.
-
-    Examples: memcli index status · memcli index status --json
-    """
+    """Show the vector index: parameters, size, rows, last measured recall, and what a rebuild would use."""
     from memcli.vector_index import plan_rebuild, rebuild_reason, stored_ef_search
     from memcli.vector_recall import last_measurement, recall_target
 
@@ -198,9 +193,6 @@ def rebuild(
     cap; it says when the graph will not fit and the build will be slow), parallel workers, and a progress
     bar from pg_stat_progress_create_index; then swaps it in. A failed or interrupted build leaves the old
     index in place. Search recall is measured again afterwards with `memcli tune`.
-
-    Examples: memcli index rebuild --dry-run · memcli index rebuild --m 24 --ef-construction 128 ·
-    memcli index rebuild --memory-cap 8GB --json
     """
     from memcli.jobs.interrupts import stop_on_signals
     from memcli.vector_index import plan_rebuild, run_rebuild
@@ -241,7 +233,22 @@ def rebuild(
 
 
 def register(root: typer.Typer) -> None:
-    root.command(epilog=EXIT_CODES)(tune)
-    app.command(epilog=EXIT_CODES)(status)
-    app.command(epilog=EXIT_CODES)(rebuild)
+    root.command(
+        epilog=epilog(
+            EXIT_CODES, examples=("memcli tune", "memcli tune --target 0.97", "memcli tune --dry-run --json")
+        )
+    )(tune)
+    app.command(epilog=epilog(EXIT_CODES, examples=("memcli index status", "memcli index status --json")))(
+        status
+    )
+    app.command(
+        epilog=epilog(
+            EXIT_CODES,
+            examples=(
+                "memcli index rebuild --dry-run",
+                "memcli index rebuild --m 24 --ef-construction 128",
+                "memcli index rebuild --memory-cap 8GB --json",
+            ),
+        )
+    )(rebuild)
     root.add_typer(app, name="index")
