@@ -65,6 +65,11 @@ def test_show_unknown_is_exit_1_malformed_exit_2_and_erased_says_when(cli, migra
     erased = cli("users", "show", str(BOB), dsn=migrated_db)
     assert erased.exit_code == 1 and "erased" in erased.stderr and "users receipts" in erased.stderr
     assert str(BOB) not in cli("users", "list", dsn=migrated_db).stdout
+    receipts = cli("users", "receipts", "--user", str(BOB), "--json", dsn=migrated_db)
+    [receipt] = json.loads(receipts.stdout)["receipts"]
+    table = cli("users", "receipts", dsn=migrated_db, env={"COLUMNS": "80"}).stdout
+    assert receipt["id"] in table and "zero rows" in table and "started" in table.splitlines()[0]
+    assert all(len(line) <= 80 for line in table.splitlines())
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

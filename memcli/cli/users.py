@@ -306,13 +306,14 @@ def receipts(
     if not found:
         state.console.print("No erasure receipts" + (" for that subject." if subject else "."))
         return
+    # The receipt id is the key and stays whole; at 80 columns the rest folds into the proof text.
     table = FitTable(
         Col("receipt"),
-        Col("subject", drop=2),
-        Col("status"),
-        Col("started"),
-        Col("by", drop=1),
         Col("rows", justify="right"),
+        Col("status", drop=3),
+        Col("started", drop=1),
+        Col("subject", drop=2),
+        Col("by", drop=4),
         Col("proof", text=True),
     )
     for r in found:
@@ -322,11 +323,11 @@ def receipts(
             proven += " (rls)"
         table.add_row(
             str(r.id),
-            r.subject_kind,
+            f"{sum(int(n) for n in r.erased.values()):,}",
             r.status,
             _when(r.started_at),
+            r.subject_kind,
             f"{r.db_role}/{r.os_user or '?'}",
-            f"{sum(int(n) for n in r.erased.values()):,}",
             proven,
         )
     state.console.print(table)
