@@ -48,6 +48,7 @@ from memcli.jobs.prefetch import prefetched
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
 from memcli.schema import names
 from memcli.vector_copy import vector_cursor
+from memcli.vector_index import column_type
 
 if TYPE_CHECKING:
     import numpy
@@ -341,6 +342,9 @@ class _Importer:
         self.result = result
         self.done = self._done_keys()
         self._cursor: psycopg.Cursor[Any]
+        # The vectors go in binary as the column's own type (vector or halfvec: memcli vectors convert).
+        kind = column_type(conn)[0]
+        self._semantic_types = [kind if t == "vector" else t for t in _SEMANTIC_TYPES]
 
     def _done_keys(self) -> set[str]:
         """The source's rows already in the key map (an earlier run of this import), read once: while the
@@ -456,7 +460,7 @@ class _Importer:
         written = dict.fromkeys(TARGET_TABLES, 0)
         cur = self._cursor
         for table, columns, types, data in (
-            (SEMANTIC, _SEMANTIC_COLUMNS, _SEMANTIC_TYPES, rows.semantic),
+            (SEMANTIC, _SEMANTIC_COLUMNS, self._semantic_types, rows.semantic),
             (CONVERSATION, _CONVERSATION_COLUMNS, _CONVERSATION_TYPES, rows.conversation),
             (RELEVANCE, _RELEVANCE_COLUMNS, _RELEVANCE_TYPES, rows.relevance),
             (names.IMPORT_KEYS, _KEY_COLUMNS, _KEY_TYPES, rows.keys),
