@@ -6,12 +6,9 @@ Counts are exact on tables up to ``exact_count_max_rows`` rows and estimated fro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, human_duration, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, health_check, human_duration
 
 EXPIRED_COUNT_CAP = 100_000  # counting further through the index would cost more than it tells
 
@@ -27,13 +24,13 @@ def _count_text(count: int, estimated: bool, capped: bool = False) -> str:
     return f"{prefix}{count:,}"
 
 
-@register(
+@health_check(
     "expired_backlog",
     "hygiene",
     "Expired memories removed by cleanup",
     "run: memcli cleanup (and check that memcli maintain daily is scheduled)",
 )
-def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_expired_backlog(ctx: Context) -> CheckResult:
     ctx.require_tables("conversation_memory")
     ctx.require_visible_rows("conversation_memory")
     max_age_h = ctx.thresholds["expired_backlog_max_age_hours"]
@@ -59,7 +56,6 @@ def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult
     }
     if count == 0:
         return CheckResult(
-            "expired_backlog",
             Status.OK,
             value=0,
             unit="count",
@@ -69,7 +65,6 @@ def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult
         )
     status = Status.WARN if age > max_age_h * 3600 else Status.OK
     return CheckResult(
-        "expired_backlog",
         status,
         value=count,
         unit="count",
@@ -79,13 +74,13 @@ def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult
     )
 
 
-@register(
+@health_check(
     "consolidation_backlog",
     "hygiene",
     "Short-term memories consolidated once past the threshold",
     "run: memcli consolidate (and check that memcli maintain weekly is scheduled)",
 )
-def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_consolidation_backlog(ctx: Context) -> CheckResult:
     ctx.require_tables("conversation_memory")
     ctx.require_visible_rows("conversation_memory")
     min_age_days = float(ctx.settings().get("consolidation.min_age_days") or 5)
@@ -109,7 +104,6 @@ def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> Check
         else "no short_term memory past the consolidation threshold"
     )
     return CheckResult(
-        "consolidation_backlog",
         status,
         value=count,
         unit="count",
@@ -120,13 +114,13 @@ def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> Check
     )
 
 
-@register(
+@health_check(
     "missing_embeddings",
     "hygiene",
     "Semantic memories have an embedding",
     "run: memcli embed (embeds rows without a vector)",
 )
-def check_missing_embeddings(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_missing_embeddings(ctx: Context) -> CheckResult:
     ctx.require_tables("semantic_memory")
     ctx.require_visible_rows("semantic_memory")
     grace_min = ctx.thresholds["missing_embedding_grace_minutes"]
@@ -137,7 +131,6 @@ def check_missing_embeddings(conn: psycopg.Connection, ctx: Context) -> CheckRes
     )
     threshold = f"0 without a vector after {grace_min:g} min"
     return CheckResult(
-        "missing_embeddings",
         Status.WARN if count else Status.OK,
         value=count,
         unit="count",
@@ -158,14 +151,14 @@ def _dimension(value: Any) -> int | None:
     return int(number) if number.is_integer() and number > 0 else None
 
 
-@register(
+@health_check(
     "embedding_mismatch",
     "hygiene",
     "Embeddings match the recorded model and dimension",
     "clear the odd rows' vectors (SET embedding_vector = NULL) and run memcli embed with the recorded "
     "model, or correct memory_settings",
 )
-def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_embedding_mismatch(ctx: Context) -> CheckResult:
     ctx.require_tables("semantic_memory")
     ctx.require_visible_rows("semantic_memory")
     settings = ctx.settings()
@@ -182,7 +175,6 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
     threshold = f"column, rows and settings agree (dimension {dim}, model {model or 'not recorded'})"
     if column is None:
         return CheckResult(
-            "embedding_mismatch",
             Status.FAIL,
             threshold=threshold,
             message="semantic_memory has no embedding_vector column",
@@ -237,7 +229,6 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
                 estimated = estimated or est
     if not problems:
         return CheckResult(
-            "embedding_mismatch",
             Status.OK,
             value=0,
             unit="count",
@@ -246,7 +237,6 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
             details=details,
         )
     return CheckResult(
-        "embedding_mismatch",
         status,
         value=mismatched,
         unit="count",
@@ -257,14 +247,14 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
     )
 
 
-@register(
+@health_check(
     "orphaned_rows",
     "hygiene",
     "No rows pointing at memories or businesses that are gone",
     "run: memcli cleanup (removes relevance rows of sessions without memories); deactivate the sections "
     "of inactive businesses",
 )
-def check_orphaned_rows(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_orphaned_rows(ctx: Context) -> CheckResult:
     ctx.require_tables("context_relevance", "conversation_memory", "semantic_memory")
     ctx.require_visible_rows("context_relevance", "conversation_memory", "semantic_memory")
     found: dict[str, int] = {}
@@ -297,7 +287,6 @@ def check_orphaned_rows(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     total = sum(found.values())
     listing = ", ".join(f"{_count_text(v, estimated)} {k}" for k, v in found.items() if v)
     return CheckResult(
-        "orphaned_rows",
         Status.WARN if total else Status.OK,
         value=total,
         unit="count",

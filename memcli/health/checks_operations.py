@@ -8,12 +8,9 @@ without a successful run fails like a job that stopped.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, human_duration, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, health_check, human_duration
 
 LOG = "system_maintenance_log"
 
@@ -35,7 +32,7 @@ def _installed_age(ctx: Context) -> float | None:
 
 
 def _job_check(job: str) -> Any:
-    def check(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    def check(ctx: Context) -> CheckResult:
         from psycopg import sql
 
         ctx.require_tables(LOG, "memory_settings")
@@ -43,7 +40,6 @@ def _job_check(job: str) -> Any:
         period_h = ctx.thresholds[f"maintenance_{job}_hours"]
         factor = ctx.thresholds["maintenance_fail_factor"]
         limit_s = period_h * 3600 * factor
-        name = f"maintenance_{job}"
         threshold = (
             f"succeeded within {human_duration(limit_s)} ({factor:g} x {human_duration(period_h * 3600)})"
         )
@@ -80,7 +76,6 @@ def _job_check(job: str) -> Any:
                 message = f"not run yet; schema created {human_duration(installed)} ago"
                 if last_run and last_run["status"] == "failed":
                     return CheckResult(
-                        name,
                         Status.WARN,
                         threshold=threshold,
                         unit="seconds",
@@ -88,11 +83,10 @@ def _job_check(job: str) -> Any:
                         details=details,
                     )
                 return CheckResult(
-                    name, Status.OK, threshold=threshold, unit="seconds", message=message, details=details
+                    Status.OK, threshold=threshold, unit="seconds", message=message, details=details
                 )
             age_text = f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
             return CheckResult(
-                name,
                 Status.FAIL,
                 threshold=threshold,
                 unit="seconds",
@@ -120,7 +114,6 @@ def _job_check(job: str) -> Any:
                 message += f"; a run has been 'running' for {human_duration(running_for)}"
                 hint = hint or "the run may hang: check pg_stat_activity for application_name memcli"
         return CheckResult(
-            name,
             status,
             value=round(age, 1),
             unit="seconds",
@@ -133,22 +126,24 @@ def _job_check(job: str) -> Any:
     return check
 
 
-for _job, _title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")):
-    register(
-        f"maintenance_{_job}",
+maintenance_checks = tuple(
+    health_check(
+        f"maintenance_{job}",
         "operations",
-        f"{_title} maintenance succeeded recently",
-        f"run: memcli maintain {_job}; schedule it with memcli schedule",
-    )(_job_check(_job))
+        f"{title} maintenance succeeded recently",
+        f"run: memcli maintain {job}; schedule it with memcli schedule",
+    )(_job_check(job))
+    for job, title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"))
+)
 
 
-@register(
+@health_check(
     "maintenance_failures",
     "operations",
     "No failed maintenance runs recently",
     "read the error in system_maintenance_log and rerun the job",
 )
-def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_maintenance_failures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
     ctx.require_tables(LOG)
@@ -171,7 +166,6 @@ def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckR
     threshold = f"0 failed in the last {window_h:g} h"
     if not count:
         return CheckResult(
-            "maintenance_failures",
             Status.OK,
             value=0,
             unit="count",
@@ -181,7 +175,6 @@ def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckR
     latest = (runs or steps)[0]
     jobs = sorted({r["job"] for r in rows})
     return CheckResult(
-        "maintenance_failures",
         Status.WARN,
         value=count,
         unit="count",
@@ -193,14 +186,14 @@ def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckR
     )
 
 
-@register(
+@health_check(
     "maintenance_stuck",
     "operations",
     "No run left 'running' by a process that is gone",
     "nothing to undo (every batch committed or rolled back whole); the next run of the job closes the "
     "rows as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL)",
 )
-def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_maintenance_stuck(ctx: Context) -> CheckResult:
     from psycopg import sql
 
     from memcli.jobs.locks import lock_key
@@ -235,7 +228,6 @@ def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResu
     details = {"stuck": dead, "running": len(runs)}
     if not dead:
         return CheckResult(
-            "maintenance_stuck",
             Status.OK,
             value=0,
             unit="count",
@@ -247,7 +239,6 @@ def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResu
         )
     listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
     return CheckResult(
-        "maintenance_stuck",
         Status.WARN,
         value=len(dead),
         unit="count",

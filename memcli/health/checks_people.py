@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, health_check
 from memcli.people.retention import TARGETS
 from memcli.people.scope import ERASURE_RECEIPTS
 
-if TYPE_CHECKING:
-    import psycopg
 
-
-@register(
+@health_check(
     "retention",
     "hygiene",
     "Semantic memories, logs and relevance rows within their retention",
     "run memcli maintain daily (its retention step deletes older rows), or change the retention.* settings",
 )
-def retention(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def retention(ctx: Context) -> CheckResult:
     from memcli.people.retention import growth
 
     ctx.require_tables(*{t.table for t in TARGETS}, "memory_settings")
     ctx.require_visible_rows(*{t.table for t in TARGETS})
-    measured = growth(conn)
+    measured = growth(ctx.conn)
     overdue = sum(g.overdue for g in measured)
     parts = [
         f"{g.name} {g.rows:,} rows (+{g.added_last_day:,}/day, oldest "
@@ -32,7 +27,6 @@ def retention(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         for g in measured
     ]
     return CheckResult(
-        "retention",
         Status.WARN if overdue else Status.OK,
         value=overdue,
         unit="count",
@@ -42,13 +36,13 @@ def retention(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "erasures",
     "operations",
     "No erasure left unfinished",
     "run the same memcli users forget / sessions forget again: it resumes and ends with the proof",
 )
-def erasures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def erasures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
     ctx.require_tables(ERASURE_RECEIPTS)
@@ -62,7 +56,6 @@ def erasures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     assert row is not None
     open_ = int(row["open"])
     return CheckResult(
-        "erasures",
         Status.FAIL if open_ else Status.OK,
         value=open_,
         unit="count",

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, health_check
 from memcli.health.expected import expected_objects
-
-if TYPE_CHECKING:
-    import psycopg
 
 
 def _revisions_from_files() -> dict[str, str | None] | None:
@@ -70,19 +67,18 @@ def _script_directory() -> Any:
     return ScriptDirectory.from_config(alembic_config())
 
 
-@register(
+@health_check(
     "schema_revision",
     "schema",
     "Database at the Alembic head revision",
     "run: memcli migrate",
 )
-def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_schema_revision(ctx: Context) -> CheckResult:
     chain = revision_chain()
     head = chain[-1]
     threshold = f"= head {head}"
     if not ctx.has_table("alembic_version"):
         return CheckResult(
-            "schema_revision",
             Status.FAIL,
             threshold=threshold,
             message="no alembic_version table: the memory tables were not created by memcli migrate",
@@ -97,7 +93,6 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
     details: dict[str, Any] = {"head": head, "current": current}
     if len(current_rows) > 1:
         return CheckResult(
-            "schema_revision",
             Status.FAIL,
             threshold=threshold,
             message=f"alembic_version holds {len(current_rows)} revisions "
@@ -107,7 +102,6 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
         )
     if current == head:
         return CheckResult(
-            "schema_revision",
             Status.OK,
             value=current,
             unit="revision",
@@ -117,7 +111,6 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
         )
     if current is not None and current not in chain:
         return CheckResult(
-            "schema_revision",
             Status.WARN,
             value=current,
             unit="revision",
@@ -128,7 +121,6 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
         )
     pending = chain[chain.index(current) + 1 :] if current is not None else chain
     return CheckResult(
-        "schema_revision",
         Status.FAIL,
         value=current,
         unit="revision",
@@ -139,13 +131,13 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
     )
 
 
-@register(
+@health_check(
     "schema_objects",
     "schema",
     "Every expected table, index, view, function and trigger present",
     "run: memcli migrate; recreate a dropped index with the definition in alembic/versions",
 )
-def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_schema_objects(ctx: Context) -> CheckResult:
     want = expected_objects(ctx)
     relations = ctx.relations()
     missing: dict[str, list[str]] = {
@@ -194,7 +186,6 @@ def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     details: dict[str, Any] = {"missing": missing, "expected": counted}
     if not total:
         return CheckResult(
-            "schema_objects",
             Status.OK,
             value=0,
             unit="count",
@@ -204,7 +195,6 @@ def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items())
     return CheckResult(
-        "schema_objects",
         Status.FAIL,
         value=total,
         unit="count",
@@ -214,13 +204,13 @@ def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "invalid_indexes",
     "schema",
     "No invalid indexes (left by failed CREATE/REINDEX CONCURRENTLY)",
     "DROP INDEX CONCURRENTLY the invalid index, then create it again (or REINDEX INDEX CONCURRENTLY)",
 )
-def check_invalid_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_invalid_indexes(ctx: Context) -> CheckResult:
     rows = ctx.rows(
         """
         SELECT n.nspname AS schema, c.relname AS index, t.relname AS table, i.indisready AS ready,
@@ -241,7 +231,6 @@ def check_invalid_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult
     details: dict[str, Any] = {"indexes": rows, "tables_being_indexed": sorted(building)}
     if not rows:
         return CheckResult(
-            "invalid_indexes",
             Status.OK,
             value=0,
             unit="count",
@@ -259,7 +248,6 @@ def check_invalid_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult
     if building:
         message += f"; a concurrent build is running on {', '.join(sorted(building))}"
     return CheckResult(
-        "invalid_indexes",
         status,
         value=len(rows),
         unit="count",

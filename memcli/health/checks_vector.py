@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, health_check
 
 # Distance operator each pgvector operator class serves; memcli searches by cosine distance.
 OPERATORS = {
@@ -49,21 +46,20 @@ def _options(index: dict[str, Any]) -> dict[str, str]:
     return dict(option.split("=", 1) for option in index["options"] if "=" in option)
 
 
-@register(
+@health_check(
     "vector_index",
     "vector",
     "Vector index on embedding_vector exists and is valid",
     "CREATE INDEX CONCURRENTLY idx_semantic_memory_vector ON semantic_memory USING hnsw "
     "(embedding_vector vector_cosine_ops) (drop the invalid one first)",
 )
-def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_index(ctx: Context) -> CheckResult:
     indexes = vector_indexes(ctx)
     threshold = f"a valid hnsw/ivfflat index with {SEARCH_OPCLASS}"
     details = {"indexes": indexes}
     valid = [i for i in indexes if i["valid"]]
     if not indexes:
         return CheckResult(
-            "vector_index",
             Status.FAIL,
             value=0,
             unit="count",
@@ -73,7 +69,6 @@ def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     if not valid:
         return CheckResult(
-            "vector_index",
             Status.FAIL,
             value=0,
             unit="count",
@@ -86,7 +81,6 @@ def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     described = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
     if not usable:
         return CheckResult(
-            "vector_index",
             Status.WARN,
             value=len(valid),
             unit="count",
@@ -97,7 +91,6 @@ def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     extra = f"; {len(indexes) - len(valid)} invalid" if len(valid) < len(indexes) else ""
     return CheckResult(
-        "vector_index",
         Status.OK if not extra else Status.WARN,
         value=len(usable),
         unit="count",
@@ -108,20 +101,18 @@ def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "ivfflat_lists",
     "vector",
     "ivfflat lists fit the row count",
     "rebuild the ivfflat index with lists = rows/1000 (sqrt(rows) above 1M rows), or switch to hnsw",
 )
-def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_ivfflat_lists(ctx: Context) -> CheckResult:
     ivf = [i for i in vector_indexes(ctx) if i["method"] == "ivfflat" and i["valid"]]
     factor = ctx.thresholds["ivfflat_lists_factor"]
     threshold = f"lists within {factor:g}x of rows/1000 (sqrt(rows) over 1M)"
     if not ivf:
-        return CheckResult(
-            "ivfflat_lists", Status.OK, threshold=threshold, message="not applicable: no ivfflat index"
-        )
+        return CheckResult(Status.OK, threshold=threshold, message="not applicable: no ivfflat index")
     rows = ctx.row_estimate("semantic_memory")
     recommended = rows / 1000 if rows <= 1_000_000 else math.sqrt(rows)
     results = []
@@ -134,7 +125,6 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     details = {"rows_estimate": rows, "indexes": results}
     if rows < 10_000:
         return CheckResult(
-            "ivfflat_lists",
             Status.OK,
             value=results[0]["lists"],
             unit="count",
@@ -149,7 +139,6 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         f"{first['index']}: lists {first['lists']}, recommended ~{first['recommended']} for ~{rows:,.0f} rows"
     )
     return CheckResult(
-        "ivfflat_lists",
         Status.WARN if off else Status.OK,
         value=first["lists"],
         unit="count",
@@ -160,14 +149,14 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "vector_recall",
     "vector",
     "Vector index recall@10 against an exact scan, at memcli's ef_search (--deep)",
     "memcli tune (sets ef_search, or says which rebuild reaches the target)",
     deep=True,
 )
-def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_recall(ctx: Context) -> CheckResult:
     from dataclasses import asdict
 
     from psycopg import sql
@@ -175,18 +164,15 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     from memcli import vector_recall
 
     ctx.require_visible_rows("semantic_memory")
-    target = vector_recall.recall_target(conn)
+    target = vector_recall.recall_target(ctx.conn)
     queries = max(1, int(ctx.thresholds["recall_queries"]))
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target) over {queries} sampled queries"
     index = next((i for i in vector_indexes(ctx) if i["valid"]), None)
     if index is None:
-        return CheckResult(
-            "vector_recall", Status.SKIP, threshold=threshold, message="no valid vector index to probe"
-        )
+        return CheckResult(Status.SKIP, threshold=threshold, message="no valid vector index to probe")
     embedded, _ = ctx.count_where("semantic_memory", sql.SQL("embedding_vector IS NOT NULL"))
     if embedded < RECALL_MIN_ROWS:
         return CheckResult(
-            "vector_recall",
             Status.OK,
             threshold=threshold,
             details={"embedded_rows": embedded},
@@ -203,11 +189,10 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         with ctx.local_settings({"enable_seqscan": "off"}):
             plan = ctx.scalar(sql.SQL("EXPLAIN (FORMAT JSON) ") + search, [RECALL_K])
             uses_index = index["index"] in str(plan)
-        measurement = vector_recall.measure(conn, queries) if uses_index else None
+        measurement = vector_recall.measure(ctx.conn, queries) if uses_index else None
     details: dict[str, Any] = {"index": index["index"], "index_used": uses_index, "k": RECALL_K}
     if measurement is None:
         return CheckResult(
-            "vector_recall",
             Status.WARN,
             threshold=threshold,
             details=details,
@@ -217,7 +202,6 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     details.update(queries=measurement.queries, measurement=asdict(measurement))
     return CheckResult(
-        "vector_recall",
         Status.WARN if measurement.recall < target else Status.OK,
         value=measurement.recall,
         unit="ratio",
@@ -230,21 +214,20 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "vector_recall_measured",
     "vector",
     "Last measured recall@10 meets search.recall_target",
     "memcli tune (sets ef_search, or says which rebuild reaches the target)",
 )
-def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_recall_measured(ctx: Context) -> CheckResult:
     from memcli import vector_recall
 
-    target = vector_recall.recall_target(conn)
+    target = vector_recall.recall_target(ctx.conn)
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target)"
-    last = vector_recall.last_measurement(conn)
+    last = vector_recall.last_measurement(ctx.conn)
     if last is None:
         return CheckResult(
-            "vector_recall_measured",
             Status.OK,
             threshold=threshold,
             message="recall not measured yet (memcli health --deep, or memcli tune, measures and records it)",
@@ -255,7 +238,6 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     note = f"; the table has grown to ~{rows:,.0f} rows since: measure again" if grown else ""
     below = last.recall < target
     return CheckResult(
-        "vector_recall_measured",
         Status.WARN if below else Status.OK,
         value=last.recall,
         unit="ratio",
@@ -276,7 +258,7 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     )
 
 
-@register(
+@health_check(
     "embedding_drift",
     "vector",
     "Stored vectors match what the configured model gives for their texts (--deep)",
@@ -284,7 +266,7 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     "model that wrote the stored vectors",
     deep=True,
 )
-def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_embedding_drift(ctx: Context) -> CheckResult:
     """Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
     provider that swapped its model) shows as a low cosine similarity long before searches look wrong."""
     import numpy as np
@@ -296,21 +278,17 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
     threshold = f"cosine ≥ {floor:g} for each of {samples} sampled memories"
     embedder = ctx.embedder
     if embedder is None:
-        return CheckResult(
-            "embedding_drift", Status.SKIP, threshold=threshold, message="no embedder configured"
-        )
+        return CheckResult(Status.SKIP, threshold=threshold, message="no embedder configured")
     recorded = ctx.settings().get("embedding.model")
     if recorded is None:
         # Nothing embedded yet, so nothing can have drifted: a finding, not a check that could not run.
         return CheckResult(
-            "embedding_drift",
             Status.OK,
             threshold=threshold,
             message="no embedding model recorded yet: no stored vectors to compare",
         )
     if recorded != embedder.name:
         return CheckResult(
-            "embedding_drift",
             Status.SKIP,
             threshold=threshold,
             message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
@@ -332,13 +310,10 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
         [embedder.name, samples],
     )
     if not rows:
-        return CheckResult(
-            "embedding_drift", Status.OK, threshold=threshold, message="not probed: no embedded memories"
-        )
+        return CheckResult(Status.OK, threshold=threshold, message="not probed: no embedded memories")
     stored = np.array([[float(x) for x in r["v"].strip("[]").split(",")] for r in rows], dtype=np.float64)
     if stored.shape[1] != embedder.dimension:
         return CheckResult(
-            "embedding_drift",
             Status.FAIL,
             threshold=threshold,
             message=f"stored vectors have {stored.shape[1]} dimensions, {embedder.name!r} gives "
@@ -358,7 +333,6 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
     }
     if drifted:
         return CheckResult(
-            "embedding_drift",
             Status.FAIL,
             value=round(float(cosines.min()), 4),
             unit="ratio",
@@ -368,7 +342,6 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
             f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed",
         )
     return CheckResult(
-        "embedding_drift",
         Status.OK,
         value=round(float(cosines.min()), 4),
         unit="ratio",
