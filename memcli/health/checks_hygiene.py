@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, health_check, human_duration
+from memcli.health.core import CheckResult, Context, Status, counted, health_check, human_duration
 
 EXPIRED_COUNT_CAP = 100_000  # counting further through the index would cost more than it tells
 
@@ -54,22 +54,17 @@ def check_expired_backlog(ctx: Context) -> CheckResult:
         "oldest_expires_at": row["oldest"],
         "oldest_age_seconds": age,
     }
-    if count == 0:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message="no expired memory waiting",
-            details=details,
-        )
-    status = Status.WARN if age > max_age_h * 3600 else Status.OK
+    message = (
+        f"{_count_text(count, False, capped)} expired, oldest expired {human_duration(age)} ago"
+        if count
+        else "no expired memory waiting"
+    )
     return CheckResult(
-        status,
+        Status.WARN if count and age > max_age_h * 3600 else Status.OK,
         value=count,
         unit="count",
         threshold=threshold,
-        message=f"{_count_text(count, False, capped)} expired, oldest expired {human_duration(age)} ago",
+        message=message,
         details=details,
     )
 
@@ -96,17 +91,14 @@ def check_consolidation_backlog(ctx: Context) -> CheckResult:
         [seconds],
     )
     threshold = f"0 short_term older than {min_age_days:g} d + {grace_h:g} h"
-    status = Status.WARN if count > 0 else Status.OK
     message = (
         f"{_count_text(count, estimated)} short_term memories older than consolidation.min_age_days "
         f"({min_age_days:g} d) + {grace_h:g} h"
         if count
         else "no short_term memory past the consolidation threshold"
     )
-    return CheckResult(
-        status,
-        value=count,
-        unit="count",
+    return counted(
+        count,
         threshold=threshold,
         message=message,
         estimate=estimated,
@@ -130,10 +122,8 @@ def check_missing_embeddings(ctx: Context) -> CheckResult:
         [grace_min * 60],
     )
     threshold = f"0 without a vector after {grace_min:g} min"
-    return CheckResult(
-        Status.WARN if count else Status.OK,
-        value=count,
-        unit="count",
+    return counted(
+        count,
         threshold=threshold,
         message=f"{_count_text(count, estimated)} semantic memories without an embedding"
         if count
@@ -227,22 +217,13 @@ def check_embedding_mismatch(ctx: Context) -> CheckResult:
                 status = max(status, Status.WARN, key=lambda s: s.severity)
                 problems.append(f"{_count_text(n, est)} rows name a model but memory_settings records none")
                 estimated = estimated or est
-    if not problems:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"column {column['type']} matches settings; no row from another model",
-            details=details,
-        )
     return CheckResult(
         status,
         value=mismatched,
         unit="count",
         threshold=threshold,
-        message="; ".join(problems),
-        estimate=estimated,
+        message="; ".join(problems) or f"column {column['type']} matches settings; no row from another model",
+        estimate=estimated and bool(problems),
         details=details,
     )
 
@@ -286,10 +267,8 @@ def check_orphaned_rows(ctx: Context) -> CheckResult:
         estimated |= est
     total = sum(found.values())
     listing = ", ".join(f"{_count_text(v, estimated)} {k}" for k, v in found.items() if v)
-    return CheckResult(
-        Status.WARN if total else Status.OK,
-        value=total,
-        unit="count",
+    return counted(
+        total,
         threshold="0",
         message=listing or "no orphaned rows",
         estimate=estimated,

@@ -14,6 +14,7 @@ from memcli.health.core import (
     CheckSkipped,
     Context,
     Status,
+    counted,
     health_check,
     human_bytes,
     human_duration,
@@ -157,22 +158,13 @@ def check_bloat(ctx: Context) -> CheckResult:
         listing = ", ".join(
             f"{r['name']} {r['bloat']:g}x ({human_bytes(r['waste_bytes'])})" for r in flagged[:5]
         )
-        return CheckResult(
-            Status.WARN,
-            value=worst,
-            unit="bytes",
-            threshold=threshold,
-            estimate=True,
-            message=f"{len(flagged)} bloated: {listing}",
-            details=details,
-        )
-    message = (
-        f"largest estimated waste {human_bytes(worst)}"
-        if rows
-        else "no statistics yet (tables never analyzed)"
-    )
+        message = f"{len(flagged)} bloated: {listing}"
+    elif rows:
+        message = f"largest estimated waste {human_bytes(worst)}"
+    else:
+        message = "no statistics yet (tables never analyzed)"
     return CheckResult(
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=worst,
         unit="bytes",
         threshold=threshold,
@@ -253,22 +245,16 @@ def check_dead_tuples(ctx: Context) -> CheckResult:
             + ")"
             for r in flagged[:5]
         )
-        return CheckResult(
-            Status.WARN,
-            value=dead,
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            message=f"{len(flagged)} tables need vacuum: {listing}",
-            details=details,
-        )
+        message = f"{len(flagged)} tables need vacuum: {listing}"
+    else:
+        message = f"{dead:,} dead tuples in all; autovacuum keeps up"
     return CheckResult(
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=dead,
         unit="count",
         threshold=threshold,
         estimate=True,
-        message=f"{dead:,} dead tuples in all; autovacuum keeps up",
+        message=message,
         details=details,
     )
 
@@ -309,20 +295,14 @@ def check_stale_statistics(ctx: Context) -> CheckResult:
             f"(last analyze {human_duration(r['analyze_age'])} ago)"
             for r in flagged[:5]
         )
-        return CheckResult(
-            Status.WARN,
-            value=len(flagged),
-            unit="count",
-            threshold=threshold,
-            message=f"{len(flagged)} tables with stale statistics: {listing}",
-            details={"flagged": [_vacuum_row(r) for r in flagged]},
-        )
-    return CheckResult(
-        Status.OK,
-        value=0,
-        unit="count",
+        message = f"{len(flagged)} tables with stale statistics: {listing}"
+    else:
+        message = "statistics current on every table"
+    return counted(
+        len(flagged),
         threshold=threshold,
-        message="statistics current on every table",
+        message=message,
+        details={"flagged": [_vacuum_row(r) for r in flagged]} if flagged else {},
     )
 
 
@@ -344,22 +324,14 @@ def _cache_check(view: str, hit: str, read: str, what: str) -> Any:
         threshold = f"≥ {warn:.0%} once {min_blocks:,.0f} blocks were read"
         details = {"blocks_hit": row["hit"], "blocks_read": row["read"]}
         if ratio is None or total < min_blocks:
-            return CheckResult(
-                Status.OK,
-                value=ratio,
-                unit="ratio",
-                threshold=threshold,
-                details=details,
-                message=f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset",
-            )
-        status = Status.WARN if ratio < warn else Status.OK
+            status = Status.OK
+            message = f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset"
+        else:
+            status = Status.WARN if ratio < warn else Status.OK
+            message = f"{ratio:.2%} of {what} block reads served from shared buffers"
+            ratio = round(ratio, 5)
         return CheckResult(
-            status,
-            value=round(ratio, 5),
-            unit="ratio",
-            threshold=threshold,
-            details=details,
-            message=f"{ratio:.2%} of {what} block reads served from shared buffers",
+            status, value=ratio, unit="ratio", threshold=threshold, details=details, message=message
         )
 
     return check
@@ -415,22 +387,15 @@ def check_unused_indexes(ctx: Context) -> CheckResult:
         listing = ", ".join(
             f"{r['index']} ({human_bytes(r['bytes'])}, {r['scans']} scans)" for r in others[:5]
         )
-        counted = f" since the statistics reset at {since:%Y-%m-%d %H:%M}" if since else ""
-        return CheckResult(
-            Status.WARN,
-            value=len(others),
-            unit="count",
-            threshold=threshold,
-            message=f"{len(others)} unused{counted}: {listing}",
-            details=details,
-        )
-    note = f"; {len(own)} of memcli's own are little used so far" if own else ""
-    return CheckResult(
-        Status.OK,
-        value=0,
-        unit="count",
+        since_text = f" since the statistics reset at {since:%Y-%m-%d %H:%M}" if since else ""
+        message = f"{len(others)} unused{since_text}: {listing}"
+    else:
+        note = f"; {len(own)} of memcli's own are little used so far" if own else ""
+        message = f"no unused index{note}"
+    return counted(
+        len(others),
         threshold=threshold,
-        message=f"no unused index{note}",
+        message=message,
         details=details,
     )
 
@@ -464,22 +429,14 @@ def check_seq_scans(ctx: Context) -> CheckResult:
             f"{r['index_share']:.0%} indexed)"
             for r in flagged
         )
-        return CheckResult(
-            Status.WARN,
-            value=len(flagged),
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            message=f"sequential scans on large memory tables: {listing}",
-            details=details,
-        )
-    return CheckResult(
-        Status.OK,
-        value=0,
-        unit="count",
+        message = f"sequential scans on large memory tables: {listing}"
+    else:
+        message = "large memory tables are read through their indexes"
+    return counted(
+        len(flagged),
         threshold=threshold,
         estimate=True,
-        message="large memory tables are read through their indexes",
+        message=message,
         details=details,
     )
 
@@ -530,25 +487,20 @@ def check_long_transactions(ctx: Context) -> CheckResult:
             f"{human_duration(r['seconds'])}"
             for r in long_rows[:3]
         ] + [f"prepared transaction {p['gid']} {human_duration(p['seconds'])}" for p in long_prepared[:3]]
-        return CheckResult(
-            status,
-            value=round(longest, 1),
-            unit="seconds",
-            threshold=threshold,
-            message=f"{len(long_rows) + len(long_prepared)} long: {'; '.join(parts)}",
-            details=details,
-        )
-    if hidden:
+        message = f"{len(long_rows) + len(long_prepared)} long: {'; '.join(parts)}"
+    elif hidden:
         raise CheckSkipped(
             f"cannot see the transactions of {hidden} sessions of other roles",
             hint="grant the role pg_monitor (or pg_read_all_stats)",
         )
+    else:
+        status, message = Status.OK, f"longest open transaction {human_duration(longest)}"
     return CheckResult(
-        Status.OK,
+        status,
         value=round(longest, 1),
         unit="seconds",
         threshold=threshold,
-        message=f"longest open transaction {human_duration(longest)}",
+        message=message,
         details=details,
     )
 
@@ -589,26 +541,19 @@ def check_blocking_locks(ctx: Context) -> CheckResult:
     blocked = [r for r in rows if r["waiting_seconds"] is None or r["waiting_seconds"] >= warn_s]
     threshold = f"0 sessions blocked ≥ {warn_s:g} s"
     details = {"blocked": rows, "blockers": blockers}
-    if not blocked:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message="no session waits on another's lock",
-            details=details,
-        )
-    longest = max((r["waiting_seconds"] or 0) for r in blocked)
-    by = ", ".join(
-        f"pid {b['pid']} ({b['state'] or '?'}, transaction {human_duration(b['transaction_seconds'])})"
-        for b in blockers[:3]
-    ) or ", ".join(str(p) for p in blockers_ids)
-    return CheckResult(
-        Status.WARN,
-        value=len(blocked),
-        unit="count",
+    if blocked:
+        longest = max((r["waiting_seconds"] or 0) for r in blocked)
+        by = ", ".join(
+            f"pid {b['pid']} ({b['state'] or '?'}, transaction {human_duration(b['transaction_seconds'])})"
+            for b in blockers[:3]
+        ) or ", ".join(str(p) for p in blockers_ids)
+        message = f"{len(blocked)} blocked (longest {human_duration(longest)}) by {by}"
+    else:
+        message = "no session waits on another's lock"
+    return counted(
+        len(blocked),
         threshold=threshold,
-        message=f"{len(blocked)} blocked (longest {human_duration(longest)}) by {by}",
+        message=message,
         details=details,
     )
 
@@ -709,24 +654,19 @@ def check_sequences(ctx: Context) -> CheckResult:
     details = {"sequences": len(rows), "flagged": flagged, "unreadable": unreadable}
     if flagged:
         listing = ", ".join(f"{r['sequence']} {r['ratio']:.0%}" for r in flagged[:5])
-        return CheckResult(
-            Status.WARN,
-            value=round(worst, 6),
-            unit="ratio",
-            threshold=threshold,
-            message=f"{len(flagged)} near their limit: {listing}",
-            details=details,
-        )
-    if unreadable:
+        message = f"{len(flagged)} near their limit: {listing}"
+    elif unreadable:
         raise CheckSkipped(
             f"cannot read {len(unreadable)} of {len(rows)} sequences ({', '.join(unreadable[:3])})",
             hint="grant SELECT on the sequences (GRANT SELECT ON ALL SEQUENCES IN SCHEMA ...)",
         )
+    else:
+        message = f"{len(rows)} sequences, the fullest at {worst:.2%}"
     return CheckResult(
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=round(worst, 6),
         unit="ratio",
         threshold=threshold,
-        message=f"{len(rows)} sequences, the fullest at {worst:.2%}",
+        message=message,
         details=details,
     )

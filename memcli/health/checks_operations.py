@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, health_check, human_duration
+from memcli.health.core import CheckResult, Context, Status, counted, health_check, human_duration
 
 LOG = "system_maintenance_log"
 
@@ -72,27 +72,20 @@ def _job_check(job: str) -> Any:
         if last_success is None:
             installed = _installed_age(ctx)
             details["schema_age_seconds"] = installed
+            hint = None
             if installed is not None and installed <= limit_s:
-                message = f"not run yet; schema created {human_duration(installed)} ago"
+                status, message = Status.OK, f"not run yet; schema created {human_duration(installed)} ago"
                 if last_run and last_run["status"] == "failed":
-                    return CheckResult(
-                        Status.WARN,
-                        threshold=threshold,
-                        unit="seconds",
-                        message=f"{message}, the only run failed: {(last_run.get('error') or '')[:200]}",
-                        details=details,
-                    )
-                return CheckResult(
-                    Status.OK, threshold=threshold, unit="seconds", message=message, details=details
+                    status = Status.WARN
+                    message += f", the only run failed: {(last_run.get('error') or '')[:200]}"
+            else:
+                age_text = (
+                    f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
                 )
-            age_text = f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
+                status, message = Status.FAIL, f"never succeeded{age_text}"
+                hint = f"schedule it: memcli schedule (cron runs memcli maintain {job})"
             return CheckResult(
-                Status.FAIL,
-                threshold=threshold,
-                unit="seconds",
-                message=f"never succeeded{age_text}",
-                hint=f"schedule it: memcli schedule (cron runs memcli maintain {job})",
-                details=details,
+                status, threshold=threshold, unit="seconds", message=message, hint=hint, details=details
             )
         age = (now - last_success).total_seconds()
         details["age_seconds"] = age
@@ -164,25 +157,21 @@ def check_maintenance_failures(ctx: Context) -> CheckResult:
     # A run whose summary row is missing (killed before writing it) still shows through its failed steps.
     count = len(runs) or len(steps)
     threshold = f"0 failed in the last {window_h:g} h"
-    if not count:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"no failed run in the last {window_h:g} h",
+    if count:
+        latest = (runs or steps)[0]
+        jobs = sorted({r["job"] for r in rows})
+        message = (
+            f"{count} failed in the last {window_h:g} h ({', '.join(jobs)}); latest: {latest['job']}"
+            + (f"/{latest['step']}" if latest["step"] else "")
+            + f": {latest['error'] or 'no error recorded'}"
         )
-    latest = (runs or steps)[0]
-    jobs = sorted({r["job"] for r in rows})
-    return CheckResult(
-        Status.WARN,
-        value=count,
-        unit="count",
+    else:
+        message = f"no failed run in the last {window_h:g} h"
+    return counted(
+        count,
         threshold=threshold,
-        message=f"{count} failed in the last {window_h:g} h ({', '.join(jobs)}); latest: {latest['job']}"
-        + (f"/{latest['step']}" if latest["step"] else "")
-        + f": {latest['error'] or 'no error recorded'}",
-        details={"failed": rows},
+        message=message,
+        details={"failed": rows} if count else {},
     )
 
 
@@ -226,23 +215,16 @@ def check_maintenance_stuck(ctx: Context) -> CheckResult:
     dead = [r for r in runs if not any(key in held for key in keys[r["job"]])]
     threshold = "0 runs 'running' without a live lock holder"
     details = {"stuck": dead, "running": len(runs)}
-    if not dead:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"{len(runs)} run(s) in progress, each holding its lock"
-            if runs
-            else "no run in progress",
-            details=details,
-        )
-    listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
-    return CheckResult(
-        Status.WARN,
-        value=len(dead),
-        unit="count",
+    if dead:
+        listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
+        message = f"{len(dead)} run(s) left 'running' by a process that is gone: {listing}"
+    elif runs:
+        message = f"{len(runs)} run(s) in progress, each holding its lock"
+    else:
+        message = "no run in progress"
+    return counted(
+        len(dead),
         threshold=threshold,
-        message=f"{len(dead)} run(s) left 'running' by a process that is gone: {listing}",
+        message=message,
         details=details,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memcli.health.core import CheckResult, Context, Status, health_check
+from memcli.health.core import CheckResult, Context, Status, counted, health_check
 from memcli.people.retention import TARGETS
 from memcli.people.scope import ERASURE_RECEIPTS
 
@@ -26,10 +26,8 @@ def retention(ctx: Context) -> CheckResult:
         + f", keep {'forever' if g.retention_days is None else f'{g.retention_days:g} d'})"
         for g in measured
     ]
-    return CheckResult(
-        Status.WARN if overdue else Status.OK,
-        value=overdue,
-        unit="count",
+    return counted(
+        overdue,
         threshold="0 rows older than their retention",
         message=(f"{overdue:,} rows past their retention; " if overdue else "") + "; ".join(parts),
         details={"targets": [g.__dict__ for g in measured]},
@@ -55,12 +53,11 @@ def erasures(ctx: Context) -> CheckResult:
     )
     assert row is not None
     open_ = int(row["open"])
-    return CheckResult(
-        Status.FAIL if open_ else Status.OK,
-        value=open_,
-        unit="count",
+    return counted(
+        open_,
         threshold="0 unfinished",
         message=f"{open_} erasure(s) not proven yet (oldest started {row['oldest']})"
         if open_
         else f"{int(row['total'])} erasure(s), all proven",
+        bad=Status.FAIL,
     )

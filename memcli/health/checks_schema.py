@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, health_check
+from memcli.health.core import CheckResult, Context, Status, counted, health_check
 from memcli.health.expected import expected_objects
 
 
@@ -100,34 +100,29 @@ def check_schema_revision(ctx: Context) -> CheckResult:
             hint="stamp the one revision the schema is at: alembic stamp <revision>",
             details={**details, "current": current_rows},
         )
-    if current == head:
-        return CheckResult(
-            Status.OK,
-            value=current,
-            unit="revision",
-            threshold=threshold,
-            message=f"at head {head}",
-            details={**details, "pending": []},
-        )
+    hint = None
     if current is not None and current not in chain:
-        return CheckResult(
-            Status.WARN,
-            value=current,
-            unit="revision",
-            threshold=threshold,
-            message=f"database at revision {current}, which this memcli does not know (newer memcli?)",
-            hint="upgrade memcli to the version that migrated this database",
-            details=details,
+        status = Status.WARN
+        message = f"database at revision {current}, which this memcli does not know (newer memcli?)"
+        hint = "upgrade memcli to the version that migrated this database"
+    else:
+        pending = chain[chain.index(current) + 1 :] if current is not None else chain
+        details["pending"] = pending
+        status = Status.FAIL if pending else Status.OK
+        message = (
+            f"{len(pending)} pending revision{'s' if len(pending) != 1 else ''}: {', '.join(pending)}"
+            + ("" if current else " (alembic_version is empty)")
+            if pending
+            else f"at head {head}"
         )
-    pending = chain[chain.index(current) + 1 :] if current is not None else chain
     return CheckResult(
-        Status.FAIL,
+        status,
         value=current,
         unit="revision",
         threshold=threshold,
-        message=f"{len(pending)} pending revision{'s' if len(pending) != 1 else ''}: {', '.join(pending)}"
-        + ("" if current else " (alembic_version is empty)"),
-        details={**details, "pending": pending},
+        message=message,
+        hint=hint,
+        details=details,
     )
 
 
@@ -175,7 +170,7 @@ def check_schema_objects(ctx: Context) -> CheckResult:
     missing["extensions"] = [e for e in want.extensions if e not in installed]
     missing = {kind: names for kind, names in missing.items() if names}
     total = sum(len(v) for v in missing.values())
-    counted = (
+    expected = (
         len(want.tables)
         + len(want.indexes)
         + len(want.views)
@@ -183,24 +178,14 @@ def check_schema_objects(ctx: Context) -> CheckResult:
         + len(want.triggers)
         + len(want.extensions)
     )
-    details: dict[str, Any] = {"missing": missing, "expected": counted}
-    if not total:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold="0 missing",
-            message=f"all {counted} expected objects present",
-            details=details,
-        )
+    details: dict[str, Any] = {"missing": missing, "expected": expected}
     listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items())
-    return CheckResult(
-        Status.FAIL,
-        value=total,
-        unit="count",
+    return counted(
+        total,
         threshold="0 missing",
-        message=f"{total} missing — {listing}",
+        message=f"{total} missing — {listing}" if total else f"all {expected} expected objects present",
         details=details,
+        bad=Status.FAIL,
     )
 
 
@@ -229,24 +214,18 @@ def check_invalid_indexes(ctx: Context) -> CheckResult:
         for r in ctx.rows("SELECT relid::regclass::text AS relid FROM pg_stat_progress_create_index")
     }
     details: dict[str, Any] = {"indexes": rows, "tables_being_indexed": sorted(building)}
-    if not rows:
-        return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold="0",
-            message="no invalid index",
-            details=details,
-        )
-    expected = expected_objects(ctx).indexes if ctx.has_table("conversation_memory") else {}
-    ours = [r["index"] for r in rows if r["schema"] == ctx.schema and r["index"] in expected]
-    names = ", ".join(f"{r['index']} on {r['table']}" for r in rows)
-    status = Status.FAIL if ours else Status.WARN
-    message = f"{len(rows)} invalid: {names}"
-    if ours:
-        message += " (memcli's own: queries do not use it)"
-    if building:
-        message += f"; a concurrent build is running on {', '.join(sorted(building))}"
+    if rows:
+        expected = expected_objects(ctx).indexes if ctx.has_table("conversation_memory") else {}
+        ours = [r["index"] for r in rows if r["schema"] == ctx.schema and r["index"] in expected]
+        names = ", ".join(f"{r['index']} on {r['table']}" for r in rows)
+        status = Status.FAIL if ours else Status.WARN
+        message = f"{len(rows)} invalid: {names}"
+        if ours:
+            message += " (memcli's own: queries do not use it)"
+        if building:
+            message += f"; a concurrent build is running on {', '.join(sorted(building))}"
+    else:
+        status, message = Status.OK, "no invalid index"
     return CheckResult(
         status,
         value=len(rows),

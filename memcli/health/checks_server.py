@@ -119,18 +119,14 @@ def check_pgvector(ctx: Context) -> CheckResult:
     message = f"pgvector {installed}"
     if version_tuple(available) > version_tuple(installed):
         message += f" (server ships {available}: ALTER EXTENSION vector UPDATE)"
-    if version_tuple(library) < version_tuple(PGVECTOR_MIN_VERSION):
-        return CheckResult(
-            Status.WARN,
-            value=installed,
-            unit="version",
-            threshold=threshold,
-            message=message + f"; releases before {PGVECTOR_MIN_VERSION} have HNSW vacuum bugs "
-            "(index corruption, 'hnsw graph not repaired')",
-            details=details,
+    buggy = version_tuple(library) < version_tuple(PGVECTOR_MIN_VERSION)
+    if buggy:
+        message += (
+            f"; releases before {PGVECTOR_MIN_VERSION} have HNSW vacuum bugs "
+            "(index corruption, 'hnsw graph not repaired')"
         )
     return CheckResult(
-        Status.OK,
+        Status.WARN if buggy else Status.OK,
         value=installed,
         unit="version",
         threshold=threshold,

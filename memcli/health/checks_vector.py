@@ -58,46 +58,29 @@ def check_vector_index(ctx: Context) -> CheckResult:
     threshold = f"a valid hnsw/ivfflat index with {SEARCH_OPCLASS}"
     details = {"indexes": indexes}
     valid = [i for i in indexes if i["valid"]]
-    if not indexes:
-        return CheckResult(
-            Status.FAIL,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message="no vector index on semantic_memory.embedding_vector: every search scans the table",
-        )
-    if not valid:
-        return CheckResult(
-            Status.FAIL,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message=f"vector index {', '.join(i['index'] for i in indexes)} is invalid (failed build)",
-        )
     usable = [i for i in valid if i["opclass"] == SEARCH_OPCLASS and not i["partial"]]
-    best = (usable or valid)[0]
-    described = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
-    if not usable:
-        return CheckResult(
-            Status.WARN,
-            value=len(valid),
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message=f"{described} does not serve cosine search (<=>), which memcli uses",
-            hint="create the index with vector_cosine_ops",
-        )
-    extra = f"; {len(indexes) - len(valid)} invalid" if len(valid) < len(indexes) else ""
+    hint = None
+    if not indexes:
+        status, value = Status.FAIL, 0
+        message = "no vector index on semantic_memory.embedding_vector: every search scans the table"
+    elif not valid:
+        status, value = Status.FAIL, 0
+        message = f"vector index {', '.join(i['index'] for i in indexes)} is invalid (failed build)"
+    else:
+        best = (usable or valid)[0]
+        message = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
+        if not usable:
+            status, value = Status.WARN, len(valid)
+            message += " does not serve cosine search (<=>), which memcli uses"
+            hint = "create the index with vector_cosine_ops"
+        elif len(valid) < len(indexes):
+            status, value = Status.WARN, len(usable)
+            message += f"; {len(indexes) - len(valid)} invalid"
+            hint = "drop the invalid vector index: DROP INDEX CONCURRENTLY ..."
+        else:
+            status, value = Status.OK, len(usable)
     return CheckResult(
-        Status.OK if not extra else Status.WARN,
-        value=len(usable),
-        unit="count",
-        threshold=threshold,
-        message=f"{described}{extra}",
-        details=details,
-        hint="drop the invalid vector index: DROP INDEX CONCURRENTLY ..." if extra else None,
+        status, value=value, unit="count", threshold=threshold, message=message, details=details, hint=hint
     )
 
 
@@ -124,22 +107,19 @@ def check_ivfflat_lists(ctx: Context) -> CheckResult:
         )
     details = {"rows_estimate": rows, "indexes": results}
     if rows < 10_000:
-        return CheckResult(
-            Status.OK,
-            value=results[0]["lists"],
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            details=details,
-            message=f"not judged: ~{rows:,.0f} rows (ivfflat recall suffers when built on few rows)",
+        first, status = results[0], Status.OK
+        message = f"not judged: ~{rows:,.0f} rows (ivfflat recall suffers when built on few rows)"
+    else:
+        off = [
+            r for r in results if r["ratio"] is not None and (r["ratio"] > factor or r["ratio"] < 1 / factor)
+        ]
+        first, status = (off or results)[0], Status.WARN if off else Status.OK
+        message = (
+            f"{first['index']}: lists {first['lists']}, recommended ~{first['recommended']} "
+            f"for ~{rows:,.0f} rows"
         )
-    off = [r for r in results if r["ratio"] is not None and (r["ratio"] > factor or r["ratio"] < 1 / factor)]
-    first = (off or results)[0]
-    message = (
-        f"{first['index']}: lists {first['lists']}, recommended ~{first['recommended']} for ~{rows:,.0f} rows"
-    )
     return CheckResult(
-        Status.WARN if off else Status.OK,
+        status,
         value=first["lists"],
         unit="count",
         threshold=threshold,
@@ -272,6 +252,8 @@ def check_embedding_drift(ctx: Context) -> CheckResult:
     import numpy as np
     from psycopg import sql
 
+    from memcli.semantic import use_vectors
+
     ctx.require_visible_rows("semantic_memory")
     floor = float(ctx.thresholds["drift_min_similarity"])
     samples = max(1, int(ctx.thresholds["drift_samples"]))
@@ -294,16 +276,17 @@ def check_embedding_drift(ctx: Context) -> CheckResult:
             message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
             "(see embedding_mismatch)",
         )
+    use_vectors(ctx.conn)  # stored vectors come back as numpy arrays
     table = ctx.table("semantic_memory")
     rows = ctx.rows(
         sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} "
+            "SELECT id, content_text AS text, embedding_vector AS v FROM {} "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) ORDER BY random() LIMIT %s"
         ).format(table)
         if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]
         else sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} TABLESAMPLE SYSTEM (1) "
+            "SELECT id, content_text AS text, embedding_vector AS v FROM {} TABLESAMPLE SYSTEM (1) "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) LIMIT %s"
         ).format(table),
@@ -311,7 +294,7 @@ def check_embedding_drift(ctx: Context) -> CheckResult:
     )
     if not rows:
         return CheckResult(Status.OK, threshold=threshold, message="not probed: no embedded memories")
-    stored = np.array([[float(x) for x in r["v"].strip("[]").split(",")] for r in rows], dtype=np.float64)
+    stored = np.array([r["v"].to_numpy() for r in rows], dtype=np.float64)
     if stored.shape[1] != embedder.dimension:
         return CheckResult(
             Status.FAIL,
@@ -332,20 +315,17 @@ def check_embedding_drift(ctx: Context) -> CheckResult:
         "drifted_ids": drifted[:20],
     }
     if drifted:
-        return CheckResult(
-            Status.FAIL,
-            value=round(float(cosines.min()), 4),
-            unit="ratio",
-            threshold=threshold,
-            details=details,
-            message=f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
-            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed",
+        message = (
+            f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
+            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed"
         )
+    else:
+        message = f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})"
     return CheckResult(
-        Status.OK,
+        Status.FAIL if drifted else Status.OK,
         value=round(float(cosines.min()), 4),
         unit="ratio",
         threshold=threshold,
         details=details,
-        message=f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})",
+        message=message,
     )

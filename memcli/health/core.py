@@ -63,6 +63,27 @@ class CheckResult:
     elapsed_ms: float = 0.0
 
 
+def counted(
+    count: int,
+    *,
+    threshold: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    estimate: bool = False,
+    bad: Status = Status.WARN,
+) -> CheckResult:
+    """The verdict of a check that counts problems: ``bad`` when there is any, OK when there is none."""
+    return CheckResult(
+        bad if count else Status.OK,
+        value=count,
+        unit="count",
+        threshold=threshold,
+        message=message,
+        estimate=estimate,
+        details=details or {},
+    )
+
+
 @dataclass
 class HealthReport:
     results: list[CheckResult]
