@@ -29,10 +29,9 @@ def _count_text(count: int, estimated: bool, capped: bool = False) -> str:
     "hygiene",
     "Expired memories removed by cleanup",
     "run: memcli cleanup (and check that memcli maintain daily is scheduled)",
+    reads=("conversation_memory",),
 )
 def check_expired_backlog(ctx: Context) -> CheckResult:
-    ctx.require_tables("conversation_memory")
-    ctx.require_visible_rows("conversation_memory")
     max_age_h = ctx.thresholds["expired_backlog_max_age_hours"]
     row = ctx.row(
         _sql(
@@ -74,10 +73,9 @@ def check_expired_backlog(ctx: Context) -> CheckResult:
     "hygiene",
     "Short-term memories consolidated once past the threshold",
     "run: memcli consolidate (and check that memcli maintain weekly is scheduled)",
+    reads=("conversation_memory",),
 )
 def check_consolidation_backlog(ctx: Context) -> CheckResult:
-    ctx.require_tables("conversation_memory")
-    ctx.require_visible_rows("conversation_memory")
     min_age_days = float(ctx.settings().get("consolidation.min_age_days") or 5)
     grace_h = ctx.thresholds["consolidation_grace_hours"]
     seconds = min_age_days * 86400 + grace_h * 3600
@@ -111,10 +109,9 @@ def check_consolidation_backlog(ctx: Context) -> CheckResult:
     "hygiene",
     "Semantic memories have an embedding",
     "run: memcli embed (embeds rows without a vector)",
+    reads=("semantic_memory",),
 )
 def check_missing_embeddings(ctx: Context) -> CheckResult:
-    ctx.require_tables("semantic_memory")
-    ctx.require_visible_rows("semantic_memory")
     grace_min = ctx.thresholds["missing_embedding_grace_minutes"]
     count, estimated = ctx.count_where(
         "semantic_memory",
@@ -147,10 +144,9 @@ def _dimension(value: Any) -> int | None:
     "Embeddings match the recorded model and dimension",
     "clear the odd rows' vectors (SET embedding_vector = NULL) and run memcli embed with the recorded "
     "model, or correct memory_settings",
+    reads=("semantic_memory",),
 )
 def check_embedding_mismatch(ctx: Context) -> CheckResult:
-    ctx.require_tables("semantic_memory")
-    ctx.require_visible_rows("semantic_memory")
     settings = ctx.settings()
     dim = _dimension(settings.get("embedding.dimension"))
     model = settings.get("embedding.model")
@@ -234,10 +230,9 @@ def check_embedding_mismatch(ctx: Context) -> CheckResult:
     "No rows pointing at memories or businesses that are gone",
     "run: memcli cleanup (removes relevance rows of sessions without memories); deactivate the sections "
     "of inactive businesses",
+    reads=("context_relevance", "conversation_memory", "semantic_memory"),
 )
 def check_orphaned_rows(ctx: Context) -> CheckResult:
-    ctx.require_tables("context_relevance", "conversation_memory", "semantic_memory")
-    ctx.require_visible_rows("context_relevance", "conversation_memory", "semantic_memory")
     found: dict[str, int] = {}
     estimated = False
     n, est = ctx.count_where(

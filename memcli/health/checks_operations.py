@@ -35,8 +35,6 @@ def _job_check(job: str) -> Any:
     def check(ctx: Context) -> CheckResult:
         from psycopg import sql
 
-        ctx.require_tables(LOG, "memory_settings")
-        ctx.require_visible_rows(LOG, "memory_settings")
         period_h = ctx.thresholds[f"maintenance_{job}_hours"]
         factor = ctx.thresholds["maintenance_fail_factor"]
         limit_s = period_h * 3600 * factor
@@ -125,6 +123,7 @@ maintenance_checks = tuple(
         "operations",
         f"{title} maintenance succeeded recently",
         f"run: memcli maintain {job}; schedule it with memcli schedule",
+        reads=(LOG, "memory_settings"),
     )(_job_check(job))
     for job, title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"))
 )
@@ -135,12 +134,11 @@ maintenance_checks = tuple(
     "operations",
     "No failed maintenance runs recently",
     "read the error in system_maintenance_log and rerun the job",
+    reads=(LOG,),
 )
 def check_maintenance_failures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
-    ctx.require_tables(LOG)
-    ctx.require_visible_rows(LOG)
     window_h = ctx.thresholds["failed_runs_window_hours"]
     rows = ctx.rows(
         sql.SQL(
@@ -181,6 +179,7 @@ def check_maintenance_failures(ctx: Context) -> CheckResult:
     "No run left 'running' by a process that is gone",
     "nothing to undo (every batch committed or rolled back whole); the next run of the job closes the "
     "rows as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL)",
+    reads=(LOG,),
 )
 def check_maintenance_stuck(ctx: Context) -> CheckResult:
     from psycopg import sql
@@ -188,8 +187,6 @@ def check_maintenance_stuck(ctx: Context) -> CheckResult:
     from memcli.jobs.locks import lock_key
     from memcli.jobs.maintain import JOB_LOCKS
 
-    ctx.require_tables(LOG)
-    ctx.require_visible_rows(LOG)
     runs = ctx.rows(
         sql.SQL(
             """

@@ -12,12 +12,12 @@ from memcli.people.scope import ERASURE_RECEIPTS
     "hygiene",
     "Semantic memories, logs and relevance rows within their retention",
     "run memcli maintain daily (its retention step deletes older rows), or change the retention.* settings",
+    reads=tuple(dict.fromkeys(t.table for t in TARGETS)),
 )
 def retention(ctx: Context) -> CheckResult:
     from memcli.people.retention import growth
 
-    ctx.require_tables(*{t.table for t in TARGETS}, "memory_settings")
-    ctx.require_visible_rows(*{t.table for t in TARGETS})
+    ctx.require_tables("memory_settings")
     measured = growth(ctx.conn)
     overdue = sum(g.overdue for g in measured)
     parts = [
@@ -39,12 +39,11 @@ def retention(ctx: Context) -> CheckResult:
     "operations",
     "No erasure left unfinished",
     "run the same memcli users forget / sessions forget again: it resumes and ends with the proof",
+    reads=(ERASURE_RECEIPTS,),
 )
 def erasures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
-    ctx.require_tables(ERASURE_RECEIPTS)
-    ctx.require_visible_rows(ERASURE_RECEIPTS)
     row = ctx.row(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE status = 'running') AS open, count(*) AS total, "

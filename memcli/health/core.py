@@ -154,17 +154,19 @@ class Check:
     hint: str
     function: CheckFunction
     deep: bool = False  # only with deep=True (expensive: reads many rows)
+    reads: tuple[str, ...] = ()  # tables that must exist with every row visible, or the check is skipped
 
 
 def health_check(
-    name: str, group: str, title: str, hint: str, *, deep: bool = False
+    name: str, group: str, title: str, hint: str, *, deep: bool = False, reads: tuple[str, ...] = ()
 ) -> Callable[[CheckFunction], Check]:
-    """Decorator declaring a check; ``hint`` is the default one-line advice. registry.py collects them."""
+    """Decorator declaring a check; ``hint`` is the default one-line advice, ``reads`` the memory tables
+    whose rows it counts (the runner skips it when one is missing or hidden). registry.py collects them."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
 
     def decorate(function: CheckFunction) -> Check:
-        return Check(name, group, title, hint, function, deep)
+        return Check(name, group, title, hint, function, deep, reads)
 
     return decorate
 

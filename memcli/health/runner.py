@@ -79,6 +79,9 @@ def _run_one(ctx: Context, check: Check) -> CheckResult:
     started = time.perf_counter()
     try:
         with ctx.conn.transaction():  # a savepoint: a failed check rolls back alone
+            if check.reads:
+                ctx.require_tables(*check.reads)
+                ctx.require_visible_rows(*check.reads)
             result = check.function(ctx)
     except Exception as exc:
         verdict = _raised(exc, ctx)
