@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.durations import DurationTooLongError, parse_duration
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema.names import SECTION_TYPES
 from memcli.semantic import check_content_type, parse_uuid, use_vectors
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
 MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
 MAX_TOP_K = 1000

@@ -22,7 +22,6 @@ from memcli.seed.demo_data import (
     CONVERSATION_COLUMNS,
     DAY,
     DEMO_PREFIX,
-    EXPIRING_TIERS,
     PROFILE_COLUMNS,
     RELEVANCE_COLUMNS,
     SEMANTIC_COLUMNS,
@@ -164,7 +163,7 @@ def seed_demo(
         conn.execute(
             "SELECT tier, extract(epoch FROM memory_retention(tier))::float8 / 86400"
             " FROM unnest(%s::text[]) AS t(tier)",
-            (list(EXPIRING_TIERS),),
+            (list(names.EXPIRING_TIERS),),
         ).fetchall()
     )
     data = generate_demo(
