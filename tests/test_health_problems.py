@@ -237,8 +237,9 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0006_semantic_memory_hot_access",
         "0007_imports",
         "0008_vector_index_parameters",
+        "0009_vector_type",
     ]
-    assert "6 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
+    assert "7 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -252,6 +253,7 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0006_semantic_memory_hot_access",
         "0007_imports",
         "0008_vector_index_parameters",
+        "0009_vector_type",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1

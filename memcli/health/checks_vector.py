@@ -13,8 +13,14 @@ OPERATORS = {
     "vector_l2_ops": "<->",
     "vector_ip_ops": "<#>",
     "vector_l1_ops": "<+>",
+    "halfvec_cosine_ops": "<=>",
+    "halfvec_l2_ops": "<->",
+    "halfvec_ip_ops": "<#>",
+    "halfvec_l1_ops": "<+>",
 }
 SEARCH_OPCLASS = "vector_cosine_ops"
+# Cosine search on either vector type (names.VECTOR_TYPES; memcli vectors convert switches them).
+SEARCH_OPCLASSES = (SEARCH_OPCLASS, "halfvec_cosine_ops")
 RECALL_K = 10
 RECALL_MIN_ROWS = 20
 
@@ -34,9 +40,9 @@ def vector_indexes(ctx: Context) -> list[dict[str, Any]]:
             JOIN pg_opclass opc ON opc.oid = i.indclass[0]
             WHERE i.indrelid = %s::regclass AND a.attname = 'embedding_vector'
               AND am.amname IN ('hnsw', 'ivfflat')
-            ORDER BY i.indisvalid DESC, (opc.opcname = %s) DESC, c.relname
+            ORDER BY i.indisvalid DESC, (opc.opcname = ANY(%s)) DESC, c.relname
             """,
-            (ctx.qualified("semantic_memory"), SEARCH_OPCLASS),
+            (ctx.qualified("semantic_memory"), list(SEARCH_OPCLASSES)),
         )
 
     return ctx.memo("vector_indexes", compute)
@@ -58,7 +64,7 @@ def check_vector_index(ctx: Context) -> CheckResult:
     threshold = f"a valid hnsw/ivfflat index with {SEARCH_OPCLASS}"
     details = {"indexes": indexes}
     valid = [i for i in indexes if i["valid"]]
-    usable = [i for i in valid if i["opclass"] == SEARCH_OPCLASS and not i["partial"]]
+    usable = [i for i in valid if i["opclass"] in SEARCH_OPCLASSES and not i["partial"]]
     hint = None
     if not indexes:
         status, value = Status.FAIL, 0
@@ -276,17 +282,17 @@ def check_embedding_drift(ctx: Context) -> CheckResult:
             message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
             "(see embedding_mismatch)",
         )
-    use_vectors(ctx.conn)  # stored vectors come back as numpy arrays
+    use_vectors(ctx.conn)  # stored vectors (cast to vector: a halfvec column too) come back as Vectors
     table = ctx.table("semantic_memory")
     rows = ctx.rows(
         sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector AS v FROM {} "
+            "SELECT id, content_text AS text, embedding_vector::vector AS v FROM {} "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) ORDER BY random() LIMIT %s"
         ).format(table)
         if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]
         else sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector AS v FROM {} TABLESAMPLE SYSTEM (1) "
+            "SELECT id, content_text AS text, embedding_vector::vector AS v FROM {} TABLESAMPLE SYSTEM (1) "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) LIMIT %s"
         ).format(table),
