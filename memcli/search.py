@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
 MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
 MAX_TOP_K = 1000
@@ -665,8 +664,10 @@ def search_sections(
     check_query_length(query)
     if not query or not query.strip():
         raise ConfigError("nothing to search for", hint="give a query text")
-    if section_type is not None and section_type not in SECTION_TYPES:
-        raise ConfigError(f"unknown section type {section_type!r}", hint=f"one of {', '.join(SECTION_TYPES)}")
+    if section_type is not None and section_type not in names.SECTION_TYPES:
+        raise ConfigError(
+            f"unknown section type {section_type!r}", hint=f"one of {', '.join(names.SECTION_TYPES)}"
+        )
     if not 1 <= limit <= MAX_TOP_K:
         raise ConfigError(f"limit must be between 1 and {MAX_TOP_K}, got {limit}")
     business = parse_uuid(business_id, "business id")
