@@ -27,6 +27,7 @@ settings = migrations.env_settings(
 )
 # The migration scripts read the dimension from here.
 config.attributes["memcli.embedding_dim"] = settings["embedding_dim"]
+config.attributes["memcli.partitioned"] = settings["partitioned"]
 
 target_metadata = Base.metadata
 

@@ -119,6 +119,26 @@ def resolve_embedding_dim(explicit: int | str | None = None) -> int:
     return dim
 
 
+def resolve_partitioned(explicit: bool | None = None) -> bool:
+    """The layout for a first migration: argument, MEMCLI_PARTITIONED, ``[schema] partitioned``, plain."""
+    if explicit is not None:
+        return explicit
+    from memcli.config import load_config
+
+    sourced = load_config().get("schema", "partitioned", None, env="MEMCLI_PARTITIONED")
+    value = sourced.value
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(
+        f"partitioned = {value!r} ({sourced.source}) is not a boolean", hint="use true or false"
+    )
+
+
 def alembic_config(
     dsn: str | None = None,
     *,
@@ -126,6 +146,7 @@ def alembic_config(
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     output: io.StringIO | None = None,
+    partitioned: bool = False,
 ) -> AlembicConfig:
     """An Alembic Config built in code (no alembic.ini needed); env.py reads the ``memcli.*`` attributes."""
     from alembic.config import Config
@@ -134,6 +155,7 @@ def alembic_config(
     cfg.set_main_option("script_location", str(script_location()))
     cfg.attributes["memcli.dsn"] = dsn
     cfg.attributes["memcli.embedding_dim"] = embedding_dim
+    cfg.attributes["memcli.partitioned"] = partitioned
     cfg.attributes["memcli.lock_timeout_ms"] = lock_timeout_ms
     cfg.attributes["memcli.lock_wait_seconds"] = lock_wait_seconds
     return cfg
@@ -204,6 +226,25 @@ def _database_state(dsn: str) -> tuple[str | None, int | None]:
             return revision, None
         row = conn.execute("SELECT value FROM memory_settings WHERE key = 'embedding.dimension'").fetchone()
     return revision, int(row[0]) if row and isinstance(row[0], int | float | str) else None
+
+
+PARTITIONED_LAYOUT_REVISION = "0004_partitioned_layout"
+
+
+def _require_partitioned(dsn: str) -> None:
+    """``--partitioned`` on a database past the first migration: fine if it is partitioned already."""
+    from memcli.db import connect
+    from memcli.partitions.layout import SPECS, partitioned_tables
+
+    with connect(dsn) as conn:
+        done = set(partitioned_tables(conn))
+    plain = [spec.table for spec in SPECS if spec.table not in done]
+    if plain:
+        raise ConfigError(
+            f"this database is migrated with plain tables ({', '.join(plain)}); the layout is chosen at the "
+            "first migration",
+            hint="convert it online: memcli partition convert",
+        )
 
 
 def _require_pgvector_available(dsn: str) -> None:
@@ -281,19 +322,25 @@ def upgrade(
     sql: bool = False,
     embedding_dim: int | None = None,
     *,
+    partitioned: bool | None = None,
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> MigrationResult:
-    """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database)."""
+    """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database).
+
+    ``partitioned`` (else MEMCLI_PARTITIONED / ``[schema] partitioned``) chooses the partitioned layout of
+    the growing tables; it takes effect at the revision that introduces it, on tables still empty.
+    """
     from alembic.script import ScriptDirectory
 
     from alembic import command
 
     started = time.perf_counter()
     dim = resolve_embedding_dim(embedding_dim)
+    layout = resolve_partitioned(partitioned)
     if sql:
         out = io.StringIO()
-        cfg = alembic_config(None, embedding_dim=dim, output=out)
+        cfg = alembic_config(None, embedding_dim=dim, output=out, partitioned=layout)
         _run(command.upgrade, cfg, revision, sql=True)
         return MigrationResult(
             "upgrade", revision, sql=out.getvalue(), embedding_dimension=dim, duration_seconds=_since(started)
@@ -310,9 +357,15 @@ def upgrade(
             hint="migrate a new database for another dimension (or re-embed into a new database)",
         )
     cfg = alembic_config(
-        dsn, embedding_dim=dim, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds
+        dsn,
+        embedding_dim=dim,
+        lock_timeout_ms=lock_timeout_ms,
+        lock_wait_seconds=lock_wait_seconds,
+        partitioned=layout,
     )
     script = ScriptDirectory.from_config(cfg)
+    if partitioned and before is not None and PARTITIONED_LAYOUT_REVISION in _path(script, None, before):
+        _require_partitioned(dsn)
     try:
         _run(command.upgrade, cfg, revision)
     except MemcliError:
@@ -390,6 +443,11 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0004_partitioned_layout": [
+        "functions create_memory_partition(date), memcli_create_partition(regclass, date) and "
+        "memcli_conversation_memory_unique()",
+        "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
     "0003_operations_security": [
         "table system_maintenance_log (the maintenance-run log)",
         "row-level security policies on the memory tables",
@@ -517,9 +575,13 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
     if dsn and dsn.startswith("postgresql+"):
         dsn = "postgresql" + dsn[dsn.index(":") :]
     dim_arg = attributes.get("memcli.embedding_dim") or x_args.get("embedding_dim")
+    partitioned_arg = attributes.get("memcli.partitioned")
+    if partitioned_arg is None and "partitioned" in x_args:
+        partitioned_arg = x_args["partitioned"].strip().lower() in ("1", "true", "yes", "on")
     return {
         "dsn": dsn,
         "embedding_dim": resolve_embedding_dim(dim_arg),
+        "partitioned": resolve_partitioned(partitioned_arg),
         "lock_timeout_ms": int(
             attributes.get("memcli.lock_timeout_ms")
             or x_args.get("lock_timeout_ms")

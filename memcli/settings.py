@@ -25,6 +25,7 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "relevance.decay_interval_hours": (24, "relevance rows not recalculated for this long decay"),
     "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
     "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
+    "partition.premake_months": (2, "months of partitions created ahead of the longest retention"),
 }
 
 

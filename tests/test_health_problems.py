@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from memcli import migrations
 from memcli.db import connect
 from memcli.health import CheckResult, Status, run_checks
 
@@ -228,15 +229,17 @@ def test_invalid_index_left_by_failed_concurrent_build(migrated_db: str) -> None
 
 def test_pending_migration(cli, migrated_db: str) -> None:
     execute(migrated_db, "UPDATE alembic_version SET version_num = '0002_memory_system'")
+    revisions = [r.revision for r in migrations.history()]
     result = check(migrated_db, "schema_revision")
     assert result.status is Status.FAIL and result.value == "0002_memory_system"
-    assert result.details["pending"] == ["0003_operations_security"]
-    assert "1 pending revision: 0003_operations_security" in result.message
+    assert result.details["pending"] == revisions[2:]
+    assert f"{len(revisions) - 2} pending revision" in result.message
+    assert "0003_operations_security" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
     assert result.status is Status.FAIL
-    assert result.details["pending"] == ["0001_core_tables", "0002_memory_system", "0003_operations_security"]
+    assert result.details["pending"] == revisions
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1
 
@@ -277,7 +280,8 @@ def test_stale_and_failed_maintenance_runs(cli, migrated_db: str) -> None:
     assert failures.status is Status.WARN and failures.value == 1
     assert "weekly" in failures.message and "step vacuum failed" in failures.message
     code, doc = health_json(cli, migrated_db, "--check", "operations")
-    assert code == 1 and [c["status"] for c in doc["checks"]] == ["fail", "warn", "ok", "warn"]
+    statuses = [c["status"] for c in doc["checks"] if c["name"].startswith("maintenance_")]
+    assert code == 1 and statuses == ["fail", "warn", "ok", "warn"]
 
 
 def test_jobs_never_run_on_an_old_schema(migrated_db: str) -> None:

@@ -79,13 +79,15 @@ def test_daily_runs_its_steps_and_logs_them(migrated_db: str, cli: Any) -> None:
     prepare(migrated_db)
     out = run_json(cli, migrated_db, "maintain", "daily")
     steps = {s["step"]: s for s in out["steps"]}
-    assert list(steps) == ["cleanup", "stale_relevance"]
+    assert list(steps) == ["partitions", "cleanup", "stale_relevance"]
+    assert steps["partitions"]["rows"] == 0  # nothing due: the months ahead exist, none has expired
     assert steps["cleanup"]["result"]["deleted"] == {"conversation_memory": 4, "context_relevance": 1}
     assert steps["stale_relevance"]["rows"] == 1
     assert out["status"] == "succeeded" and out["rows"] == 6
     rows = log_rows(migrated_db, "daily")
     assert [r[:3] for r in rows] == [
         (None, "succeeded", 6),
+        ("partitions", "succeeded", 0),
         ("cleanup", "succeeded", 5),
         ("stale_relevance", "succeeded", 1),
     ]
@@ -334,12 +336,12 @@ def test_sigterm_records_the_step_as_interrupted(migrated_db: str) -> None:
     with connect(migrated_db) as conn:
         left = conn.execute("SELECT count(*) FROM conversation_memory").fetchone()[0]
     assert 0 < left < 200
-    assert rows[1][2] == 200 - left  # the rows recorded are the rows committed
+    assert rows[2][2] == 200 - left  # the rows recorded are the rows committed
 
 
 def test_run_job_library_api(migrated_db: str) -> None:
     prepare(migrated_db)
     steps_seen: list[str] = []
     report = run_job(migrated_db, "daily", on_step=lambda name, i, n: steps_seen.append(name))
-    assert steps_seen == ["cleanup", "stale_relevance"]
+    assert steps_seen == ["partitions", "cleanup", "stale_relevance"]
     assert report.exit_code == 0 and report.run_id and report.step("cleanup").rows == 5

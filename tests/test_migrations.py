@@ -21,8 +21,9 @@ from memcli.errors import ConfigError, LockedError, NotReadyError
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-HEAD = "0003_operations_security"
-ALL = ["0001_core_tables", "0002_memory_system", HEAD]
+OPERATIONS = "0003_operations_security"
+HEAD = "0004_partitioned_layout"
+ALL = ["0001_core_tables", "0002_memory_system", OPERATIONS, HEAD]
 MEMORY_TABLES = {
     "conversation_memory",
     "business_context_sections",
@@ -163,10 +164,10 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, OPERATIONS]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert migrations.upgrade(migrated_db).applied == [OPERATIONS, HEAD]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -292,7 +293,7 @@ def test_a_failed_migration_stays_at_the_last_good_revision(empty_db: str, cli) 
     assert result.exit_code == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1
-    assert f"migration {HEAD} failed" in message and "already exists" in message
+    assert f"migration {OPERATIONS} failed" in message and "already exists" in message
     assert "stays at revision 0002_memory_system" in message
     assert current(empty_db) == "0002_memory_system"
     assert tables(empty_db) >= MEMORY_TABLES
@@ -311,7 +312,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ["0002_memory_system", HEAD]
+    assert migrations.upgrade(app_db).applied == ["0002_memory_system", OPERATIONS, HEAD]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------

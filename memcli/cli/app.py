@@ -147,7 +147,7 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search"):
+    for module_name in ("migrate", "seed", "jobs", "health", "search", "partition"):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

@@ -238,6 +238,8 @@ def cleanup(
                 "would_delete": result.would_delete,
                 "would_delete_by_tier": result.would_delete_by_tier,
                 "sample_sessions": result.sample_sessions,
+                "partitions_dropped": result.partitions_dropped,
+                "would_drop_partitions": result.would_drop_partitions,
                 "batches": result.batches,
                 "batch_size": result.batch_size,
                 "longest_batch_ms": round(result.longest_batch_ms, 1),
@@ -258,6 +260,10 @@ def cleanup(
             )
             _pairs_table(state, "per table", result.would_delete, ("table", "rows"))
             _pairs_table(state, "per tier", result.would_delete_by_tier, ("tier", "memories"))
+            if result.would_drop_partitions:
+                state.console.print(
+                    f"whole partitions that would be dropped: {', '.join(result.would_drop_partitions)}"
+                )
             if result.sample_sessions:
                 _pairs_table(
                     state,
@@ -275,6 +281,8 @@ def cleanup(
                 else f" — stopped early: {result.stopped or 'failed'}; run again to continue"
             )
         )
+        if result.partitions_dropped:
+            state.console.print(f"whole partitions dropped: {', '.join(result.partitions_dropped)}")
         _pairs_table(state, "per table", result.deleted, ("table", "rows"))
         _pairs_table(state, "per tier", result.deleted_by_tier, ("tier", "memories"))
 

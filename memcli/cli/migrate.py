@@ -60,6 +60,16 @@ def migrate(
             "Also MEMCLI_EMBEDDING_DIM or [embedding] dimension in memcli.toml.",
         ),
     ] = None,
+    partitioned: Annotated[
+        bool | None,
+        typer.Option(
+            "--partitioned/--plain",
+            help="Layout of the growing tables (conversation_memory and the two logs), chosen at the first "
+            "migration: partitioned by month so expired rows leave by dropping partitions. Also "
+            "MEMCLI_PARTITIONED or [schema] partitioned in memcli.toml. Convert later: memcli partition "
+            "convert.",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOpt = 10.0,
     lock_wait: LockWaitOpt = 300.0,
     json_: JsonOpt = False,
@@ -72,6 +82,7 @@ def migrate(
     75 when another migration holds the lock for longer than --lock-wait.
 
     Examples: memcli migrate · memcli migrate --embedding-dim 1536 (first migration only) ·
+    memcli migrate --partitioned (first migration only) ·
     memcli migrate --sql > memory_schema.sql · memcli migrate status · memcli migrate down base --dry-run
     """
     if ctx.invoked_subcommand is not None:
@@ -85,6 +96,7 @@ def migrate(
         revision,
         sql=sql,
         embedding_dim=embedding_dim,
+        partitioned=partitioned,
         lock_timeout_ms=int(lock_timeout * 1000),
         lock_wait_seconds=lock_wait,
     )

@@ -376,6 +376,7 @@ def _load_checks() -> None:
         checks_hygiene,
         checks_internals,
         checks_operations,
+        checks_partitions,
         checks_schema,
         checks_server,
         checks_vector,

@@ -74,6 +74,9 @@ FUNCTIONS = (
     "memory_retention(text)",
     "memcli_setting(text)",
     "memcli_current_user_id()",
+    "create_memory_partition(date)",
+    "memcli_create_partition(regclass, date)",
+    "memcli_conversation_memory_unique()",
 )
 TRIGGERS = (
     ("conversation_memory", "trigger_memory_access"),

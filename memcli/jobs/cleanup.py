@@ -7,6 +7,10 @@
 2. then ``context_relevance`` rows of sessions that have no ``conversation_memory`` and no
    ``semantic_memory`` left (their context no longer exists), batched the same way.
 
+On the partitioned layout, step 1 first detaches and drops the partitions of ``conversation_memory`` whose
+every row has expired (see ``memcli.partitions.upkeep``), and deletes rows only where it must: expired rows
+of partitions that still hold live ones, the default partition, or one tier (``memory_type``).
+
 The set of rows is fixed when the job starts (``expires_at`` before the database's ``now()`` at that moment,
 minus ``older_than``), so a run always ends and its dry run counts exactly what it would delete.
 
@@ -31,6 +35,8 @@ from memcli.jobs.common import (
     in_batch,
     own_transactions,
 )
+from memcli.partitions.layout import CONVERSATION_MEMORY, is_partitioned
+from memcli.partitions.upkeep import drop_partitions
 from memcli.settings import get_setting
 
 if TYPE_CHECKING:
@@ -53,6 +59,8 @@ class CleanupResult:
     would_delete: dict[str, int] | None = None  # dry run only
     would_delete_by_tier: dict[str, int] | None = None  # dry run only
     sample_sessions: list[dict[str, Any]] = field(default_factory=list)  # dry run: most-expired sessions
+    partitions_dropped: list[str] = field(default_factory=list)  # whole partitions of expired rows
+    would_drop_partitions: list[str] | None = None  # dry run only
     batches: int = 0
     longest_batch_ms: float = 0.0  # the longest single batch transaction = the longest lock held
     complete: bool = True
@@ -171,6 +179,15 @@ def cleanup_expired(
         )
         params: dict[str, Any] = {"cutoff": cutoff, "memory_type": memory_type, "limit": size}
         flt = _expired_filter(memory_type)
+        drop_whole = memory_type is None and is_partitioned(conn, CONVERSATION_MEMORY.table)
+        if drop_whole and not dry_run:
+            try:
+                _drop_partitions(conn, cutoff, timeouts, result)
+            except BaseException as exc:
+                result.complete = False
+                result.duration_seconds = time.perf_counter() - started
+                attach_partial(exc, result)
+                raise
         counts = conn.execute(
             sql.SQL("SELECT memory_type, count(*) FROM conversation_memory WHERE {} GROUP BY 1").format(flt),
             params,
@@ -179,6 +196,10 @@ def cleanup_expired(
         total = sum(expired_by_tier.values())
 
         if dry_run:
+            if drop_whole:
+                result.would_drop_partitions = drop_partitions(
+                    conn, CONVERSATION_MEMORY, dry_run=True, cutoff=cutoff, timeouts=timeouts
+                ).dropped
             orphans = conn.execute(
                 sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm")), params
             ).fetchone()
@@ -239,6 +260,18 @@ def cleanup_expired(
             raise
     result.duration_seconds = time.perf_counter() - started
     return result
+
+
+def _drop_partitions(
+    conn: psycopg.Connection, cutoff: datetime, timeouts: Timeouts, result: CleanupResult
+) -> None:
+    """Whole partitions of expired memories go first: no row-by-row delete for them."""
+    dropped = drop_partitions(conn, CONVERSATION_MEMORY, cutoff=cutoff, timeouts=timeouts)
+    result.partitions_dropped.extend(dropped.dropped)
+    result.deleted["conversation_memory"] += dropped.rows
+    for tier, n in dropped.dropped_by_tier.items():
+        result.deleted_by_tier[tier] = result.deleted_by_tier.get(tier, 0) + n
+    result.longest_batch_ms = max(result.longest_batch_ms, dropped.longest_lock_ms)
 
 
 def _count(cursor: psycopg.Cursor[Any]) -> int:

@@ -7,8 +7,9 @@ A job run uses two kinds of connection:
   a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
 
 Jobs and their steps:
-- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories) and
-  ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
+- ``daily``: ``partitions`` (on the partitioned layout: the months ahead created, log partitions past
+  retention dropped), ``cleanup`` (expired memories: whole partitions first, then rows; then relevance rows
+  of sessions without memories) and ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
 - ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
   ``forget`` when asked;
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
@@ -34,17 +35,19 @@ from memcli.jobs import interrupts, optimize
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, partial_result
 from memcli.jobs.locks import check_direct_connection, job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
+from memcli.partitions import upkeep
 
 if TYPE_CHECKING:
     import psycopg
 
 JOBS = ("daily", "weekly", "monthly")
 JOB_LOCKS: dict[str, tuple[str, ...]] = {
-    "daily": ("daily", "cleanup"),
+    "daily": ("daily", "cleanup", "partitions"),
     "weekly": ("weekly", "consolidate"),
     "monthly": ("monthly",),
     "cleanup": ("cleanup",),
     "consolidate": ("consolidate",),
+    "partitions": ("partitions",),
 }
 
 ConnectFactory = Callable[[], "psycopg.Connection"]
@@ -349,6 +352,7 @@ def job_steps(
     """The steps of ``daily``, ``weekly`` or ``monthly``."""
     if job == "daily":
         return [
+            Step("partitions", lambda conn: upkeep.upkeep(conn, dry_run=dry_run, timeouts=timeouts)),
             *cleanup_steps(dry_run=dry_run, progress=progress, timeouts=timeouts),
             Step(
                 "stale_relevance",
