@@ -132,6 +132,13 @@ def _layout() -> str:
 
 PARTITIONED = _layout() == "partitioned"
 
+
+@pytest.fixture
+def partitioned_layout() -> bool:
+    """Whether ``migrated_db`` and ``migrated_app_db`` have the partitioned layout in this run."""
+    return PARTITIONED
+
+
 APP_DATABASE_SQL = Path(__file__).parent / "app_database.sql"
 
 

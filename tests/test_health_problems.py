@@ -196,7 +196,9 @@ def test_missing_function_and_trigger(migrated_db: str) -> None:
     }
 
 
-def test_invalid_index_left_by_failed_concurrent_build(migrated_db: str) -> None:
+def test_invalid_index_left_by_failed_concurrent_build(migrated_db: str, partitioned_layout: bool) -> None:
+    if partitioned_layout:
+        pytest.skip("a partitioned table cannot be indexed CONCURRENTLY, so no build of it is left invalid")
     execute(
         migrated_db,
         "INSERT INTO conversation_memory (session_id, memory_type, context_key) "

@@ -61,7 +61,9 @@ def add_memory(
 
 
 def snapshot(conn: psycopg.Connection, table: str) -> list[tuple[Any, ...]]:
-    return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+    # the maintenance log gains the conversion's own run: compare the rows that were there before
+    where = "WHERE maintenance_type <> 'partitions'" if table == "system_maintenance_log" else ""
+    return conn.execute(f"SELECT * FROM {table} {where} ORDER BY 1").fetchall()
 
 
 # --- the layout at the first migration -----------------------------------------------------------------
@@ -181,15 +183,15 @@ def test_upkeep_creates_missing_months_and_health_says_when_they_are_missing(
         future = f"conversation_memory_{add_months(this_month(conn), 4):%Y_%m}"
         conn.execute(f"DROP TABLE {future}")
     out = json.loads(cli("health", "--check", "partitions_ahead", "--json", dsn=partitioned_db).stdout)
-    check = out["checks"][0] if "checks" in out else out["results"][0]
-    assert check["status"] == "WARN" and future in json.dumps(check)
+    check = out["checks"][0]
+    assert check["status"] == "warn" and future in json.dumps(check)
 
     result = cli("partition", "upkeep", "--json", dsn=partitioned_db)
     assert result.exit_code == 0, result.stderr
     assert future in json.loads(result.stdout)["result"]["created"]
     out = json.loads(cli("health", "--check", "partitions_ahead", "--json", dsn=partitioned_db).stdout)
-    check = out["checks"][0] if "checks" in out else out["results"][0]
-    assert check["status"] == "OK"
+    check = out["checks"][0]
+    assert check["status"] == "ok"
 
 
 def test_health_reports_overdue_partitions_and_rows_in_the_default(partitioned_db: str, cli: Any) -> None:
@@ -211,9 +213,9 @@ def test_health_reports_overdue_partitions_and_rows_in_the_default(partitioned_d
             dsn=partitioned_db,
         ).stdout
     )
-    checks = {c["name"]: c for c in out.get("checks", out.get("results", []))}
-    assert checks["partitions_overdue"]["status"] == "WARN"
-    assert checks["partition_default_rows"]["status"] == "WARN"
+    checks = {c["name"]: c for c in out["checks"]}
+    assert checks["partitions_overdue"]["status"] == "warn"
+    assert checks["partition_default_rows"]["status"] == "warn"
     assert checks["partition_default_rows"]["value"] == 3
 
 
@@ -234,10 +236,10 @@ def _fill_plain(conn: psycopg.Connection, n: int = 300) -> None:
         """
         INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, context_value,
                                          importance_score, created_at, expires_at)
-        SELECT 's' || (g % 17), gen_random_uuid(), (ARRAY['short_term','long_term','archived'])[1 + g % 3],
-               'k' || g, jsonb_build_object('g', g), (g % 10) / 10.0, now() - g * interval '1 hour',
-               CASE WHEN g % 50 = 0 THEN NULL
-                    WHEN g % 41 = 0 THEN timestamptz '1990-01-01'     -- before every planned month
+        SELECT 's' || (g %% 17), gen_random_uuid(), (ARRAY['short_term','long_term','archived'])[1 + g %% 3],
+               'k' || g, jsonb_build_object('g', g), (g %% 10) / 10.0, now() - g * interval '1 hour',
+               CASE WHEN g %% 50 = 0 THEN NULL
+                    WHEN g %% 41 = 0 THEN timestamptz '1990-01-01'     -- before every planned month
                     ELSE now() + (g - 100) * interval '1 day' END
         FROM generate_series(1, %s) g
         """,
@@ -275,14 +277,17 @@ def test_convert_keeps_every_row_and_puts_strays_in_the_default(plain_db: str, c
         ).fetchone()[0]
         assert strays == 7
         # identity continues after the copied rows
-        conn.execute("INSERT INTO system_maintenance_log (maintenance_type, status) VALUES ('x', 'running')")
-        ids = [r[0] for r in conn.execute("SELECT id FROM system_maintenance_log ORDER BY id").fetchall()]
-        assert len(ids) == len(set(ids)) == 41
+        top = conn.execute("SELECT max(id) FROM system_maintenance_log").fetchone()[0]
+        new = conn.execute(
+            "INSERT INTO system_maintenance_log (maintenance_type, status) "
+            "VALUES ('x', 'running') RETURNING id"
+        ).fetchone()[0]
+        assert new > top
         conn.rollback()
     Path("memcli.toml").write_text("[health.thresholds]\npartition_default_rows_warn = 5\n", encoding="utf-8")
     out = json.loads(cli("health", "--check", "partition_default_rows", "--json", dsn=plain_db).stdout)
-    check = out.get("checks", out.get("results"))[0]
-    assert check["status"] == "WARN"
+    check = out["checks"][0]
+    assert check["status"] == "warn"
     again = cli("partition", "convert", "--json", dsn=plain_db)
     assert {t["status"] for t in json.loads(again.stdout)["result"]["tables"]} == {"already partitioned"}
 
@@ -420,3 +425,17 @@ def test_cleanup_leaves_exactly_the_unexpired_memories(
                 keep.add(memory)
         cleanup_expired(conn)
         assert {str(r[0]) for r in conn.execute("SELECT id FROM conversation_memory")} == keep
+
+
+def test_monthly_vacuums_and_reindexes_the_partitions(partitioned_db: str, cli: Any) -> None:
+    with connect(partitioned_db, autocommit=True) as conn:
+        now = conn.execute("SELECT now()").fetchone()[0]
+        add_memory(conn, now + timedelta(days=40))
+        month = f"conversation_memory_{month_start(now + timedelta(days=40)):%Y_%m}"
+    result = cli("maintain", "monthly", "--json", dsn=partitioned_db)
+    assert result.exit_code == 0, result.stderr
+    steps = {s["step"]: s for s in json.loads(result.stdout)["steps"]}
+    tables = {t["table"] for t in steps["vacuum_analyze"]["result"]["tables"]}
+    assert month in tables and "conversation_memory_default" in tables and "conversation_memory" not in tables
+    rebuilt = {(i["table"], i["index"]) for i in steps["reindex"]["result"]["rebuilt"]}
+    assert any(table == month for table, _ in rebuilt)

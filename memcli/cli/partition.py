@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from memcli.cli.render import err, print_json, to_jsonable
-from memcli.cli.state import get_state
+from memcli.cli.state import State, get_state
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def _size(n: int) -> str:
 
 
 @app.command("list")
-def list_(table: TableOpt = None, json_: JsonOpt = False) -> None:
+def list_(ctx: typer.Context, table: TableOpt = None, json_: JsonOpt = False) -> None:
     """The partitions of the partitioned tables: bounds, estimated rows, size, and whether they are due
     to be dropped. On the plain layout there are none.
 
@@ -49,8 +49,7 @@ def list_(table: TableOpt = None, json_: JsonOpt = False) -> None:
     from memcli.partitions.upkeep import list_partitions
     from memcli.readiness import require_migrated
 
-    state = get_state()
-    state.json = state.json or json_
+    state = get_state(ctx, json_)
     tables = [spec_for(t).table for t in table] if table else None
     with connect(state.resolve_dsn()) as conn:
         require_migrated(conn)
@@ -80,15 +79,13 @@ def list_(table: TableOpt = None, json_: JsonOpt = False) -> None:
     state.console.print(out)
 
 
-def _run(steps: list[Any], dry_run: bool) -> Any:
+def _run(state: State, steps: list[Any], dry_run: bool) -> Any:
     from memcli.jobs.maintain import connection_factory, run_steps
 
-    state = get_state()
     return run_steps(connection_factory(state.resolve_dsn()), "partitions", steps, dry_run=dry_run)
 
 
-def _finish(report: Any, payload: dict[str, Any], render: Any) -> None:
-    state = get_state()
+def _finish(state: State, report: Any, payload: dict[str, Any], render: Any) -> None:
     for warning in report.warnings:
         err(f"Warning: {warning}")
     if state.json:
@@ -104,7 +101,9 @@ def _finish(report: Any, payload: dict[str, Any], render: Any) -> None:
 
 
 @app.command()
-def upkeep(table: TableOpt = None, dry_run: DryRunOpt = False, json_: JsonOpt = False) -> None:
+def upkeep(
+    ctx: typer.Context, table: TableOpt = None, dry_run: DryRunOpt = False, json_: JsonOpt = False
+) -> None:
     """Create the months ahead and drop partitions whose rows have all expired (memories) or passed the
     log's retention. `memcli maintain daily` runs this too; conversation memory partitions are dropped by
     `memcli cleanup`, which this also does.
@@ -115,11 +114,12 @@ def upkeep(table: TableOpt = None, dry_run: DryRunOpt = False, json_: JsonOpt = 
     from memcli.partitions import upkeep as upkeep_mod
     from memcli.partitions.layout import spec_for
 
-    state = get_state()
-    state.json = state.json or json_
+    state = get_state(ctx, json_)
     tables = [spec_for(t).table for t in table] if table else None
     report = _run(
-        [Step("partitions", lambda conn: upkeep_mod.upkeep(conn, dry_run=dry_run, tables=tables))], dry_run
+        state,
+        [Step("partitions", lambda conn: upkeep_mod.upkeep(conn, dry_run=dry_run, tables=tables))],
+        dry_run,
     )
     result = report.steps[0].result if report.steps else None
     payload = {"status": report.status, "dry_run": dry_run, "result": to_jsonable(result)}
@@ -134,11 +134,12 @@ def upkeep(table: TableOpt = None, dry_run: DryRunOpt = False, json_: JsonOpt = 
             + (", ".join(f"{n} ({result.dropped_rows[n]:,} rows)" for n in result.dropped) or "nothing")
         )
 
-    _finish(report, payload, render)
+    _finish(state, report, payload, render)
 
 
 @app.command()
 def convert(
+    ctx: typer.Context,
     table: TableOpt = None,
     dry_run: DryRunOpt = False,
     abandon: Annotated[
@@ -167,8 +168,7 @@ def convert(
     from memcli.partitions import convert as convert_mod
     from memcli.partitions.layout import spec_for
 
-    state = get_state()
-    state.json = state.json or json_
+    state = get_state(ctx, json_)
     tables = [spec_for(t).table for t in table] if table else None
     bar: dict[str, Any] = {}
 
@@ -179,6 +179,7 @@ def convert(
         state.console.print(f"\r{name}: {done:,} / {total or 0:,} rows copied", end="")
 
     report = _run(
+        state,
         [
             Step(
                 "convert",
@@ -211,7 +212,7 @@ def convert(
             )
         state.console.print(out)
 
-    _finish(report, payload, render)
+    _finish(state, report, payload, render)
 
 
 def register(root: typer.Typer) -> None:

@@ -1,9 +1,10 @@
 """Online conversion of a plain table to the partitioned layout.
 
-1. **Set up** (one short transaction): a change log ``<table>__changes`` and statement-level triggers on
-   the original that record the id of every row written from now on; the partitioned twin, with months
-   planned from the oldest key (at most ``MAX_MONTHS_BACK``; older rows wait in the default partition) to
-   the horizon, its own triggers off while rows are copied in.
+1. **Set up**: the partitioned twin, with months planned from the oldest key (at most ``MAX_MONTHS_BACK``;
+   older rows wait in the default partition) to the horizon, its own triggers off while rows are copied
+   in; then, in one short transaction (the only lock on the original before the swap), a change log
+   ``<table>__changes`` and statement-level triggers on the original recording the id of every row written
+   from then on.
 2. **Copy** the original in id order, one batch per transaction; the position is kept in the change log's
    comment, in the batch's transaction, so a killed run resumes after the last committed batch.
 3. **Catch up**: the ids in the change log are taken in batches and their rows refreshed in the twin from
@@ -110,7 +111,14 @@ def _capture_function(spec: PartitionSpec) -> str:
     return f"{spec.changes}_capture"
 
 
-def _set_up(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) -> None:
+def _build(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) -> None:
+    """The empty twin, its own triggers off while rows are copied in (the original is not locked)."""
+    build_twin(conn, spec, partitioned=True, months=months)
+    set_triggers(conn, spec.twin, False)
+
+
+def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    """The change log and the triggers filling it: the only step that locks the original (briefly)."""
     from psycopg import sql
 
     id_type = conn.execute(
@@ -156,8 +164,6 @@ def _set_up(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) -
                 function,
             )
         )
-    build_twin(conn, spec, partitioned=True, months=months)
-    set_triggers(conn, spec.twin, False)
 
 
 def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
@@ -190,7 +196,7 @@ def _copy_batch(
         sql.SQL(
             "WITH batch AS (SELECT {cols} FROM {src} {where} ORDER BY {pk} LIMIT %(size)s), "
             "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch) "
-            "SELECT (SELECT {pk}::text FROM batch ORDER BY {pk} DESC LIMIT 1), count(*) FROM batch"
+            "SELECT (SELECT b.{pk} FROM batch b ORDER BY b.{pk} DESC LIMIT 1)::text, count(*) FROM batch"
         ).format(cols=columns, src=_q(spec.table), where=where, pk=pk, twin=_q(spec.twin)),
         {"after": after, "size": size},
     ).fetchone()
@@ -249,7 +255,10 @@ def convert_table(
             result.status = "would convert"
             result.rows_copied = int(total)
             return result
-        in_batch(conn, ddl_timeouts(timeouts), lambda: _set_up(conn, spec, months))
+        if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
+            in_batch(conn, timeouts, lambda: _build(conn, spec, months))
+        # Copying starts only once every later write is logged.
+        in_batch(conn, ddl_timeouts(timeouts), lambda: _capture(conn, spec))
     else:
         result.resumed = True
         if dry_run:

@@ -35,6 +35,7 @@ class PartitionSpec:
     # once its upper bound is older than the retention setting below.
     expiry_key: bool = False
     retention_setting: str | None = None
+    key_nullable: bool = True  # the key column may be NULL (so it cannot join the primary key)
     primary_key: tuple[str, ...] = ("id",)
     # The plain layout's unique constraints other than the primary key: (name, columns). A partitioned
     # table cannot enforce a unique index without the partition key: these are kept by a trigger.
@@ -64,7 +65,10 @@ CONSOLIDATION_LOG = PartitionSpec(
     "memory_consolidation_log", key="created_at", retention_setting="retention.consolidation_log_days"
 )
 MAINTENANCE_LOG = PartitionSpec(
-    "system_maintenance_log", key="started_at", retention_setting="retention.maintenance_log_days"
+    "system_maintenance_log",
+    key="started_at",
+    key_nullable=False,
+    retention_setting="retention.maintenance_log_days",
 )
 
 SPECS: tuple[PartitionSpec, ...] = (CONVERSATION_MEMORY, CONSOLIDATION_LOG, MAINTENANCE_LOG)
@@ -94,7 +98,9 @@ def layout_indexes(table: str, indexes: tuple[str, ...], partitioned: bool) -> t
     if spec is None or not partitioned:
         return indexes
     replaced = {name: layout_index_name(table, cols) for name, cols in spec.unique}
-    return tuple(replaced.get(name, name) for name in indexes)
+    # where the key may be NULL the primary key cannot include it: the id gets a plain index
+    ids = (layout_index_name(table, spec.primary_key),) if spec.key_nullable else ()
+    return (*(replaced.get(name, name) for name in indexes), *ids)
 
 
 def layout_triggers(partitioned: list[str]) -> tuple[tuple[str, str], ...]:

@@ -59,14 +59,6 @@ def _oid(conn: psycopg.Connection, name: str) -> int:
     return int(row[0])
 
 
-def key_not_null(conn: psycopg.Connection, table: str, column: str) -> bool:
-    row = conn.execute(
-        "SELECT attnotnull FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s",
-        (table, column),
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def grant_statements(conn: psycopg.Connection, source_oid: int, target: Any) -> list[Any]:
     """GRANTs giving ``target`` (a composed name) the privileges ``source`` has, owner's excluded."""
     from psycopg import sql
@@ -165,7 +157,7 @@ def build_twin(
                 )
             )
     else:
-        if spec.key_expression is None and key_not_null(conn, source, spec.key):
+        if not spec.key_nullable:
             conn.execute(
                 sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
                     _ident(twin),
@@ -233,7 +225,7 @@ def build_twin(
         "ORDER BY tgname",
         (source_oid,),
     ).fetchall():
-        if name in (UNIQUE_TRIGGER, CAPTURE_TRIGGER):
+        if name == UNIQUE_TRIGGER or name.startswith(CAPTURE_TRIGGER):
             continue
         for form in qualified:
             marker = f" ON {form} "
