@@ -228,7 +228,7 @@ def _database_state(dsn: str) -> tuple[str | None, int | None]:
     return revision, int(row[0]) if row and isinstance(row[0], int | float | str) else None
 
 
-PARTITIONED_LAYOUT_REVISION = "0004_partitioned_layout"
+PARTITIONED_LAYOUT_REVISION = "0005_partitioned_layout"
 
 
 def _require_partitioned(dsn: str) -> None:
@@ -443,7 +443,7 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
-    "0004_partitioned_layout": [
+    "0005_partitioned_layout": [
         "functions create_memory_partition(date), memcli_create_partition(regclass, date) and "
         "memcli_conversation_memory_unique()",
         "the partitioned layout, if chosen: its rows are copied back into plain tables",

@@ -22,7 +22,7 @@ from memcli.errors import ConfigError, LockedError, NotReadyError
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 OPERATIONS = "0003_operations_security"
-HEAD = "0004_partitioned_layout"
+HEAD = "0005_partitioned_layout"
 ALL = ["0001_core_tables", "0002_memory_system", OPERATIONS, HEAD]
 MEMORY_TABLES = {
     "conversation_memory",

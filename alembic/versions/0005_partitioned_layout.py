@@ -15,9 +15,9 @@
 
 Downgrade turns partitioned tables back into plain ones (their rows copied) and drops the functions.
 
-Revision ID: 0004_partitioned_layout
-Revises: 0003_operations_security
-Create Date: 2026-11-30 00:00:04
+Revision ID: 0005_partitioned_layout
+Revises: 0004_consolidate_per_user
+Create Date: 2026-11-30 00:00:05
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
-revision: str = "0004_partitioned_layout"
-down_revision: str | Sequence[str] | None = "0003_operations_security"
+revision: str = "0005_partitioned_layout"
+down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
