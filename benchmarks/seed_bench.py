@@ -43,7 +43,8 @@ def _digest(dsn: str) -> tuple[int, str]:
 def _time_copy(dsn: str, rows: list[tuple]) -> float:
     import psycopg
 
-    from memcli.seed.demo import CONVERSATION_COLUMNS, copy_rows
+    from memcli.bulk import copy_rows
+    from memcli.seed.demo_data import CONVERSATION_COLUMNS
 
     with psycopg.connect(dsn) as conn:
         started = time.perf_counter()
@@ -53,7 +54,7 @@ def _time_copy(dsn: str, rows: list[tuple]) -> float:
 
 
 def _insert_query() -> str:
-    from memcli.seed.demo import CONVERSATION_COLUMNS
+    from memcli.seed.demo_data import CONVERSATION_COLUMNS
 
     return (
         f"INSERT INTO conversation_memory ({', '.join(CONVERSATION_COLUMNS)}) "
@@ -93,7 +94,8 @@ def _time_copy_floor(dsn: str, rows: list[tuple]) -> float:
     secondary) and its expiry trigger."""
     import psycopg
 
-    from memcli.seed.demo import CONVERSATION_COLUMNS, copy_rows
+    from memcli.bulk import copy_rows
+    from memcli.seed.demo_data import CONVERSATION_COLUMNS
 
     with psycopg.connect(dsn) as conn:
         conn.execute("CREATE UNLOGGED TABLE bench_floor (LIKE conversation_memory)")
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from memcli.embeddings import get_embedder
-    from memcli.seed.demo import generate_demo
+    from memcli.seed.demo_data import generate_demo
 
     started = time.perf_counter()
     with embedded_server("memcli-seed-bench-") as server:

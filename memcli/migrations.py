@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, LockedError, MemcliError, NotReadyError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -33,9 +34,8 @@ if TYPE_CHECKING:
 
 # pg_advisory_lock key of schema migrations: b"memcli:m" as a big-endian bigint.
 MIGRATION_LOCK_KEY = int.from_bytes(b"memcli:m", "big", signed=True)
-DEFAULT_DIMENSION = 384
-# HNSW indexes on pgvector's `vector` type support at most 2000 dimensions.
-MAX_DIMENSION = 2000
+DEFAULT_DIMENSION = names.DEFAULT_EMBEDDING_DIMENSION
+MAX_DIMENSION = names.MAX_EMBEDDING_DIMENSION
 DEFAULT_LOCK_TIMEOUT_MS = 10_000
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 
@@ -444,9 +444,12 @@ def downgrade(
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
     "0005_partitioned_layout": [
-        "functions create_memory_partition(date), memcli_create_partition(regclass, date) and "
-        "memcli_conversation_memory_unique()",
+        "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
+        "memcli_memory_expiry(...) and memcli_conversation_memory_unique()",
         "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
+    "0004_consolidate_per_user": [
+        "consolidate_session_memories(text[, interval]) merging per owner (back to one memory per session)",
     ],
     "0003_operations_security": [
         "table system_maintenance_log (the maintenance-run log)",

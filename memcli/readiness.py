@@ -5,20 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memcli.errors import NotReadyError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import psycopg
 
-REQUIRED_TABLES = (
-    "conversation_memory",
-    "business_context_sections",
-    "semantic_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "user_context_profiles",
-    "memory_settings",
-    "system_maintenance_log",
-)
+REQUIRED_TABLES = names.REQUIRED_TABLES
 
 
 def require_migrated(conn: psycopg.Connection) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -16,7 +18,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "retention.long_term_days": (90, "days a long_term memory lives when inserted without expires_at"),
     "retention.archived_days": (365, "days an archived memory lives"),
     "embedding.model": (None, "embedding model of the stored vectors; recorded at the first write"),
-    "embedding.dimension": (384, "dimension of semantic_memory.embedding_vector"),
+    "embedding.dimension": (
+        names.DEFAULT_EMBEDDING_DIMENSION,
+        "dimension of semantic_memory.embedding_vector",
+    ),
     "search.min_similarity": (0.7, "default cosine similarity floor for memcli search"),
     "consolidation.min_age_days": (5, "short_term memories older than this are consolidated"),
     "archive.max_importance": (0.3, "long_term memories below this importance may be archived"),

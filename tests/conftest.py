@@ -8,6 +8,8 @@ it and dropped afterwards, so tests never see each other's rows.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,27 @@ from typer.testing import CliRunner
 from memcli import embedded
 from memcli.cli.app import app
 from memcli.dsn import parse_conninfo
+
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each run its own temporary root.
+
+    pytest keeps only its three newest numbered temp dirs under one root and deletes older ones, also those
+    of a run still going; two runs on one machine (CI beside a developer's run, several checkouts) would
+    then delete each other's embedded server from under it.
+    """
+    if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ:
+        config.option.basetemp = tempfile.mkdtemp(prefix="memcli-tests-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own:
+        shutil.rmtree(own, ignore_errors=True)
+
 
 ENV_VARS = ("MEMCLI_DATABASE_URL", "DATABASE_URL", "MEMCLI_HOME", "MEMCLI_EMBEDDER", "NO_COLOR")
 

@@ -16,15 +16,11 @@ import pytest
 
 from memcli.jobs.cleanup import cleanup_expired, cleanup_stale_relevance
 from memcli.jobs.locks import lock_key
+from memcli.schema import names
 
 TIERS = ("short_term", "long_term", "archived", "semantic")
-MEMORY_TABLES = (
-    "conversation_memory",
-    "semantic_memory",
-    "context_relevance",
-    "memory_consolidation_log",
-    "system_maintenance_log",
-)
+# Every table with an id the jobs could touch: a dry run leaves all of them as they were.
+SNAPSHOT_TABLES = (*names.MEMORY_TABLES, names.MAINTENANCE_LOG)
 
 
 def connect(dsn: str) -> psycopg.Connection:
@@ -86,7 +82,7 @@ def prepare(dsn: str) -> dict[str, set[str]]:
 
 def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with connect(dsn) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in MEMORY_TABLES}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in SNAPSHOT_TABLES}
 
 
 def memory_ids(dsn: str) -> set[str]:

@@ -14,13 +14,10 @@ from psycopg.types.json import Jsonb
 
 from memcli.jobs.consolidate import archive_memories, consolidate, decay_relevance, forget_memories
 from memcli.jobs.locks import lock_key
+from memcli.schema import names
 
-LOG_AND_MEMORY = (
-    "conversation_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "system_maintenance_log",
-)
+# Every table with an id the jobs could touch: a dry run leaves all of them as they were.
+SNAPSHOT_TABLES = (*names.MEMORY_TABLES, names.MAINTENANCE_LOG)
 
 
 def connect(dsn: str) -> psycopg.Connection:
@@ -75,7 +72,7 @@ def prepare(dsn: str) -> dict[str, list[str]]:
 
 def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     with connect(dsn) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in LOG_AND_MEMORY}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in SNAPSHOT_TABLES}
 
 
 def values_of(conn: psycopg.Connection, ids: list[str]) -> dict[str, tuple[str, Any]]:
@@ -425,4 +422,4 @@ def test_expired_memories_are_left_for_cleanup_not_merged(migrated_db: str, cli)
         }
         assert expired in remaining and live not in remaining
         # and the SQL function agrees: nothing left to merge for erin
-        assert conn.execute("SELECT consolidate_session_memories('erin')").fetchone()[0] is None
+        assert conn.execute("SELECT consolidate_session_memories('erin')").fetchall() == []

@@ -17,6 +17,7 @@ from conftest import dsn_for
 from memcli.db import connect
 from memcli.dsn import parse_conninfo
 from memcli.health import REGISTRY, Check, Status, resolve_names, run_checks
+from memcli.schema import names
 
 STATUSES = {"ok", "warn", "fail", "skip"}
 CHECK_KEYS = {
@@ -262,11 +263,7 @@ def test_missing_output_folder_is_a_usage_error(cli, migrated_db: str, tmp_path:
 
 # --- read-only ---------------------------------------------------------------------------------------------
 
-CHECKSUM_TABLES = (
-    "conversation_memory", "semantic_memory", "business_context_sections", "context_relevance",
-    "memory_consolidation_log", "user_context_profiles", "memory_settings", "system_maintenance_log",
-    "alembic_version", "memcli_created_objects",
-)  # fmt: skip
+CHECKSUM_TABLES = names.MEMCLI_TABLES
 
 
 def checksum(dsn: str) -> dict[str, str]:

@@ -18,36 +18,16 @@ from psycopg import sql
 
 from memcli import migrations
 from memcli.errors import ConfigError, LockedError, NotReadyError
+from memcli.schema import names
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-OPERATIONS = "0003_operations_security"
+SECURITY = "0003_operations_security"
+PER_USER = "0004_consolidate_per_user"
 HEAD = "0005_partitioned_layout"
-ALL = ["0001_core_tables", "0002_memory_system", OPERATIONS, HEAD]
-MEMORY_TABLES = {
-    "conversation_memory",
-    "business_context_sections",
-    "semantic_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "user_context_profiles",
-    "memory_settings",
-}
-CORE_TABLES = {
-    "businesses",
-    "menu_items",
-    "menu_categories",
-    "messages",
-    "orders",
-    "order_items",
-    "staff",
-    "qr_codes",
-    "tables",
-    "working_hours",
-    "profiles",
-    "session_states",
-    "Live Dining Board",
-}
+ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, HEAD]
+MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
+CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
 
 
@@ -164,10 +144,10 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, OPERATIONS]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, PER_USER, SECURITY]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [OPERATIONS, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, HEAD]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -293,7 +273,7 @@ def test_a_failed_migration_stays_at_the_last_good_revision(empty_db: str, cli) 
     assert result.exit_code == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1
-    assert f"migration {OPERATIONS} failed" in message and "already exists" in message
+    assert f"migration {SECURITY} failed" in message and "already exists" in message
     assert "stays at revision 0002_memory_system" in message
     assert current(empty_db) == "0002_memory_system"
     assert tables(empty_db) >= MEMORY_TABLES
@@ -312,7 +292,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ["0002_memory_system", OPERATIONS, HEAD]
+    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, PER_USER, HEAD]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------

@@ -392,7 +392,7 @@ def test_downgrade_turns_the_partitioned_layout_back_into_plain_tables(partition
     with connect(partitioned_db, autocommit=True) as conn:
         _fill_plain(conn, 120)
         before = {t: snapshot(conn, t) for t in TABLES}
-    migrations.downgrade(partitioned_db, "0003_operations_security")
+    migrations.downgrade(partitioned_db, "0004_consolidate_per_user")
     with connect(partitioned_db) as conn:
         assert layout(conn) == dict.fromkeys(TABLES, "r")
         assert {t: snapshot(conn, t) for t in TABLES} == before

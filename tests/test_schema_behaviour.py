@@ -11,6 +11,7 @@ import pytest
 from psycopg import errors
 
 from memcli import migrations
+from memcli.schema import names
 
 USER_A = "aaaaaaaa-aaaa-aaaa-aaaa-000000000001"  # owner of Trattoria Roma in tests/app_database.sql
 USER_B = "aaaaaaaa-aaaa-aaaa-aaaa-000000000002"  # owner of Green Leaf Cafe
@@ -216,7 +217,7 @@ def test_consolidate_session_memories_merges_old_short_term_memories(migrated_db
         left = {r[0] for r in conn.execute("SELECT id FROM conversation_memory")}
         assert left == {new_id, recent, long_term, other}
         # nothing old is left; an explicit threshold of zero reaches the recent one
-        assert conn.execute("SELECT consolidate_session_memories('s')").fetchone() == (None,)
+        assert conn.execute("SELECT consolidate_session_memories('s')").fetchall() == []
         again = conn.execute("SELECT consolidate_session_memories('s', interval '0')").fetchone()
         assert again is not None and again[0] is not None
 
@@ -305,21 +306,10 @@ def test_vector_index_is_hnsw_and_no_document_mistakes_ship(
         rls = dict(
             conn.execute(
                 "SELECT relname, relrowsecurity FROM pg_class WHERE relname = ANY(%s)",
-                (
-                    [
-                        "conversation_memory",
-                        "business_context_sections",
-                        "semantic_memory",
-                        "memory_consolidation_log",
-                        "context_relevance",
-                        "user_context_profiles",
-                        "memory_settings",
-                        "system_maintenance_log",
-                    ],
-                ),
+                (list(names.REQUIRED_TABLES),),
             ).fetchall()
         )
-        assert len(rls) == 8 and all(rls.values())
+        assert len(rls) == len(names.REQUIRED_TABLES) and all(rls.values())
 
 
 def test_semantic_memory_has_full_text_search(migrated_db: str) -> None:

@@ -9,7 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from memcli.migrations import make_engine
-from memcli.schema.models import CORE_TABLES, MEMORY_TABLES, Base
+from memcli.schema.models import Base
+from memcli.schema.names import CORE_TABLES, MEMORY_TABLES
 
 
 def differences(dsn: str) -> list:

@@ -11,7 +11,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from memcli.seed import seed_business_context
-from memcli.seed.business import content_hash, hours_content, location_content, weekday_index
+from memcli.seed.sections import content_hash, hours_content, location_content, weekday_index
 
 ROMA = "11111111-1111-1111-1111-000000000001"  # active, address, closed on Monday
 LEAF = "11111111-1111-1111-1111-000000000002"  # active, address, closed at the weekend

@@ -9,11 +9,18 @@ import psycopg
 import pytest
 
 from memcli.embeddings import get_embedder
+from memcli.schema import names
 from memcli.seed import DemoRefusedError, generate_demo, seed_demo
 
 BASE = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 TIERS = {"short_term", "long_term", "archived", "semantic"}
-MEMORY_TABLES = ("conversation_memory", "semantic_memory", "context_relevance", "user_context_profiles")
+# The memory tables the demo fills.
+SEEDED_TABLES = (
+    names.CONVERSATION_MEMORY,
+    names.SEMANTIC_MEMORY,
+    names.CONTEXT_RELEVANCE,
+    names.USER_CONTEXT_PROFILES,
+)
 
 
 def count(dsn: str, query: str, *params: object) -> int:
@@ -173,7 +180,7 @@ def test_dry_run_and_progress(migrated_db):
     with psycopg.connect(migrated_db) as conn:
         dry = seed_demo(conn, None, businesses=2, sessions=5, dry_run=True)
     assert dry.counts["conversation_memory"] > 0 and dry.counts["businesses"] == 2
-    for table in ("businesses", *MEMORY_TABLES):
+    for table in (names.BUSINESSES, *SEEDED_TABLES):
         assert count(migrated_db, f"SELECT count(*) FROM {table}") == 0
 
     calls: list[tuple[str, int, int]] = []

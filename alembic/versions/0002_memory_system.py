@@ -23,13 +23,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from alembic import context, op
+from memcli.schema import names
 
 revision: str = "0002_memory_system"
 down_revision: str | Sequence[str] | None = "0001_core_tables"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DEFAULT_DIMENSION = 384
+DEFAULT_DIMENSION = names.DEFAULT_EMBEDDING_DIMENSION
 
 PGVECTOR_HINT = (
     "install pgvector on the server (Debian/Ubuntu: apt install postgresql-NN-pgvector; RHEL: "

@@ -26,6 +26,8 @@ down_revision: str | Sequence[str] | None = "0002_memory_system"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Frozen with this revision (what it did is history); memcli.schema.names owns the current names, and
+# tests/test_schema_names.py proves the two agree.
 MEMORY_TABLES = (
     "conversation_memory",
     "business_context_sections",

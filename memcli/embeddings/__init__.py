@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import numpy
@@ -168,7 +169,7 @@ def get_embedder(config: Config | None = None, provider: str | None = None) -> E
     if options.provider == "hashing":
         from memcli.embeddings.hashing import HashingEmbedder
 
-        return HashingEmbedder(dimension=options.dimension or 384)
+        return HashingEmbedder(dimension=options.dimension or names.DEFAULT_EMBEDDING_DIMENSION)
     if options.provider == "openai":
         from memcli.embeddings.openai import OpenAIEmbedder
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import numpy
 
@@ -36,7 +38,7 @@ class HashingEmbedder:
 
     lexical = True
 
-    def __init__(self, dimension: int = 384) -> None:
+    def __init__(self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION) -> None:
         if dimension < 1:
             raise ValueError("dimension must be positive")
         self.name = NAME

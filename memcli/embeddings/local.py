@@ -15,15 +15,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, first_line
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import numpy
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL = names.DEFAULT_EMBEDDING_MODEL
 INSTALL_HINT = "pip install 'memcli[local]' (or choose another provider: --embedder openai / hashing)"
 # Dimensions of well-known models, so the database guard needs no model load.
 KNOWN_DIMENSIONS = {
-    DEFAULT_MODEL: 384,
+    DEFAULT_MODEL: names.DEFAULT_EMBEDDING_DIMENSION,
     "sentence-transformers/all-MiniLM-L12-v2": 384,
     "sentence-transformers/paraphrase-MiniLM-L6-v2": 384,
     "sentence-transformers/all-mpnet-base-v2": 768,

@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, ConnectError
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import numpy
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MODEL = "text-embedding-3-small"
+DEFAULT_MODEL = names.DEFAULT_OPENAI_MODEL
 KNOWN_DIMENSIONS = {
     "text-embedding-3-small": 1536,
     "text-embedding-3-large": 3072,

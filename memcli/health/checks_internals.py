@@ -18,7 +18,8 @@ from memcli.health.core import (
     human_duration,
     register,
 )
-from memcli.readiness import REQUIRED_TABLES
+from memcli.health.expected import expected_objects
+from memcli.schema.names import MEMORY_TABLES, REQUIRED_TABLES
 
 if TYPE_CHECKING:
     import psycopg
@@ -46,7 +47,6 @@ SYSTEM_SCHEMAS = [
     "pgtle",
     "repack",
 ]
-MEMORY_TABLES = [t for t in REQUIRED_TABLES if t not in ("memory_settings", "system_maintenance_log")]
 # Transactions before Postgres stops assigning XIDs (2^31 minus the 1M safety margin), as PgHero counts.
 XID_LIMIT = 2_146_483_648
 
@@ -398,8 +398,6 @@ register(
     "DROP INDEX CONCURRENTLY the listed indexes if no query needs them (check replicas too)",
 )
 def check_unused_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    from memcli.health.checks_schema import expected_objects
-
     max_scans = ctx.thresholds["unused_index_max_scans"]
     # The indexes of a partitioned table's partitions count as the one index they belong to.
     rows = ctx.rows(

@@ -2,60 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memcli.health import expected
 from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.expected import expected_objects
 
 if TYPE_CHECKING:
     import psycopg
-
-
-@dataclass
-class Expected:
-    tables: list[str] = field(default_factory=list)
-    indexes: dict[str, str] = field(default_factory=dict)  # index name -> table
-    views: tuple[str, ...] = expected.VIEWS
-    functions: tuple[str, ...] = expected.FUNCTIONS
-    triggers: tuple[tuple[str, str], ...] = expected.TRIGGERS
-    extensions: tuple[str, ...] = expected.EXTENSIONS
-
-
-def expected_objects(ctx: Context) -> Expected:
-    """memcli's own tables and indexes, plus the application's core tables that memcli created.
-
-    An application's own tables are adopted as they are (memcli adds no index to them), so their indexes are
-    not expected; the tables memcli created are listed in memcli_created_objects.
-    """
-
-    def compute() -> Expected:
-        from psycopg import sql
-
-        created: set[str] = set()
-        if ctx.has_table("memcli_created_objects"):
-            query = sql.SQL("SELECT object_name FROM {} WHERE object_type = 'table'").format(
-                ctx.table("memcli_created_objects")
-            )
-            created = {r["object_name"] for r in ctx.rows(query)}
-        from memcli.partitions.layout import layout_indexes, layout_triggers
-
-        result = Expected()
-        relations = ctx.relations()
-        partitioned = [t for t in expected.MEMCLI_TABLES if relations.get(t) == "p"]
-        for table, indexes in expected.MEMCLI_TABLES.items():
-            result.tables.append(table)
-            # a partitioned table has the layout's stand-ins for the keys it cannot enforce by index
-            result.indexes.update(dict.fromkeys(layout_indexes(table, indexes, table in partitioned), table))
-        result.triggers = (*result.triggers, *layout_triggers(partitioned))
-        for table, indexes in expected.CORE_TABLES.items():
-            if table in created or table in expected.ALWAYS_EXPECTED_CORE:
-                result.tables.append(table)
-            if table in created:
-                result.indexes.update(dict.fromkeys(indexes, table))
-        return result
-
-    return ctx.memo("expected", compute)
 
 
 def _revisions_from_files() -> dict[str, str | None] | None:

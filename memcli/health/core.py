@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
-from memcli.readiness import REQUIRED_TABLES
+from memcli.schema.names import REQUIRED_TABLES
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,8 +1,9 @@
 """Consolidation: merge old short-term memories per session, decay relevance, archive and forget.
 
 - merge: for every session with ``short_term`` memories older than the threshold, one transaction calls
-  ``consolidate_session_memories(session, threshold)``: the SQL function inserts the merged ``long_term``
-  memory, writes the ``merge`` log row and deletes the originals, so a killed run never leaves originals
+  ``consolidate_session_memories(session, threshold)``: the SQL function inserts one merged ``long_term``
+  memory per owner (memories of different users never merge; those without a user form their own group),
+  writes a ``merge`` log row for each and deletes the originals, so a killed run never leaves originals
   deleted without their merged memory and log row. memcli and applications share that one implementation.
 - decay: ``relevance_score = relevance_score * decay_factor`` for relevance rows not recalculated within
   ``relevance.decay_interval_hours``.
@@ -168,30 +169,34 @@ def merge_sessions(
             result.duration_seconds = time.perf_counter() - started
             return result
 
-        def consolidate_one(session_id: str) -> tuple[uuid.UUID | None, int]:
-            row = conn.execute(
-                "SELECT consolidate_session_memories(%s, %s::interval)", (session_id, age)
-            ).fetchone()
-            new_id = row[0] if row else None
-            if new_id is None:
-                return None, 0
-            # session_id lets the log's session index find the row; new_memory_id has no index
+        def consolidate_one(session_id: str) -> tuple[list[uuid.UUID], int]:
+            # one merged memory per owner of the session's memories: users' memories never mix
+            new_ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM consolidate_session_memories(%s, %s::interval) AS merged(id)",
+                    (session_id, age),
+                )
+            ]
+            if not new_ids:
+                return [], 0
+            # session_id lets the log's session index find the rows; new_memory_id has no index
             merged = conn.execute(
                 """
                 SELECT coalesce(sum(cardinality(old_memory_ids)), 0) FROM memory_consolidation_log
-                WHERE session_id = %s AND new_memory_id = %s AND consolidation_type = 'merge'
+                WHERE session_id = %s AND new_memory_id = ANY(%s) AND consolidation_type = 'merge'
                 """,
-                (session_id, new_id),
+                (session_id, new_ids),
             ).fetchone()
-            return new_id, int(merged[0]) if merged else 0
+            return new_ids, int(merged[0]) if merged else 0
 
-        def book_merge(outcome: tuple[uuid.UUID | None, int]) -> None:
-            new_id, merged = outcome
-            if new_id is not None:
+        def book_merge(outcome: tuple[list[uuid.UUID], int]) -> None:
+            new_ids, merged = outcome
+            if new_ids:
                 result.sessions += 1
                 result.memories_merged += merged
-                if len(result.new_memory_ids) < MAX_LISTED_IDS:
-                    result.new_memory_ids.append(str(new_id))
+                room = MAX_LISTED_IDS - len(result.new_memory_ids)
+                result.new_memory_ids.extend(str(new_id) for new_id in new_ids[: max(room, 0)])
 
         try:
             if progress:

@@ -23,18 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.errors import JobFailedError, first_line
 from memcli.jobs.common import attach_partial, own_transactions
+from memcli.schema.names import MEMORY_TABLES
 
 if TYPE_CHECKING:
     import psycopg
 
-MEMORY_TABLES = (
-    "conversation_memory",
-    "semantic_memory",
-    "business_context_sections",
-    "context_relevance",
-    "memory_consolidation_log",
-    "user_context_profiles",
-)
 DEAD_RATIO = 0.1  # vacuum when dead rows exceed this share of live rows ...
 MIN_DEAD_ROWS = 1000  # ... and this many (tiny tables are not worth a VACUUM)
 DDL_LOCK_TIMEOUT_MS = 10_000

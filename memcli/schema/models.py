@@ -38,7 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, TIMESTAMP, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-EMBEDDING_DIMENSION = 384
+from memcli.schema import names
+
+EMBEDDING_DIMENSION = names.DEFAULT_EMBEDDING_DIMENSION
 
 TZ = TIMESTAMP(timezone=True)
 NOW = text("now()")
@@ -261,21 +263,7 @@ class LiveDiningBoard(Base):
     updated_at: Mapped[dt.datetime | None] = _created()
 
 
-CORE_TABLES = (
-    "businesses",
-    "menu_items",
-    "menu_categories",
-    "messages",
-    "orders",
-    "order_items",
-    "staff",
-    "qr_codes",
-    "tables",
-    "working_hours",
-    "profiles",
-    "session_states",
-    "Live Dining Board",
-)
+CORE_TABLES = names.CORE_TABLES
 
 # --- memory system -----------------------------------------------------------------------------------
 
@@ -291,7 +279,7 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class ConversationMemory(Base):
-    __tablename__ = "conversation_memory"
+    __tablename__ = names.CONVERSATION_MEMORY
     __table_args__ = (
         UniqueConstraint("session_id", "context_key", name="conversation_memory_session_id_context_key_key"),
         CheckConstraint(_in("memory_type", MEMORY_TYPES), name="ck_conversation_memory_memory_type"),
@@ -321,7 +309,7 @@ class ConversationMemory(Base):
 
 
 class BusinessContextSection(Base):
-    __tablename__ = "business_context_sections"
+    __tablename__ = names.BUSINESS_CONTEXT_SECTIONS
     __table_args__ = (
         UniqueConstraint(
             "business_id",
@@ -348,7 +336,7 @@ class BusinessContextSection(Base):
 
 
 class SemanticMemory(Base):
-    __tablename__ = "semantic_memory"
+    __tablename__ = names.SEMANTIC_MEMORY
     __table_args__ = (
         CheckConstraint(_in("content_type", CONTENT_TYPES), name="ck_semantic_memory_content_type"),
         CheckConstraint(
@@ -385,7 +373,7 @@ class SemanticMemory(Base):
 
 
 class MemoryConsolidationLog(Base):
-    __tablename__ = "memory_consolidation_log"
+    __tablename__ = names.CONSOLIDATION_LOG
     __table_args__ = (
         CheckConstraint(
             _in("consolidation_type", CONSOLIDATION_TYPES),
@@ -405,7 +393,7 @@ class MemoryConsolidationLog(Base):
 
 
 class ContextRelevance(Base):
-    __tablename__ = "context_relevance"
+    __tablename__ = names.CONTEXT_RELEVANCE
     __table_args__ = (
         UniqueConstraint(
             "session_id",
@@ -432,7 +420,7 @@ class ContextRelevance(Base):
 
 
 class UserContextProfile(Base):
-    __tablename__ = "user_context_profiles"
+    __tablename__ = names.USER_CONTEXT_PROFILES
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False, unique=True)
@@ -444,20 +432,13 @@ class UserContextProfile(Base):
     created_at: Mapped[dt.datetime | None] = _created()
 
 
-MEMORY_TABLES = (
-    "conversation_memory",
-    "business_context_sections",
-    "semantic_memory",
-    "memory_consolidation_log",
-    "context_relevance",
-    "user_context_profiles",
-)
+MEMORY_TABLES = names.MEMORY_TABLES
 
 # --- operating tables --------------------------------------------------------------------------------
 
 
 class MemorySetting(Base):
-    __tablename__ = "memory_settings"
+    __tablename__ = names.SETTINGS_TABLE
 
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     value: Mapped[Any] = mapped_column(JSONB, nullable=False)
@@ -466,7 +447,7 @@ class MemorySetting(Base):
 
 
 class SystemMaintenanceLog(Base):
-    __tablename__ = "system_maintenance_log"
+    __tablename__ = names.MAINTENANCE_LOG
     __table_args__ = (
         CheckConstraint(_in("status", MAINTENANCE_STATUSES), name="ck_system_maintenance_log_status"),
         Index("idx_system_maintenance_log_type_started", "maintenance_type", text("started_at DESC")),
@@ -487,7 +468,7 @@ class SystemMaintenanceLog(Base):
 class CreatedObject(Base):
     """What memcli created (rather than adopted): a downgrade drops only these."""
 
-    __tablename__ = "memcli_created_objects"
+    __tablename__ = names.CREATED_OBJECTS
     __table_args__ = (
         PrimaryKeyConstraint("object_type", "object_name", name="memcli_created_objects_pkey"),
         {"comment": "Objects memcli created (not adopted): a downgrade drops only these."},

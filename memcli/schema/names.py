@@ -1,0 +1,93 @@
+"""The names of the schema memcli manages, and its defaults: the one place each is written.
+
+Plain data with no imports, so any module (health, readiness, the jobs, the Alembic environment) can read it
+without loading SQLAlchemy. The models, the expected-objects lists of ``health``, the jobs and the tests all
+derive from these tuples; a landed migration keeps the names it was written with (it is history), and a
+test proves it agrees with this module.
+"""
+
+from __future__ import annotations
+
+# --- tables ------------------------------------------------------------------------------------------
+
+CONVERSATION_MEMORY = "conversation_memory"
+BUSINESS_CONTEXT_SECTIONS = "business_context_sections"
+SEMANTIC_MEMORY = "semantic_memory"
+CONSOLIDATION_LOG = "memory_consolidation_log"
+CONTEXT_RELEVANCE = "context_relevance"
+USER_CONTEXT_PROFILES = "user_context_profiles"
+
+# The six memory tables (created by revision 0002), in the order the documents list them.
+MEMORY_TABLES: tuple[str, ...] = (
+    CONVERSATION_MEMORY,
+    BUSINESS_CONTEXT_SECTIONS,
+    SEMANTIC_MEMORY,
+    CONSOLIDATION_LOG,
+    CONTEXT_RELEVANCE,
+    USER_CONTEXT_PROFILES,
+)
+
+SETTINGS_TABLE = "memory_settings"
+MAINTENANCE_LOG = "system_maintenance_log"
+CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than adopted
+ALEMBIC_VERSION = "alembic_version"
+
+# Tables memcli's jobs cannot run without: the memory tables, the settings and the maintenance log.
+REQUIRED_TABLES: tuple[str, ...] = (*MEMORY_TABLES, SETTINGS_TABLE, MAINTENANCE_LOG)
+# Every table that is always memcli's, whatever the database held before.
+MEMCLI_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, CREATED_OBJECTS, ALEMBIC_VERSION)
+
+# The application's 13 core business tables (revision 0001 creates the missing ones, adopts the rest).
+BUSINESSES = "businesses"
+CORE_TABLES: tuple[str, ...] = (
+    BUSINESSES,
+    "menu_items",
+    "menu_categories",
+    "messages",
+    "orders",
+    "order_items",
+    "staff",
+    "qr_codes",
+    "tables",
+    "working_hours",
+    "profiles",
+    "session_states",
+    "Live Dining Board",
+)
+# Expected even when adopted: the memory schema references it.
+ALWAYS_EXPECTED_CORE: tuple[str, ...] = (BUSINESSES,)
+
+# --- other objects -----------------------------------------------------------------------------------
+
+VIEWS: tuple[str, ...] = ("active_business_context", "session_memory_summary", "business_memory_overview")
+FUNCTIONS: tuple[str, ...] = (
+    "cleanup_expired_memory()",
+    "consolidate_session_memories(text)",
+    "consolidate_session_memories(text, interval)",
+    "update_memory_access()",
+    "set_memory_expiry()",
+    "memory_retention(text)",
+    "memcli_setting(text)",
+    "memcli_current_user_id()",
+    "create_memory_partition(date)",
+    "memcli_create_partition(regclass, date)",
+    "memcli_conversation_memory_unique()",
+    "memcli_memory_expiry(timestamp with time zone, timestamp with time zone, text)",
+)
+TRIGGERS: tuple[tuple[str, str], ...] = (
+    (CONVERSATION_MEMORY, "trigger_memory_access"),
+    (CONVERSATION_MEMORY, "trigger_memory_expiry"),
+)
+EXTENSIONS: tuple[str, ...] = ("vector",)
+RLS_POLICY = "memcli_user_access"  # row-level security: a user's own rows
+MONITOR_POLICY = "memcli_monitor_read"  # pg_monitor members read settings and the maintenance log
+
+# --- defaults ----------------------------------------------------------------------------------------
+
+# The local model all-MiniLM-L6-v2 writes 384-dimensional vectors; the dimension is chosen at the first
+# migration and recorded in memory_settings as "embedding.dimension".
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_EMBEDDING_DIMENSION = 384
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+# HNSW indexes on pgvector's `vector` type support at most 2000 dimensions.
+MAX_EMBEDDING_DIMENSION = 2000
