@@ -31,6 +31,11 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
     "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
     "partition.premake_months": (2, "months of partitions created ahead of the longest retention"),
+    "cleanup.partition_drop_only": (
+        False,
+        "partitioned layout: expired memories leave with their month's partition only (no row deletes "
+        "but in the default partition)",
+    ),
 }
 
 

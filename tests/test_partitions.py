@@ -26,6 +26,7 @@ from memcli.jobs.locks import lock_key
 from memcli.partitions import convert as convert_mod
 from memcli.partitions import upkeep
 from memcli.partitions.layout import CONVERSATION_MEMORY, SPECS, add_months, month_start
+from memcli.settings import set_setting
 
 TABLES = [spec.table for spec in SPECS]
 
@@ -439,3 +440,19 @@ def test_monthly_vacuums_and_reindexes_the_partitions(partitioned_db: str, cli: 
     assert month in tables and "conversation_memory_default" in tables and "conversation_memory" not in tables
     rebuilt = {(i["table"], i["index"]) for i in steps["reindex"]["result"]["rebuilt"]}
     assert any(table == month for table, _ in rebuilt)
+
+
+def test_drop_only_cleanup_deletes_no_row_of_a_live_partition(partitioned_db: str) -> None:
+    with connect(partitioned_db, autocommit=True) as conn:
+        old = _past_month_with_rows(conn, 2, {"short_term": 3})
+        now = conn.execute("SELECT now()").fetchone()[0]
+        waiting = add_memory(conn, now - timedelta(seconds=5))  # expired, in a month still running
+        stray = add_memory(conn, datetime(1999, 1, 1, tzinfo=UTC))  # expired, in the default partition
+        set_setting(conn, "cleanup.partition_drop_only", True)
+        dry = cleanup_expired(conn, dry_run=True)
+        assert dry.would_delete["conversation_memory"] == 4 and dry.would_drop_partitions == [old]
+        result = cleanup_expired(conn)
+        assert result.partitions_dropped == [old] and result.deleted["conversation_memory"] == 4
+        left = {str(r[0]) for r in conn.execute("SELECT id FROM conversation_memory")}
+        assert waiting in left and stray not in left
+        assert cleanup_expired(conn, drop_only=False).deleted["conversation_memory"] == 1  # the waiting one

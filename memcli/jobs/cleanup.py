@@ -89,14 +89,17 @@ class RelevanceCleanupResult:
         return self.would_delete if self.would_delete is not None else self.deleted
 
 
-def _expired_filter(memory_type: str | None, alias: str = "") -> Any:
-    """``expires_at < cutoff`` [and the tier]; values come from the ``cutoff``/``memory_type`` parameters."""
+def _expired_filter(memory_type: str | None, alias: str = "", only_in: bool = False) -> Any:
+    """``expires_at < cutoff`` [and the tier] [and in the partitions ``only_in``]; values come from the
+    ``cutoff`` / ``memory_type`` / ``only_in`` parameters."""
     from psycopg import sql
 
     prefix = sql.SQL("{}.").format(sql.Identifier(alias)) if alias else sql.SQL("")
     clause = sql.SQL("{}expires_at < %(cutoff)s").format(prefix)
     if memory_type is not None:
         clause = sql.SQL("{} AND {}memory_type = %(memory_type)s").format(clause, prefix)
+    if only_in:
+        clause = sql.SQL("{} AND {}tableoid = ANY(%(only_in)s::regclass[])").format(clause, prefix)
     return clause
 
 
@@ -154,10 +157,13 @@ def cleanup_expired(
     max_runtime: timedelta | None = None,
     progress: ProgressCallback | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    drop_only: bool | None = None,
 ) -> CleanupResult:
     """Delete expired memories (and the relevance rows left without context) in short batches.
 
     ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier.
+    ``drop_only`` (default: setting ``cleanup.partition_drop_only``; partitioned layout only): expired
+    memories leave with their month's partition, rows are deleted only from the default partition.
     ``max_runtime`` stops between batches (``complete`` is then False; a re-run continues).
     ``conn`` must be idle: every batch commits on its own.
     """
@@ -178,8 +184,17 @@ def cleanup_expired(
             batch_size=size,
         )
         params: dict[str, Any] = {"cutoff": cutoff, "memory_type": memory_type, "limit": size}
-        flt = _expired_filter(memory_type)
         drop_whole = memory_type is None and is_partitioned(conn, CONVERSATION_MEMORY.table)
+        if drop_only is None:
+            drop_only = bool(get_setting(conn, "cleanup.partition_drop_only"))
+        drop_only = drop_only and drop_whole
+        if drop_only:
+            params["only_in"] = [CONVERSATION_MEMORY.default_partition]
+            if dry_run:  # the partitions a real run drops first count too
+                params["only_in"] += drop_partitions(
+                    conn, CONVERSATION_MEMORY, dry_run=True, cutoff=cutoff, timeouts=timeouts
+                ).dropped
+        flt = _expired_filter(memory_type, only_in=drop_only)
         if drop_whole and not dry_run:
             try:
                 _drop_partitions(conn, cutoff, timeouts, result)
@@ -201,7 +216,7 @@ def cleanup_expired(
                     conn, CONVERSATION_MEMORY, dry_run=True, cutoff=cutoff, timeouts=timeouts
                 ).dropped
             orphans = conn.execute(
-                sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm")), params
+                sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm", drop_only)), params
             ).fetchone()
             result.would_delete_by_tier = expired_by_tier
             result.would_delete = {"conversation_memory": total, "context_relevance": int(orphans[0])}  # type: ignore[index]

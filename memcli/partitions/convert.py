@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     import psycopg
 
 ProgressCallback = Callable[[str, int, int | None], None]  # (table, rows done, rows total)
-CATCH_UP_ROUNDS = 20  # catch-up passes before the swap takes what is left under its lock
+CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under its lock
+# The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
+# replay under its lock is then a few milliseconds' work.
+SWAP_WHEN_FEWER = 200
 SWAP_LOCK_RETRIES = 50
 
 
@@ -288,7 +291,7 @@ def convert_table(
             if n < size:
                 break
         result.rows_caught_up += taken
-        if taken < size:
+        if taken <= SWAP_WHEN_FEWER:
             break
 
     # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it.

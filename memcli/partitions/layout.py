@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from memcli.schema import names
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -55,17 +57,17 @@ class PartitionSpec:
 
 
 CONVERSATION_MEMORY = PartitionSpec(
-    "conversation_memory",
+    names.CONVERSATION_MEMORY,
     key="expires_at",
     key_expression="memcli_memory_expiry(expires_at, created_at, memory_type)",
     expiry_key=True,
     unique=(("conversation_memory_session_id_context_key_key", ("session_id", "context_key")),),
 )
 CONSOLIDATION_LOG = PartitionSpec(
-    "memory_consolidation_log", key="created_at", retention_setting="retention.consolidation_log_days"
+    names.CONSOLIDATION_LOG, key="created_at", retention_setting="retention.consolidation_log_days"
 )
 MAINTENANCE_LOG = PartitionSpec(
-    "system_maintenance_log",
+    names.MAINTENANCE_LOG,
     key="started_at",
     key_nullable=False,
     retention_setting="retention.maintenance_log_days",
