@@ -246,6 +246,8 @@ def convert_table(
     started = time.perf_counter()
     result = TableConversion(spec.table)
     if is_partitioned(conn, spec.table):
+        if _in_progress(conn, spec) and not dry_run:  # a run killed right after its swap
+            in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
         result.status = "already partitioned"
         return result
     size = check_batch_size(batch_size if batch_size is not None else get_setting(conn, "cleanup.batch_size"))
@@ -307,8 +309,7 @@ def convert_table(
                 locked = time.perf_counter()
                 result.rows_caught_up += _catch_up_batch(conn, spec, None)
                 set_triggers(conn, spec.twin, True)
-                _drop_capture(conn, spec)
-                swap(conn, spec)
+                swap(conn, spec)  # dropping the original drops its capture triggers
             result.lock_ms = (time.perf_counter() - locked) * 1000
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
@@ -316,6 +317,7 @@ def convert_table(
             if attempt > SWAP_LOCK_RETRIES:
                 raise
             time.sleep(min(0.05 * attempt, 1.0))
+    in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
     conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"
     result.duration_seconds = time.perf_counter() - started

@@ -272,6 +272,27 @@ def build_twin(
         )
         for month in months:
             conn.execute("SELECT memcli_create_partition(%s::regclass, %s)", (twin, month))
+        # The partitions take their final names now (free while the original is plain), so the swap has
+        # fewer renames to do under its lock.
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass(%s)",
+            (twin,),
+        ).fetchall():
+            final = source + name[len(twin) :]
+            if conn.execute("SELECT to_regclass(%s)", (final,)).fetchone()[0] is not None:  # type: ignore[index]
+                continue
+            conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(name), _ident(final)))
+            for (index,) in conn.execute(
+                "SELECT ic.relname FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid "
+                "WHERE x.indrelid = to_regclass(%s) AND ic.relname LIKE %s",
+                (final, twin.replace("_", r"\_") + "%"),
+            ).fetchall():
+                conn.execute(
+                    sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                        _ident(index), _ident((source + index[len(twin) :])[:63])
+                    )
+                )
 
 
 def i_is_layout_index(columns: tuple[str, ...], key_columns: list[tuple[str, ...]], key: str) -> bool:
