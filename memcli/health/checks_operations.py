@@ -191,3 +191,67 @@ def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckR
         + f": {latest['error'] or 'no error recorded'}",
         details={"failed": rows},
     )
+
+
+@register(
+    "maintenance_stuck",
+    "operations",
+    "No run left 'running' by a process that is gone",
+    "nothing to undo (every batch committed or rolled back whole); the next run of the job closes the "
+    "rows as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL)",
+)
+def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    from psycopg import sql
+
+    from memcli.jobs.locks import lock_key
+    from memcli.jobs.maintain import JOB_LOCKS
+
+    ctx.require_tables(LOG)
+    ctx.require_visible_rows(LOG)
+    runs = ctx.rows(
+        sql.SQL(
+            """
+            SELECT maintenance_type AS job, started_at, details ->> 'run_id' AS run_id FROM {t}
+            WHERE status = 'running' AND step IS NULL ORDER BY started_at
+            """
+        ).format(t=ctx.table(LOG)),
+    )
+    # A live run holds every lock of its job (taken before its rows are written, released after they are
+    # closed), so a 'running' row whose job's locks nobody holds belongs to a run that is gone.
+    jobs = sorted({r["job"] for r in runs})
+    keys = {job: [lock_key(name) for name in JOB_LOCKS.get(job, (job,))] for job in jobs}
+    held = {
+        int(r["key"])
+        for r in ctx.rows(
+            """
+            SELECT (classid::bigint << 32 | objid::bigint) AS key FROM pg_locks
+            WHERE locktype = 'advisory' AND granted AND objsubid = 1
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """
+        )
+    }
+    dead = [r for r in runs if not any(key in held for key in keys[r["job"]])]
+    threshold = "0 runs 'running' without a live lock holder"
+    details = {"stuck": dead, "running": len(runs)}
+    if not dead:
+        return CheckResult(
+            "maintenance_stuck",
+            Status.OK,
+            value=0,
+            unit="count",
+            threshold=threshold,
+            message=f"{len(runs)} run(s) in progress, each holding its lock"
+            if runs
+            else "no run in progress",
+            details=details,
+        )
+    listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
+    return CheckResult(
+        "maintenance_stuck",
+        Status.WARN,
+        value=len(dead),
+        unit="count",
+        threshold=threshold,
+        message=f"{len(dead)} run(s) left 'running' by a process that is gone: {listing}",
+        details=details,
+    )

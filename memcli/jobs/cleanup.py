@@ -256,7 +256,11 @@ def cleanup_expired(
                     result.deleted["conversation_memory"] += sum(int(n) for _, n in rows)
 
                 rows = in_batch(
-                    conn, timeouts, lambda: conn.execute(delete_memories, params).fetchall(), book
+                    conn,
+                    timeouts,
+                    lambda: conn.execute(delete_memories, params).fetchall(),
+                    book,
+                    rows=lambda tiers: sum(int(n) for _, n in tiers),
                 )
                 deleted = sum(int(n) for _, n in rows)
                 if deleted == 0:
@@ -316,7 +320,9 @@ def _delete_orphans(
                 )
                 result.deleted["context_relevance"] += deleted
 
-        deleted = in_batch(conn, timeouts, lambda: _count(conn.execute(_DELETE_ORPHANS, params)), book)
+        deleted = in_batch(
+            conn, timeouts, lambda: _count(conn.execute(_DELETE_ORPHANS, params)), book, rows=int
+        )
         if deleted == 0 or deleted < params["limit"]:
             return
 
@@ -372,7 +378,7 @@ def cleanup_stale_relevance(
                             )
 
                     deleted = in_batch(
-                        conn, timeouts, lambda: _count(conn.execute(_DELETE_STALE, params)), book
+                        conn, timeouts, lambda: _count(conn.execute(_DELETE_STALE, params)), book, rows=int
                     )
                     if deleted == 0 or deleted < size:
                         break

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memcli.errors import ConfigError
-from memcli.jobs import interrupts
+from memcli.jobs import interrupts, runlog
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,11 +79,13 @@ def in_batch(
     timeouts: Timeouts,
     work: Callable[[], T],
     record: Callable[[T], None] | None = None,
+    rows: Callable[[T], int] | None = None,
 ) -> T:
     """Run ``work`` in one maintenance transaction, retrying when it only timed out waiting for a lock.
 
     ``record`` books the committed result into the job's totals; signals are held from the end of ``work``
-    until it returns, so a batch is either rolled back or both committed and counted.
+    until it returns, so a batch is either rolled back or both committed and counted. ``rows`` says how
+    many rows the batch processed: they count into the running step's log row in the same transaction.
     """
     from psycopg import errors
 
@@ -93,6 +95,8 @@ def in_batch(
             with ExitStack() as held:
                 with maintenance_transaction(conn, timeouts):
                     value = work()
+                    if rows is not None:
+                        runlog.count_committed(conn, rows(value))
                     held.enter_context(interrupts.deferred())
                 if record is not None:
                     record(value)

@@ -203,7 +203,13 @@ def merge_sessions(
                 progress(0, len(candidates))
             for done, (session_id, _) in enumerate(candidates, start=1):
                 try:
-                    in_batch(conn, timeouts, lambda s=session_id: consolidate_one(s), book_merge)
+                    in_batch(
+                        conn,
+                        timeouts,
+                        lambda s=session_id: consolidate_one(s),
+                        book_merge,
+                        rows=lambda outcome: outcome[1],
+                    )
                 except (errors.LockNotAvailable, errors.DeadlockDetected) as exc:
                     # the application keeps this session busy: leave it whole for the next run
                     result.skipped_sessions.append({"session_id": session_id, "reason": first_line(exc)})
@@ -275,7 +281,11 @@ def decay_relevance(
         try:
             while True:
                 updated = in_batch(
-                    conn, timeouts, lambda: conn.execute(statement, params).rowcount, book_decay
+                    conn,
+                    timeouts,
+                    lambda: conn.execute(statement, params).rowcount,
+                    book_decay,
+                    rows=lambda n: max(n, 0),
                 )
                 if updated < size:  # the last batch
                     break
@@ -376,7 +386,7 @@ def _batched_move(
 
     try:
         while True:
-            moved, _ = in_batch(conn, timeouts, run, book)
+            moved, _ = in_batch(conn, timeouts, run, book, rows=lambda outcome: outcome[0])
             if moved < params["limit"]:  # the last batch: SKIP LOCKED found no more candidates
                 break
     except BaseException as exc:

@@ -34,7 +34,7 @@ from memcli.jobs import consolidate as consolidate_mod
 from memcli.jobs import interrupts, optimize
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, partial_result
 from memcli.jobs.locks import check_direct_connection, job_lock
-from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
+from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog, counting_into
 from memcli.partitions import upkeep
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class JobReport:
     rows: int = 0
     steps: list[StepReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    interrupted_runs_closed: int = 0  # earlier runs of this job found killed and marked failed
+    interrupted_runs_closed: int = 0  # log rows of killed runs (of any job sharing a lock) closed as failed
 
     @property
     def failed_steps(self) -> list[StepReport]:
@@ -93,6 +93,12 @@ class JobReport:
 
     def step(self, name: str) -> StepReport | None:
         return next((s for s in self.steps if s.step == name), None)
+
+
+def jobs_sharing_locks(lock_names: Sequence[str]) -> list[str]:
+    """The jobs that take any of these locks: while they are held, no run of those jobs is alive."""
+    held = set(lock_names)
+    return [job for job, locks in JOB_LOCKS.items() if held & set(locks)]
 
 
 def connection_factory(connect: ConnectFactory | str) -> ConnectFactory:
@@ -151,16 +157,19 @@ def run_steps(
             log = None if dry_run else RunLog(control, job)
             if log is not None:
                 report.run_id = log.run_id
-                report.interrupted_runs_closed = log.close_interrupted()
+                report.interrupted_runs_closed = log.close_interrupted(jobs_sharing_locks(lock_names))
             job_entry = log.start(None, {"steps": [s.name for s in steps]}) if log else None
             try:
                 for index, step in enumerate(steps):
                     if on_step:
                         on_step(step.name, index, len(steps))
-                    report.steps.append(_run_step(factory, step, log))
+                    _run_step(factory, step, log, report.steps)
             except BaseException as exc:
+                # the run's row counts what its steps committed, the interrupted one included
+                report.rows = _total(report)
                 if log is not None and job_entry is not None and not control.broken:
-                    log.finish(job_entry, FAILED, rows=_total(report), error=_one_line(exc))
+                    with interrupts.deferred():
+                        log.finish(job_entry, FAILED, rows=report.rows, error=_one_line(exc))
                 raise
             report.rows = _total(report)
             report.status = FAILED if report.failed_steps else SUCCEEDED
@@ -183,7 +192,8 @@ def _total(report: JobReport) -> int:
     return sum(s.rows for s in report.steps)
 
 
-def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None) -> StepReport:
+def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None, reports: list[StepReport]) -> None:
+    """Run one step, log it and append its report (also when a signal interrupts it, then re-raised)."""
     import psycopg
 
     entry = log.start(step.name) if log else None
@@ -192,13 +202,24 @@ def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None) -> StepRe
     try:
         conn = factory()
         try:
-            result = step.run(conn)
+            with counting_into(entry):
+                result = step.run(conn)
         finally:
             conn.close()
     except (KeyboardInterrupt, SystemExit) as exc:
+        partial = partial_result(exc)
+        interrupted = StepReport(
+            step=step.name,
+            status=FAILED,
+            rows=_rows(partial),
+            duration_seconds=time.perf_counter() - started,
+            error="interrupted by a signal",
+            result=partial,
+        )
+        reports.append(interrupted)
         if log is not None and entry is not None:
             with interrupts.deferred():  # a second Ctrl-C must not leave the step unrecorded
-                log.finish(entry, FAILED, rows=_rows(partial_result(exc)), error="interrupted by a signal")
+                log.finish(entry, FAILED, rows=interrupted.rows, error=interrupted.error)
         raise
     except Exception as exc:
         status, error, result = FAILED, _one_line(exc), partial_result(exc)
@@ -210,6 +231,7 @@ def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None) -> StepRe
         error=error,
         result=result,
     )
+    reports.append(report)
     if log is not None and entry is not None:
         try:
             with interrupts.deferred():  # the step is done: record it before stopping
@@ -225,7 +247,6 @@ def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None) -> StepRe
                 f"lost the connection that holds the maintenance lock after step {step.name}",
                 hint="check the server; the next run marks this one as interrupted",
             ) from exc
-    return report
 
 
 def _details(result: Any) -> Any:
