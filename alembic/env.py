@@ -1,8 +1,9 @@
 """Alembic environment of memcli's schema.
 
-The database is found as memcli finds it: ``memcli migrate`` passes it in; ``alembic -x dsn=...`` names it;
-otherwise MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else the embedded server. So plain
-``alembic upgrade head`` in a checkout migrates the same database ``memcli migrate`` would.
+``memcli migrate`` passes in its resolved configuration and the one connection it migrates over. Plain
+``alembic upgrade head`` in a checkout resolves memcli's configuration as memcli does (``-x dsn=...``
+and ``-x embedding_dim=...`` act as the flags, then MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else
+the embedded server), so it migrates the same database with the same dimension.
 
 Online runs hold memcli's migration advisory lock, set ``lock_timeout`` and commit each revision in its own
 transaction. ``--sql`` (offline) renders the SQL without connecting.
@@ -50,7 +51,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = migrations.make_engine(settings["dsn"] or migrations.resolve_dsn_like_memcli())
+    from memcli.db import resolve_dsn
+
+    engine = migrations.make_engine(settings["dsn"] or resolve_dsn(settings["config"]))
     try:
         with engine.connect() as conn:
             _run(conn)

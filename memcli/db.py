@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from memcli.dsn import describe_target, parse_conninfo, password_of, scrub, to_libpq
-from memcli.errors import ConnectError, NotReadyError
+from memcli.dsn import describe_target, parse_conninfo, scrub, secrets_of, to_libpq
+from memcli.errors import ConfigError, ConnectError, MemcliError, NotReadyError
 
 if TYPE_CHECKING:
     import psycopg
@@ -53,7 +53,7 @@ def connect(
 def explain_connect_failure(exc: Exception, dsn: str) -> ConnectError:
     """One line saying what failed and what to do, never echoing the password."""
     target = describe_target(dsn)
-    text = scrub(str(exc), password_of(dsn))
+    text = scrub(str(exc), *secrets_of(dsn))
     lowered = text.lower()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "connection failed")
     first = first.split("FATAL:")[-1].strip()
@@ -130,3 +130,54 @@ def ping(conn: psycopg.Connection) -> dict[str, Any]:
         "pgvector": vector[0] if vector else None,
         "pgvector_available": available[0] if available else None,
     }
+
+
+# SQLSTATEs after which the session is gone (the server ended it or cannot serve it).
+_SESSION_GONE = {"57P01", "57P02", "57P03", "53300"}
+
+
+def describe_database_error(exc: Exception) -> MemcliError:
+    """A psycopg error as a one-line MemcliError named for what happened, by its SQLSTATE class.
+
+    psycopg files several server-side refusals (class 53 resources, 54 program limits, 57 operator
+    intervention) under OperationalError, the same class as a dropped connection: the SQLSTATE, not the
+    exception class, tells a rejected statement over a healthy connection from a lost one.
+    """
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    diag = getattr(exc, "diag", None)
+    text = (getattr(diag, "message_primary", None) or str(exc)).strip()
+    text = text.splitlines()[0] if text else exc.__class__.__name__
+    server_hint = getattr(diag, "message_hint", None)
+    klass = sqlstate[:2]
+    if not sqlstate or klass == "08" or sqlstate in _SESSION_GONE:
+        return ConnectError(f"lost the database connection: {text}", hint="check the server and retry")
+    if klass == "28":
+        return ConnectError(f"not authorised: {text}", hint="check the user and password")
+    if sqlstate == "57014":
+        return MemcliError(
+            f"the server cancelled the statement ({text})",
+            hint="statement_timeout or a cancel request stopped it; retry with more time or less work",
+        )
+    if sqlstate == "55P03":
+        return MemcliError(
+            f"timed out waiting for a lock ({text})", hint="retry when the database is quieter"
+        )
+    if klass == "40":
+        return MemcliError(f"the transaction was rolled back ({text})", hint="retry: nothing was half-done")
+    if klass == "54":
+        return ConfigError(
+            f"the server rejected the statement as too large or too deep: {text}", hint="give shorter input"
+        )
+    if klass == "22":
+        return ConfigError(f"the server rejected a value: {text}", hint=server_hint or "check the input")
+    if sqlstate in ("42P01", "42703", "42883"):
+        return NotReadyError(f"the schema is not as memcli expects: {text}", hint="run: memcli migrate")
+    if sqlstate == "42501":
+        return MemcliError(f"permission denied: {text}", hint=server_hint or "grant the role what it needs")
+    if klass == "42":
+        return ConfigError(
+            f"the server rejected the statement: {text}", hint=server_hint or "check the input"
+        )
+    if klass == "53":
+        return MemcliError(f"the server ran out of resources: {text}", hint="free disk or memory and retry")
+    return MemcliError(f"database error {sqlstate}: {text}", hint=server_hint or "run with -v for details")

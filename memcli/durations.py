@@ -15,6 +15,12 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[wdhms])", re.IGNORECASE)
 _WHOLE = re.compile(r"^(?:\s*\d+(?:\.\d+)?\s*(?:ms|[wdhms]))+\s*$", re.IGNORECASE)
 
 DURATION_HELP = "a duration such as 30d, 12h, 10m, 90s or 1h30m"
+# Longer than any retention or search window means a typo; it would also overflow dates.
+MAX_DURATION = timedelta(days=100 * 366)
+
+
+class DurationTooLongError(ConfigError):
+    """A well-formed duration beyond :data:`MAX_DURATION`."""
 
 
 def parse_duration(text: str, option: str | None = None) -> timedelta:
@@ -25,6 +31,10 @@ def parse_duration(text: str, option: str | None = None) -> timedelta:
         hint = f"add a unit: {value}d" if value.replace(".", "", 1).isdigit() else f"use {DURATION_HELP}"
         raise ConfigError(f"invalid duration {where}{text!r}", hint=hint)
     seconds = sum(float(amount) * _UNITS[unit.lower()] for amount, unit in _PART.findall(value))
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationTooLongError(
+            f"duration {where}{text!r} is longer than 100 years", hint=f"use {DURATION_HELP}"
+        )
     return timedelta(seconds=seconds)
 
 

@@ -16,12 +16,14 @@ class ExitCode(IntEnum):
     CONNECT = 3  # cannot connect or authenticate
     NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
     LOCKED = 75  # another run holds the job's lock (EX_TEMPFAIL: cron may retry)
+    INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention for Ctrl-C)
 
 
 EXIT_CODE_HELP = (
     "Exit codes: 0 ok; 1 problems found (health FAIL, or WARN with --strict; a job step failed); "
     "2 usage or config error; 3 cannot connect or authenticate; 4 database not ready (pgvector missing, "
-    "not migrated, embedding mismatch); 75 another run holds the lock (retry later)."
+    "not migrated, embedding mismatch); 75 another run holds the lock (retry later); 130 interrupted by "
+    "SIGINT or SIGTERM (committed work stays; the run stops where the signal found it)."
 )
 
 
@@ -63,3 +65,9 @@ def first_line(exc: BaseException) -> str:
     """The first line of an error's message (its class name when it has none), for one-line reports."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+class NotFoundError(MemcliError):
+    """What was asked for does not exist (a memory, a user, a session): exit 1."""
+
+    exit_code = ExitCode.PROBLEMS

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
-from memcli.search import CONTENT_TYPES, parse_uuid, vector_literal
+from memcli.semantic import check_content_type, parse_uuid, use_vectors
 
 if TYPE_CHECKING:
     import psycopg
@@ -45,18 +45,18 @@ def remember(
         raise ConfigError("nothing to remember: the text is empty")
     if not session or not session.strip():
         raise ConfigError("a memory needs a session id", hint="pass --session")
-    if content_type not in CONTENT_TYPES:
-        raise ConfigError(f"unknown content type {content_type!r}", hint=f"one of {', '.join(CONTENT_TYPES)}")
+    check_content_type(content_type)
     user_id = parse_uuid(user, "user id")
     with conn.transaction():
         require_migrated(conn)
+        use_vectors(conn)
         ensure_compatible(conn, embedder)
-        vector = vector_literal(embedder.embed([text])[0])
+        vector = embedder.embed([text])[0]
         row = conn.execute(
             """
             INSERT INTO semantic_memory
                 (session_id, user_id, content_type, content_text, embedding_vector, embedding_model, metadata)
-            VALUES (%s, %s, %s, %s, %s::vector, %s, %s)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
             RETURNING id
             """,
             (
@@ -134,6 +134,7 @@ def embed_missing(
     started = time.perf_counter()
     with own_transactions(conn):
         require_migrated(conn)
+        use_vectors(conn)
         # Refuse a mismatched model before any work (and, in a dry run, without recording anything).
         ensure_compatible(conn, embedder, record=False)
         pending = _count_missing(conn)
@@ -165,11 +166,11 @@ def embed_missing(
                 conn.execute(
                     """
                     UPDATE semantic_memory m
-                    SET embedding_vector = u.v::vector, embedding_model = %s
-                    FROM unnest(%s::uuid[], %s::text[]) AS u(id, v)
+                    SET embedding_vector = u.v, embedding_model = %s
+                    FROM unnest(%s::uuid[], %s::vector[]) AS u(id, v)
                     WHERE m.id = u.id
                     """,
-                    (embedder.name, [row[0] for row in rows], [vector_literal(v) for v in vectors]),
+                    (embedder.name, [row[0] for row in rows], list(vectors)),
                 )
             return rows
 

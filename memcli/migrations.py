@@ -16,7 +16,6 @@ This module imports Alembic and SQLAlchemy only inside its functions.
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -40,11 +39,11 @@ DEFAULT_LOCK_TIMEOUT_MS = 10_000
 DEFAULT_LOCK_WAIT_SECONDS = 300.0
 
 PGVECTOR_SQLSTATES = {"0A000", "58P01", "42501"}  # not available, control file missing, permission denied
-PGVECTOR_HINT = (
+PGVECTOR_INSTALL_HINT = (
     "install pgvector on the server (Debian/Ubuntu: apt install postgresql-<major>-pgvector; RHEL: dnf "
-    "install pgvector_<major>; macOS: brew install pgvector; Docker: image pgvector/pgvector), or on "
-    "Supabase enable 'vector' under Dashboard > Database > Extensions; then have a superuser (or the "
-    "database owner) run: CREATE EXTENSION vector; and re-run memcli migrate"
+    "install pgvector_<major>; macOS: brew install pgvector; Docker: image pgvector/pgvector), or on a "
+    "hosted Postgres enable 'vector' on the provider's extensions page (Supabase: Dashboard > Database > "
+    "Extensions); then re-run memcli migrate"
 )
 
 
@@ -96,52 +95,10 @@ def script_location() -> Path:
     )
 
 
-def resolve_embedding_dim(explicit: int | str | None = None) -> int:
-    """The vector dimension for a first migration: argument, MEMCLI_EMBEDDING_DIM, memcli.toml, 384."""
-    value: Any = explicit
-    source = "--embedding-dim"
-    if value is None:
-        from memcli.config import load_config
-
-        sourced = load_config().get("embedding", "dimension", None, env="MEMCLI_EMBEDDING_DIM")
-        value, source = sourced.value, sourced.source
-    if value is None:
-        return DEFAULT_DIMENSION
-    try:
-        dim = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"embedding dimension {value!r} ({source}) is not an integer") from None
-    if not 1 <= dim <= MAX_DIMENSION:
-        raise ConfigError(
-            f"embedding dimension {dim} ({source}) is out of range",
-            hint=f"choose 1..{MAX_DIMENSION} (384 for all-MiniLM-L6-v2, 1536 for OpenAI's small models)",
-        )
-    return dim
-
-
-def resolve_partitioned(explicit: bool | None = None) -> bool:
-    """The layout for a first migration: argument, MEMCLI_PARTITIONED, ``[schema] partitioned``, plain."""
-    if explicit is not None:
-        return explicit
-    from memcli.config import load_config
-
-    sourced = load_config().get("schema", "partitioned", None, env="MEMCLI_PARTITIONED")
-    value = sourced.value
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigError(
-        f"partitioned = {value!r} ({sourced.source}) is not a boolean", hint="use true or false"
-    )
-
-
 def alembic_config(
     dsn: str | None = None,
     *,
+    connection: Connection | None = None,
     embedding_dim: int | None = None,
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
@@ -154,6 +111,8 @@ def alembic_config(
     cfg = Config(output_buffer=output) if output is not None else Config()
     cfg.set_main_option("script_location", str(script_location()))
     cfg.attributes["memcli.dsn"] = dsn
+    if connection is not None:
+        cfg.attributes["connection"] = connection  # env.py migrates over it: no connection of its own
     cfg.attributes["memcli.embedding_dim"] = embedding_dim
     cfg.attributes["memcli.partitioned"] = partitioned
     cfg.attributes["memcli.lock_timeout_ms"] = lock_timeout_ms
@@ -169,6 +128,28 @@ def make_engine(dsn: str) -> Engine:
     from memcli.db import connect
 
     return create_engine("postgresql+psycopg://", creator=lambda: connect(dsn), poolclass=NullPool)
+
+
+@contextmanager
+def session(dsn: str) -> Iterator[Connection]:
+    """One database connection for a whole migration command: its checks, Alembic's run and its report.
+
+    A migration used to open one for each question it asked; a pool of five where one suffices, and each a
+    chance to meet ``max_connections`` half-way through.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    from memcli.db import connect
+
+    raw = connect(dsn)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=StaticPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+        raw.close()
 
 
 @contextmanager
@@ -208,37 +189,53 @@ def migration_lock(
             pass  # the connection is gone, and the server released the session's lock with it
 
 
-def _database_state(dsn: str) -> tuple[str | None, int | None]:
-    """The database's memcli revision and its embedding dimension, over one connection.
+def _database_state(conn: Connection) -> tuple[str | None, int | None]:
+    """The database's memcli revision and its embedding dimension.
 
     The dimension is read only past 0001_core_tables: before that, a memory_settings table would be the
     application's, not memcli's.
     """
-    from memcli.db import connect
+    from sqlalchemy import text
 
-    with connect(dsn) as conn:
+    try:
         versions, settings = conn.execute(
-            "SELECT to_regclass('alembic_version'), to_regclass('memory_settings')"
-        ).fetchone() or (None, None)
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone() if versions else None
+            text("SELECT to_regclass('alembic_version'), to_regclass('memory_settings')")
+        ).one()
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first() if versions else None
         revision = str(row[0]) if row else None
-        if settings is None or revision in (None, "0001_core_tables"):
-            return revision, None
-        row = conn.execute("SELECT value FROM memory_settings WHERE key = 'embedding.dimension'").fetchone()
-    return revision, int(row[0]) if row and isinstance(row[0], int | float | str) else None
+        value = None
+        if settings is not None and revision not in (None, "0001_core_tables"):
+            row = conn.execute(
+                text("SELECT value FROM memory_settings WHERE key = 'embedding.dimension'")
+            ).first()
+            value = row[0] if row else None
+    finally:
+        conn.rollback()  # read-only: end the transaction so no lock is held while Alembic runs
+    try:
+        dimension = int(float(value)) if isinstance(value, int | float | str) else None
+    except ValueError:
+        dimension = None
+    return revision, dimension
 
 
-PARTITIONED_LAYOUT_REVISION = "0005_partitioned_layout"
+PARTITIONED_LAYOUT_REVISION = "0007_partitioned_layout"
 
 
-def _require_partitioned(dsn: str) -> None:
+def _require_partitioned(conn: Connection) -> None:
     """``--partitioned`` on a database past the first migration: fine if it is partitioned already."""
-    from memcli.db import connect
-    from memcli.partitions.layout import SPECS, partitioned_tables
+    from sqlalchemy import text
 
-    with connect(dsn) as conn:
-        done = set(partitioned_tables(conn))
-    plain = [spec.table for spec in SPECS if spec.table not in done]
+    from memcli.partitions.layout import SPECS
+
+    plain = [
+        spec.table
+        for spec in SPECS
+        if conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": spec.table}
+        ).scalar()
+        != "p"
+    ]
+    conn.rollback()
     if plain:
         raise ConfigError(
             f"this database is migrated with plain tables ({', '.join(plain)}); the layout is chosen at the "
@@ -247,19 +244,69 @@ def _require_partitioned(dsn: str) -> None:
         )
 
 
-def _require_pgvector_available(dsn: str) -> None:
-    """Fail before changing anything when the server has no pgvector at all (no core table created)."""
-    from memcli.db import connect
+def require_pgvector_creatable(conn: Connection) -> None:
+    """Fail before changing anything when this role cannot get pgvector into this database.
 
-    with connect(dsn) as conn:
-        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
-    if installed is None and available is None:
-        raise NotReadyError(
-            'pgvector is not installed on this Postgres server (extension "vector" is not available); '
-            "nothing was changed",
-            hint=PGVECTOR_HINT,
+    The server's own rules decide (superuser, a trusted extension, a provider's allowlist hook): the
+    extension is created in a transaction that is rolled back. Only the hint is chosen from what the
+    catalogs say about the role and the extension.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        if conn.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).first():
+            return
+        if conn.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")).first() is None:
+            raise NotReadyError(
+                'pgvector is not installed on this Postgres server (extension "vector" is not available); '
+                "nothing was changed",
+                hint=PGVECTOR_INSTALL_HINT,
+            )
+        try:
+            conn.execute(text("CREATE EXTENSION vector"))
+        except DBAPIError as exc:
+            conn.rollback()
+            raise _pgvector_refused(conn, exc) from None
+    finally:
+        conn.rollback()
+
+
+def _pgvector_refused(conn: Connection, exc: Exception) -> NotReadyError:
+    from sqlalchemy import text
+
+    orig = getattr(exc, "orig", None)
+    diag = getattr(orig, "diag", None)
+    reason = (getattr(diag, "message_primary", None) or str(orig or exc)).strip().splitlines()[0]
+    role, database, superuser, trusted = conn.execute(
+        text(
+            """
+            SELECT current_user, current_database(),
+                   (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                   (SELECT v.trusted FROM pg_available_extension_versions v
+                    JOIN pg_available_extensions e ON e.name = v.name AND e.default_version = v.version
+                    WHERE v.name = 'vector')
+            """
         )
+    ).one()
+    conn.rollback()
+    message = (
+        f"role {role} cannot create extension vector in database {database} ({reason}); nothing was changed"
+    )
+    if trusted and not superuser:
+        hint = (
+            f"pgvector is a trusted extension here: grant the role CREATE on the database (GRANT CREATE ON "
+            f"DATABASE {database} TO {role};) or migrate as the database owner"
+        )
+    else:
+        hint = (
+            "pgvector is not a trusted extension on this server, so owning the database is not enough: "
+            f"have a superuser run CREATE EXTENSION vector; in database {database} and re-run memcli "
+            "migrate. On a hosted Postgres, enable it where the provider allows extensions (Supabase: "
+            "Dashboard > Database > Extensions; Azure: add VECTOR to the azure.extensions server parameter; "
+            "RDS / Cloud SQL: a member of rds_superuser / cloudsqlsuperuser runs CREATE EXTENSION vector)"
+        )
+    return NotReadyError(message, hint=hint)
 
 
 def _path(script: Any, start: str | None, end: str | None) -> list[str]:
@@ -270,27 +317,30 @@ def _path(script: Any, start: str | None, end: str | None) -> list[str]:
     return [r for r in reversed(revs) if r != start]
 
 
-def _translate(exc: Exception, dsn: str, script: Any, target: str, action: str) -> MemcliError:
+def _translate(
+    exc: Exception, conn: Connection, dsn: str, script: Any, target: str, action: str
+) -> MemcliError:
     """A failed Alembic run as a one-line MemcliError with the failing revision and the database's state."""
     from sqlalchemy.exc import DBAPIError
 
-    from memcli.dsn import password_of, scrub
+    from memcli.dsn import scrub, secrets_of
 
     orig = getattr(exc, "orig", None) if isinstance(exc, DBAPIError) else None
     sqlstate = getattr(orig, "sqlstate", None)
     diag = getattr(orig, "diag", None)
     primary = (getattr(diag, "message_primary", None) if diag else None) or str(orig or exc)
     reason = primary.strip().splitlines()[0] if primary.strip() else exc.__class__.__name__
-    reason = scrub(reason, password_of(dsn))
+    reason = scrub(reason, *secrets_of(dsn))
     try:
-        now, _ = _database_state(dsn)
-    except MemcliError:
+        now, _ = _database_state(conn)
+        state = f"the database stays at revision {now or 'base (empty)'}"
+    except Exception:  # the connection itself is gone: the server rolled the open revision back
         now = None
-    state = f"the database stays at revision {now or 'base (empty)'}"
+        state = "the database stays at its last committed revision (see memcli migrate status)"
 
     if sqlstate in PGVECTOR_SQLSTATES and ("vector" in reason or "pgvector" in reason):
         text = reason if reason.startswith("pgvector") else f"pgvector is not available: {reason}"
-        return NotReadyError(f"{text}; {state}", hint=PGVECTOR_HINT)
+        return NotReadyError(f"{text}; {state}", hint=PGVECTOR_INSTALL_HINT)
     failed = None
     try:
         if action == "upgrade":
@@ -322,25 +372,36 @@ def upgrade(
     sql: bool = False,
     embedding_dim: int | None = None,
     *,
-    partitioned: bool | None = None,
+    dimension_source: str = "--embedding-dim",
+    partitioned: bool = False,
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> MigrationResult:
     """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database).
 
-    ``partitioned`` (else MEMCLI_PARTITIONED / ``[schema] partitioned``) chooses the partitioned layout of
-    the growing tables; it takes effect at the revision that introduces it, on tables still empty.
+    ``partitioned`` chooses the partitioned layout of the growing tables; it takes effect at the revision
+    that introduces it, on tables still empty (a database migrated plain is converted with ``memcli
+    partition convert``).
+
+    ``embedding_dim`` is the dimension a first migration gives the vectors (None: the default); on a
+    database that has one already, a different one is refused, naming ``dimension_source``. The whole run
+    uses one connection.
     """
     from alembic.script import ScriptDirectory
 
     from alembic import command
 
     started = time.perf_counter()
-    dim = resolve_embedding_dim(embedding_dim)
-    layout = resolve_partitioned(partitioned)
+    from memcli.config import checked
+
+    dim = (
+        DEFAULT_DIMENSION
+        if embedding_dim is None
+        else checked("embedding.dimension", embedding_dim, dimension_source)
+    )
     if sql:
         out = io.StringIO()
-        cfg = alembic_config(None, embedding_dim=dim, output=out, partitioned=layout)
+        cfg = alembic_config(None, embedding_dim=dim, output=out)
         _run(command.upgrade, cfg, revision, sql=True)
         return MigrationResult(
             "upgrade", revision, sql=out.getvalue(), embedding_dimension=dim, duration_seconds=_since(started)
@@ -348,31 +409,34 @@ def upgrade(
     if dsn is None:
         raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
 
-    before, stored = _database_state(dsn)
-    if before in (None, "0001_core_tables"):
-        _require_pgvector_available(dsn)
-    if embedding_dim is not None and stored is not None and stored != dim:
-        raise ConfigError(
-            f"this database's embedding dimension is {stored}; it is chosen at the first migration",
-            hint="migrate a new database for another dimension (or re-embed into a new database)",
+    with session(dsn) as conn:
+        before, stored = _database_state(conn)
+        if embedding_dim is not None and stored is not None and stored != dim:
+            raise ConfigError(
+                f"this database's embedding dimension is {stored}, not {dim} ({dimension_source}); it is "
+                "chosen at the first migration",
+                hint="drop the setting for this database, or migrate a new database for another dimension",
+            )
+        if before in (None, "0001_core_tables"):
+            require_pgvector_creatable(conn)
+        cfg = alembic_config(
+            dsn,
+            connection=conn,
+            embedding_dim=dim,
+            lock_timeout_ms=lock_timeout_ms,
+            lock_wait_seconds=lock_wait_seconds,
+            partitioned=partitioned,
         )
-    cfg = alembic_config(
-        dsn,
-        embedding_dim=dim,
-        lock_timeout_ms=lock_timeout_ms,
-        lock_wait_seconds=lock_wait_seconds,
-        partitioned=layout,
-    )
-    script = ScriptDirectory.from_config(cfg)
-    if partitioned and before is not None and PARTITIONED_LAYOUT_REVISION in _path(script, None, before):
-        _require_partitioned(dsn)
-    try:
-        _run(command.upgrade, cfg, revision)
-    except MemcliError:
-        raise
-    except Exception as exc:
-        raise _translate(exc, dsn, script, revision, "upgrade") from exc
-    after, dimension = _database_state(dsn)
+        script = ScriptDirectory.from_config(cfg)
+        if partitioned and before is not None and PARTITIONED_LAYOUT_REVISION in _path(script, None, before):
+            _require_partitioned(conn)
+        try:
+            _run(command.upgrade, cfg, revision)
+        except MemcliError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, conn, dsn, script, revision, "upgrade") from exc
+        after, dimension = _database_state(conn)
     start = cfg.attributes.get("memcli.start_revision", before)
     return MigrationResult(
         "upgrade",
@@ -409,7 +473,8 @@ def downgrade(
                 raise ConfigError(
                     "offline downgrade needs the starting revision", hint="give FROM:TO, e.g. head:base"
                 )
-            current, _ = _database_state(dsn)
+            with session(dsn) as conn:
+                current, _ = _database_state(conn)
             if current is None:
                 raise ConfigError("the database has no memcli revision to downgrade from")
             target = f"{current}:{revision}"
@@ -419,17 +484,20 @@ def downgrade(
     if dsn is None:
         raise ConfigError("no database to migrate", hint="give --dsn or configure a database")
 
-    before, _ = _database_state(dsn)
-    cfg = alembic_config(dsn, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds)
-    script = ScriptDirectory.from_config(cfg)
-    _check_revision(script, revision)
-    try:
-        _run(command.downgrade, cfg, revision)
-    except MemcliError:
-        raise
-    except Exception as exc:
-        raise _translate(exc, dsn, script, revision, "downgrade") from exc
-    after, _ = _database_state(dsn)
+    with session(dsn) as conn:
+        before, _ = _database_state(conn)
+        cfg = alembic_config(
+            dsn, connection=conn, lock_timeout_ms=lock_timeout_ms, lock_wait_seconds=lock_wait_seconds
+        )
+        script = ScriptDirectory.from_config(cfg)
+        _check_revision(script, revision)
+        try:
+            _run(command.downgrade, cfg, revision)
+        except MemcliError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, conn, dsn, script, revision, "downgrade") from exc
+        after, _ = _database_state(conn)
     start = cfg.attributes.get("memcli.start_revision", before)
     return MigrationResult(
         "downgrade",
@@ -443,10 +511,15 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
-    "0005_partitioned_layout": [
+    "0007_partitioned_layout": [
         "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
         "memcli_memory_expiry(...) and memcli_conversation_memory_unique()",
         "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
+    "0006_semantic_memory_hot_access": ["semantic_memory's fillfactor 75 (back to Postgres' default, 100)"],
+    "0005_audit_erasure": [
+        "tables memcli_audit_log, memcli_erasure_receipts, memcli_erasure_scope, memcli_session_closures "
+        "(the audit trail, erasure receipts and session closures, with all their rows)",
     ],
     "0004_consolidate_per_user": [
         "consolidate_session_memories(text[, interval]) merging per owner (back to one memory per session)",
@@ -479,29 +552,35 @@ def plan_downgrade(dsn: str, revision: str) -> DowngradePlan:
 
     script = ScriptDirectory.from_config(alembic_config())
     _check_revision(script, revision)
-    current, _ = _database_state(dsn)
     target = None if revision == "base" else script.get_revision(revision).revision
-    if current is None:
-        return DowngradePlan(None, target, [], [])
-    remaining = set(_path(script, None, target)) if target else set()
-    revisions = [r for r in reversed(_path(script, None, current)) if r not in remaining]
-    drops: list[str] = []
-    for rev in revisions:
-        if rev == "0001_core_tables":
-            drops.extend(f"table {name} (created by memcli)" for name in _created_tables(dsn))
-        drops.extend(REVISION_DROPS.get(rev, []))
+    with session(dsn) as conn:
+        current, _ = _database_state(conn)
+        if current is None:
+            return DowngradePlan(None, target, [], [])
+        remaining = set(_path(script, None, target)) if target else set()
+        revisions = [r for r in reversed(_path(script, None, current)) if r not in remaining]
+        drops: list[str] = []
+        for rev in revisions:
+            if rev == "0001_core_tables":
+                drops.extend(f"table {name} (created by memcli)" for name in _created_tables(conn))
+            drops.extend(REVISION_DROPS.get(rev, []))
     return DowngradePlan(current, target, revisions, drops)
 
 
-def _created_tables(dsn: str) -> list[str]:
-    from memcli.db import connect
+def _created_tables(conn: Connection) -> list[str]:
+    from sqlalchemy import text
 
-    with connect(dsn) as conn:
-        if conn.execute("SELECT to_regclass('memcli_created_objects')").fetchone()[0] is None:  # type: ignore[index]
+    try:
+        if conn.execute(text("SELECT to_regclass('memcli_created_objects')")).scalar() is None:
             return []
         rows = conn.execute(
-            "SELECT object_name FROM memcli_created_objects WHERE object_type = 'table' ORDER BY created_at"
-        ).fetchall()
+            text(
+                "SELECT object_name FROM memcli_created_objects WHERE object_type = 'table' "
+                "ORDER BY created_at"
+            )
+        ).all()
+    finally:
+        conn.rollback()
     return [str(r[0]) for r in rows]
 
 
@@ -512,7 +591,8 @@ def status(dsn: str) -> MigrationStatus:
     script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
-    current, dimension = _database_state(dsn)
+    with session(dsn) as conn:
+        current, dimension = _database_state(conn)
     pending_ids = _path(script, current, head)
     pending = [_info(script.get_revision(rev), head) for rev in pending_ids]
     return MigrationStatus(
@@ -573,35 +653,38 @@ def _since(started: float) -> float:
 
 
 def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: str | None) -> dict[str, Any]:
-    """What env.py needs: DSN, embedding dimension, lock settings (from memcli, ``-x`` or memcli's config)."""
-    dsn = attributes.get("memcli.dsn") or x_args.get("dsn") or (main_url or None)
+    """What env.py needs: DSN, embedding dimension, lock settings.
+
+    ``memcli migrate`` hands in its resolved configuration (and its connection); plain ``alembic`` resolves
+    memcli's configuration the same way, with ``-x dsn=... -x embedding_dim=...`` as the flags.
+    """
+    if "memcli.embedding_dim" in attributes:
+        return {
+            "dsn": attributes.get("memcli.dsn"),
+            "config": None,
+            "embedding_dim": attributes["memcli.embedding_dim"],
+            "partitioned": bool(attributes.get("memcli.partitioned")),
+            "lock_timeout_ms": attributes["memcli.lock_timeout_ms"],
+            "lock_wait_seconds": attributes["memcli.lock_wait_seconds"],
+        }
+    from memcli.config import load_config
+
+    dsn = x_args.get("dsn") or (main_url or None)
     if dsn and dsn.startswith("postgresql+"):
         dsn = "postgresql" + dsn[dsn.index(":") :]
-    dim_arg = attributes.get("memcli.embedding_dim") or x_args.get("embedding_dim")
-    partitioned_arg = attributes.get("memcli.partitioned")
-    if partitioned_arg is None and "partitioned" in x_args:
-        partitioned_arg = x_args["partitioned"].strip().lower() in ("1", "true", "yes", "on")
+    config = load_config(
+        dsn=dsn,
+        flags={
+            "embedding.dimension": x_args.get("embedding_dim"),
+            "migrate.lock_timeout": x_args.get("lock_timeout"),
+            "migrate.lock_wait": x_args.get("lock_wait"),
+        },
+    )
     return {
-        "dsn": dsn,
-        "embedding_dim": resolve_embedding_dim(dim_arg),
-        "partitioned": resolve_partitioned(partitioned_arg),
-        "lock_timeout_ms": int(
-            attributes.get("memcli.lock_timeout_ms")
-            or x_args.get("lock_timeout_ms")
-            or os.environ.get("MEMCLI_LOCK_TIMEOUT_MS")
-            or DEFAULT_LOCK_TIMEOUT_MS
-        ),
-        "lock_wait_seconds": float(
-            attributes.get("memcli.lock_wait_seconds")
-            or x_args.get("lock_wait_seconds")
-            or DEFAULT_LOCK_WAIT_SECONDS
-        ),
+        "dsn": None,  # resolved (maybe starting the embedded server) only when going online
+        "config": config,
+        "embedding_dim": config.value("embedding.dimension"),
+        "partitioned": x_args.get("partitioned", "").strip().lower() in ("1", "true", "yes", "on"),
+        "lock_timeout_ms": int(config.value("migrate.lock_timeout") * 1000),
+        "lock_wait_seconds": config.value("migrate.lock_wait"),
     }
-
-
-def resolve_dsn_like_memcli() -> str:
-    """The DSN memcli itself would use: MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else embedded."""
-    from memcli.config import load_config
-    from memcli.db import resolve_dsn
-
-    return resolve_dsn(load_config())

@@ -9,8 +9,9 @@ model or dimension is refused with exit 4), then asks the HNSW index for the nea
   (session, user, type, dates) discard candidates, the index keeps scanning, up to ``hnsw.max_scan_tuples``,
   until ``top_k`` rows pass, instead of returning fewer rows than asked. ``relaxed_order`` may return rows
   slightly out of order, so the top-k are re-sorted by exact distance outside the index scan;
-- the similarity floor is applied outside the ``ORDER BY ... LIMIT`` subquery, so it never turns the
-  index's ordered scan into a filter.
+- the similarity floor is applied to the ``top_k`` nearest rows the index returns, never inside its
+  ``ORDER BY ... LIMIT`` scan (where it would become a filter); the nearest rows below the floor are
+  counted (``hidden``, ``best_hidden``) so a caller can say that results were held back.
 
 ``exact`` sorts by an expression the index cannot serve (a full scan with an exact top-k sort): the ground
 truth for recall. ``like_id`` searches with a stored memory's vector (no model needed). ``hybrid`` fuses the
@@ -19,7 +20,8 @@ reciprocal rank fusion; the similarity floor applies to the vector side only, so
 come through. The words of a hybrid query match when any of them occurs (websearch syntax — "a phrase",
 -word, or — keeps its own meaning).
 
-Returned rows count as read: their ``access_count`` goes up by one and ``last_accessed_at`` is set.
+Returned rows count as read: their ``access_count`` goes up by one and ``last_accessed_at`` is set, in
+place (see :func:`_record_access` for why that costs a fraction of the query).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from memcli.durations import parse_duration
+from memcli.durations import DurationTooLongError, parse_duration
 from memcli.errors import ConfigError, NotReadyError
+from memcli.semantic import check_content_type, parse_uuid, use_vectors
 
 if TYPE_CHECKING:
     import psycopg
@@ -39,7 +42,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
 SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
 MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
@@ -75,6 +77,9 @@ class SearchResult:
     min_similarity: float
     filters: dict[str, Any]
     hits: list[SearchHit] = field(default_factory=list)
+    floor_source: str = "argument"  # where min_similarity came from: argument, a setting, a model default
+    hidden: int = 0  # nearest candidates the similarity floor held back (not counted for --hybrid)
+    best_hidden: float | None = None  # the highest similarity among them
     empty_database: bool = False  # no semantic memories at all
     unembedded: bool = False  # some memories have no embedding yet (memcli embed)
     timing: dict[str, float] = field(default_factory=dict)  # embed_ms, query_ms, total_ms
@@ -102,18 +107,17 @@ class SectionSearchResult:
     timing: dict[str, float] = field(default_factory=dict)
 
 
-def vector_literal(vector: Any) -> str:
-    """pgvector's text form; float32 printed with enough digits to round-trip exactly."""
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+# A query is a question, not a document: embedding models read a few hundred words, and Postgres's full-text
+# parser runs out of stack on very long websearch queries (a 120 KB one fails with "stack depth limit").
+MAX_QUERY_CHARS = 10_000
 
 
-def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise ConfigError(f"{what} {value!r} is not a UUID") from None
+def check_query_length(query: str | None) -> None:
+    if query and len(query) > MAX_QUERY_CHARS:
+        raise ConfigError(
+            f"the query is {len(query)} characters; a search takes at most {MAX_QUERY_CHARS}",
+            hint="search with the words that matter (or --like MEMORY_ID for a stored memory's neighbours)",
+        )
 
 
 def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:
@@ -125,6 +129,8 @@ def parse_time_bound(text: str, *, end: bool = False, now: datetime | None = Non
     value = (text or "").strip()
     try:
         return (now or datetime.now().astimezone()) - parse_duration(value)
+    except DurationTooLongError:
+        raise
     except ConfigError:
         pass  # not an age: a date
     try:
@@ -203,17 +209,15 @@ def _order(exact: bool) -> str:
     return "(embedding_vector <=> %(q)s::vector) + 0" if exact else "embedding_vector <=> %(q)s::vector"
 
 
-def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> str:
-    row = conn.execute(
-        "SELECT embedding_vector::text FROM semantic_memory WHERE id = %s", (memory_id,)
-    ).fetchone()
+def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> Any:
+    row = conn.execute("SELECT embedding_vector FROM semantic_memory WHERE id = %s", (memory_id,)).fetchone()
     if row is None:
         raise ConfigError(
             f"no semantic memory with id {memory_id}", hint="take an id from memcli search --json"
         )
     if row[0] is None:
         raise NotReadyError(f"memory {memory_id} has no embedding yet", hint="run: memcli embed")
-    return str(row[0])
+    return row[0]
 
 
 _HIT_COLUMNS = "id, similarity, content_type, session_id, user_id, created_at, content_text"
@@ -227,8 +231,8 @@ def _compose(template: str, **parts: str) -> sql.Composed:
 
 
 def _vector_query(where: str, exact: bool = False) -> sql.Composed:
-    # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); MATERIALIZED keeps the
-    # planner from pushing the similarity floor into it. The outer ORDER BY re-sorts relaxed_order output.
+    # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); the outer ORDER BY
+    # re-sorts relaxed_order output. The floor is applied by the caller, which counts what it holds back.
     return _compose(
         """
         WITH nearest AS MATERIALIZED (
@@ -241,7 +245,6 @@ def _vector_query(where: str, exact: bool = False) -> sql.Composed:
         )
         SELECT id, 1 - distance AS similarity, content_type, session_id, user_id, created_at, content_text
         FROM nearest
-        WHERE 1 - distance >= %(min)s
         ORDER BY distance, id
         """,
         where=where,
@@ -296,6 +299,25 @@ def _hybrid_query(where: str, exact: bool = False) -> sql.Composed:
     )
 
 
+def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transaction: bool) -> None:
+    """Count the returned rows as read, at a fraction of the query's cost.
+
+    The update stays HOT (heap-only: no index entry written, the HNSW graph untouched) because no index
+    covers the two columns and revision 0006 keeps room on each page. A transaction that only records
+    access commits without waiting for the WAL flush (``synchronous_commit = off``, which would otherwise
+    cost more than the search): a crash may lose the counts of the last fraction of a second of searches,
+    never anything else, and never leaves them half-written. A caller's own transaction keeps its
+    durability: the setting is only changed when the search owns the transaction.
+    """
+    if owns_transaction:
+        conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+    conn.execute(
+        "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
+        " WHERE id = ANY(%s)",
+        (ids,),
+    )
+
+
 def search(
     conn: psycopg.Connection,
     embedder: Embedder | None,
@@ -320,20 +342,20 @@ def search(
     ``ef_search`` overrides the HNSW candidate list length (default: :func:`default_ef_search`).
     """
     from memcli.embeddings import ensure_compatible
+    from memcli.embeddings.floors import resolve_floor
     from memcli.readiness import require_migrated
-    from memcli.settings import get_setting
 
     started = time.perf_counter()
     if not 1 <= top_k <= MAX_TOP_K:
         raise ConfigError(f"top-k must be between 1 and {MAX_TOP_K}, got {top_k}")
     if ef_search is not None and not 1 <= ef_search <= 1000:
         raise ConfigError(f"ef_search must be between 1 and 1000, got {ef_search}")
-    if content_type is not None and content_type not in CONTENT_TYPES:
-        raise ConfigError(f"unknown content type {content_type!r}", hint=f"one of {', '.join(CONTENT_TYPES)}")
+    check_content_type(content_type)
     if since is not None and until is not None and since >= until:
         raise ConfigError("--since must be before --until")
     user_id = parse_uuid(user, "user id")
     like = parse_uuid(like_id, "memory id")
+    check_query_length(query)
     if like is None and not (query and query.strip()):
         raise ConfigError("nothing to search for", hint="give a query text or --like MEMORY_ID")
     if hybrid and not (query and query.strip()):
@@ -343,10 +365,16 @@ def search(
     if like is None and embedder is None:
         raise ConfigError("a query text needs an embedder")
 
+    from psycopg.pq import TransactionStatus
+
+    owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction():
         require_migrated(conn)
+        use_vectors(conn)
+        floor_source = "argument"
         if min_similarity is None:
-            min_similarity = float(get_setting(conn, "search.min_similarity", 0.7))
+            model = embedder.name if like is None and embedder is not None else None
+            min_similarity, floor_source = resolve_floor(conn, model)
         if not -1.0 <= min_similarity <= 1.0:
             raise ConfigError(f"min-similarity must be between -1 and 1, got {min_similarity}")
 
@@ -359,6 +387,7 @@ def search(
             like_id=like,
             top_k=top_k,
             min_similarity=min_similarity,
+            floor_source=floor_source,
             filters={
                 "session": session,
                 "user": user_id,
@@ -375,7 +404,7 @@ def search(
             # Compare before embedding: a mismatch must not cost a model load.
             ensure_compatible(conn, embedder, record=False)
             t0 = time.perf_counter()
-            vector = vector_literal(embedder.embed([query])[0])
+            vector = embedder.embed([query])[0]
             timing["embed_ms"] = _ms(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
@@ -394,10 +423,15 @@ def search(
             }
         else:
             sql_text = _vector_query(where, exact)
-            args = {"q": vector, "min": min_similarity, "k": top_k, **params}
+            args = {"q": vector, "k": top_k, **params}
         rows = conn.execute(sql_text, args).fetchall()
         timing["query_ms"] = _ms(time.perf_counter() - t0)
 
+        if not hybrid:
+            below = [float(row[1]) for row in rows if float(row[1]) < min_similarity]
+            rows = [row for row in rows if float(row[1]) >= min_similarity]
+            result.hidden = len(below)
+            result.best_hidden = round(max(below), 6) if below else None
         for rank, row in enumerate(rows, start=1):
             hit = SearchHit(
                 rank=rank,
@@ -414,13 +448,7 @@ def search(
             result.hits.append(hit)
 
         if result.hits and record_access:
-            conn.execute(
-                """
-                UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()
-                WHERE id = ANY(%s)
-                """,
-                ([hit.id for hit in result.hits],),
-            )
+            _record_access(conn, [hit.id for hit in result.hits], owns_transaction)
         if not result.hits:
             empty, unembedded = conn.execute(
                 """
@@ -460,6 +488,7 @@ def search_sections(
     from memcli.readiness import require_migrated
 
     started = time.perf_counter()
+    check_query_length(query)
     if not query or not query.strip():
         raise ConfigError("nothing to search for", hint="give a query text")
     if section_type is not None and section_type not in SECTION_TYPES:

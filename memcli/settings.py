@@ -22,7 +22,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         names.DEFAULT_EMBEDDING_DIMENSION,
         "dimension of semantic_memory.embedding_vector",
     ),
-    "search.min_similarity": (0.7, "default cosine similarity floor for memcli search"),
+    "embedding.min_similarity": (
+        None,
+        "memcli search's cosine similarity floor for the recorded model; null: its calibrated default",
+    ),
+    "search.min_similarity": (
+        0.7,
+        "generic cosine similarity floor (SQL examples; models memcli does not know)",
+    ),
     "consolidation.min_age_days": (5, "short_term memories older than this are consolidated"),
     "archive.max_importance": (0.3, "long_term memories below this importance may be archived"),
     "archive.min_age_days": (30, "long_term memories older than this may be archived"),
@@ -30,6 +37,14 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "relevance.decay_interval_hours": (24, "relevance rows not recalculated for this long decay"),
     "relevance.min_score": (0.01, "relevance rows decayed below this are stale and removed"),
     "cleanup.batch_size": (5000, "rows per batch (and per transaction) for cleanup"),
+    "sessions.idle_minutes": (30, "a session without activity for this long is idle"),
+    "sessions.close_hours": (24, "a session without activity for this long is closed (maintain daily)"),
+    "retention.semantic.conversation_days": (365, "days a conversation semantic memory is kept, or never"),
+    "retention.semantic.business_info_days": ("never", "days a business_info semantic memory is kept"),
+    "retention.semantic.user_preference_days": ("never", "days a user_preference semantic memory is kept"),
+    "retention.consolidation_log_days": (365, "days a consolidation log row is kept, or never"),
+    "retention.maintenance_log_days": (180, "days a maintenance log row is kept, or never"),
+    "retention.relevance_days": (180, "days a relevance row is kept after it was created, or never"),
     "partition.premake_months": (2, "months of partitions created ahead of the longest retention"),
     "cleanup.partition_drop_only": (
         False,
@@ -45,6 +60,15 @@ def get_settings(conn: psycopg.Connection) -> dict[str, Any]:
     for key, value in conn.execute("SELECT key, value FROM memory_settings").fetchall():
         values[key] = value
     return values
+
+
+def settings_with_sources(conn: psycopg.Connection) -> dict[str, tuple[Any, str]]:
+    """Every setting with where its value comes from: ``database`` (the table) or ``default``."""
+    stored = dict(conn.execute("SELECT key, value FROM memory_settings").fetchall())
+    keys = [*DEFAULTS, *sorted(set(stored) - set(DEFAULTS))]
+    return {
+        key: (stored[key], "database") if key in stored else (DEFAULTS[key][0], "default") for key in keys
+    }
 
 
 def get_setting(conn: psycopg.Connection, key: str, default: Any = None) -> Any:

@@ -51,21 +51,28 @@ def test_resolution_order_first_hit_wins(
 
 def test_config_show_reports_sources_and_masks_the_password(cli, isolated_env: Path) -> None:
     write_config(isolated_env / "memcli.toml")
-    result = cli("config", "show", "--json")
+    result = cli("config", "show", "--json", "--no-database")
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["database"]["value"] == "postgresql://fromfile:****@db.example/app"
     assert shown["database"]["source"].startswith("config ")
     assert "filesecret" not in result.stdout + result.stderr
 
-    table = cli("config", "show")
+    table = cli("config", "show", "--no-database", env={"COLUMNS": "200"})
     assert table.exit_code == 0
     assert "filesecret" not in table.stdout
     assert "fromfile:****@db.example" in table.stdout
 
 
 def test_config_show_masks_key_value_dsns(cli) -> None:
-    result = cli("--dsn", "host=db.example user=app password=s3cr3t dbname=app", "config", "show", "--json")
+    result = cli(
+        "--dsn",
+        "host=db.example user=app password=s3cr3t dbname=app",
+        "config",
+        "show",
+        "--json",
+        "--no-database",
+    )
     assert result.exit_code == 0
     assert "s3cr3t" not in result.stdout
     assert json.loads(result.stdout)["database"]["source"] == "flag --dsn"

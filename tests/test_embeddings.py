@@ -80,9 +80,8 @@ def test_unknown_provider_is_a_config_error() -> None:
 
 
 def test_bad_dimension_in_config(isolated_env: Path) -> None:
-    config = write_config(isolated_env, '[embedding]\ndimension = "wide"\n')
     with pytest.raises(ConfigError, match="dimension"):
-        get_embedder(config)
+        write_config(isolated_env, '[embedding]\ndimension = "wide"\n')
 
 
 # -- hashing ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import UniqueConstraint
 
-from memcli.config import Config, Sourced
+from memcli.config import Config
 from memcli.errors import ConfigError
 from memcli.health import THRESHOLDS, load_thresholds, resolve_names
 from memcli.health import expected as health_expected
@@ -46,8 +46,6 @@ def test_every_threshold_says_where_it_comes_from() -> None:
 
 def test_thresholds_from_a_config_section() -> None:
     config = Config(
-        dsn=Sourced(None, "embedded"),
-        home=Sourced(None, "default"),
         config_file=None,
         data={"health": {"thresholds": {"cache_hit_ratio_warn": 0.95, "long_transaction_warn_seconds": 60}}},
     )

@@ -79,8 +79,7 @@ def test_daily_runs_its_steps_and_logs_them(migrated_db: str, cli: Any) -> None:
     prepare(migrated_db)
     out = run_json(cli, migrated_db, "maintain", "daily")
     steps = {s["step"]: s for s in out["steps"]}
-    assert list(steps) == ["partitions", "cleanup", "stale_relevance"]
-    assert steps["partitions"]["rows"] == 0  # nothing due: the months ahead exist, none has expired
+    assert list(steps) == ["partitions", "cleanup", "stale_relevance", "close_sessions", "retention"]
     assert steps["cleanup"]["result"]["deleted"] == {"conversation_memory": 4, "context_relevance": 1}
     assert steps["stale_relevance"]["rows"] == 1
     assert out["status"] == "succeeded" and out["rows"] == 6
@@ -90,6 +89,8 @@ def test_daily_runs_its_steps_and_logs_them(migrated_db: str, cli: Any) -> None:
         ("partitions", "succeeded", 0),
         ("cleanup", "succeeded", 5),
         ("stale_relevance", "succeeded", 1),
+        ("close_sessions", "succeeded", 0),
+        ("retention", "succeeded", 0),
     ]
     with connect(migrated_db) as conn:
         timing = conn.execute(
@@ -354,5 +355,5 @@ def test_run_job_library_api(migrated_db: str) -> None:
     prepare(migrated_db)
     steps_seen: list[str] = []
     report = run_job(migrated_db, "daily", on_step=lambda name, i, n: steps_seen.append(name))
-    assert steps_seen == ["partitions", "cleanup", "stale_relevance"]
+    assert steps_seen == ["partitions", "cleanup", "stale_relevance", "close_sessions", "retention"]
     assert report.exit_code == 0 and report.run_id and report.step("cleanup").rows == 5

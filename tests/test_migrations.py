@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,8 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECURITY = "0003_operations_security"
 PER_USER = "0004_consolidate_per_user"
-HEAD = "0005_partitioned_layout"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, HEAD]
+AUDIT = "0005_audit_erasure"
+HOT_ACCESS = "0006_semantic_memory_hot_access"
+HEAD = "0007_partitioned_layout"
+ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HOT_ACCESS, HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -144,10 +147,16 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     before = rows(migrated_db, kept)
     assert all(before[name] for name in kept)
 
-    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [HEAD, PER_USER, SECURITY]
+    assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
+        HEAD,
+        HOT_ACCESS,
+        AUDIT,
+        PER_USER,
+        SECURITY,
+    ]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, AUDIT, HOT_ACCESS, HEAD]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -292,7 +301,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ["0002_memory_system", SECURITY, PER_USER, HEAD]
+    assert migrations.upgrade(app_db).applied == ALL[1:]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------
@@ -353,17 +362,43 @@ def test_pgvector_not_allowed_exits_4_with_a_hint(empty_db: str, plain_role: str
     with pytest.raises(NotReadyError) as info:
         migrations.upgrade(dsn)
     assert "permission denied" in info.value.message and "superuser" in (info.value.hint or "")
-    assert current(empty_db) == "0001_core_tables"  # the revision before stays; nothing half-done
+    assert current(empty_db) is None and tables(empty_db) == set()  # checked before changing anything
+
+
+def test_the_database_owner_without_superuser_gets_the_true_hint_and_an_untouched_database(
+    pg_server: str, databases: Any, cli: Any
+) -> None:
+    """pgvector is not a trusted extension: owning the database is not enough, and the hint says so."""
+    role = f"owner_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        dsn = databases.create()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            name = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), sql.Identifier(role))
+            )
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role)))
+        result = cli("migrate", dsn=f"{dsn} user={role}")
+        assert result.exit_code == 4, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr
+        assert f"role {role} cannot create extension vector" in lines[0] and "nothing was changed" in lines[0]
+        assert "not a trusted extension" in lines[0] and "superuser run CREATE EXTENSION vector" in lines[0]
+        assert "owner" not in lines[0].split("hint:")[1].replace("owning the database is not enough", "")
+        assert current(dsn) is None and tables(dsn) == set()
+    finally:
+        databases.drop_all()
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 # --- embedding dimension ------------------------------------------------------------------------------
 
 
-def test_embedding_dimension_is_chosen_at_the_first_migration(
-    empty_db: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MEMCLI_EMBEDDING_DIM", "1536")
-    assert migrations.upgrade(empty_db).embedding_dimension == 1536
+def test_embedding_dimension_is_chosen_at_the_first_migration(empty_db: str) -> None:
+    assert migrations.upgrade(empty_db, embedding_dim=1536).embedding_dimension == 1536
     with psycopg.connect(empty_db) as conn:
         column = conn.execute(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -375,7 +410,7 @@ def test_embedding_dimension_is_chosen_at_the_first_migration(
     assert column == ("vector(1536)",) and setting == (1536,)
     with pytest.raises(ConfigError, match="chosen at the first migration"):
         migrations.upgrade(empty_db, embedding_dim=384)
-    with pytest.raises(ConfigError, match="out of range"):
+    with pytest.raises(ConfigError, match="must be from 1 to 2000"):
         migrations.upgrade(empty_db, embedding_dim=4096)
 
 
@@ -534,3 +569,49 @@ def test_an_installed_wheel_migrates(empty_db: str, tmp_path: Path) -> None:
     assert migrate.returncode == 0, migrate.stderr
     assert json.loads(migrate.stdout)["applied"] == ALL
     assert current(empty_db) == HEAD
+
+
+# --- connections --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def connection_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connection psycopg opens from now on (the real connect runs; it is only counted)."""
+    opened: list[str] = []
+    real = psycopg.connect
+
+    def counting(conninfo: str = "", **kwargs: Any) -> Any:
+        opened.append(kwargs.get("dbname") or conninfo)
+        return real(conninfo, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", counting)
+    return opened
+
+
+def test_one_migrate_opens_one_connection(
+    cli: Any, empty_db: str, migrated_db: str, connection_opens: list[str]
+) -> None:
+    assert cli("migrate", dsn=empty_db).exit_code == 0  # a first migration: state, pgvector check, Alembic
+    assert len(connection_opens) == 1
+    connection_opens.clear()
+    assert cli("migrate", dsn=migrated_db).exit_code == 0  # nothing to do
+    assert len(connection_opens) == 1
+    connection_opens.clear()
+    assert cli("migrate", "--to", "no_such_revision", dsn=migrated_db).exit_code == 2
+    assert len(connection_opens) <= 1
+    connection_opens.clear()
+    assert cli("migrate", "status", dsn=migrated_db).exit_code == 0
+    assert len(connection_opens) == 1
+
+
+def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db: str) -> None:
+    def reloptions() -> list[str]:
+        with psycopg.connect(migrated_db) as conn:
+            row = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'semantic_memory'").fetchone()
+        return row[0] or []
+
+    assert reloptions() == ["fillfactor=75"]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD]
+    assert reloptions() == []
+    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert reloptions() == ["fillfactor=75"]

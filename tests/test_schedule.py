@@ -39,6 +39,7 @@ def test_console_script_prints_its_absolute_path_and_the_three_jobs(tmp_path: Pa
     assert "s3cret" not in out
     assert "MEMCLI_DATABASE_URL=postgresql://app@db.example.com:5432/app?sslmode=require" in out
     assert "~/.pgpass" in out
+    assert "db.example.com:5432:app:app:PASSWORD" in out
     assert "ExecStart=" + str(VENV_MEMCLI) in out
     for job in ("daily", "weekly", "monthly"):
         assert f"memcli-{job}.timer" in out and f"Unit=memcli-maintain@{job}.service" in out
@@ -95,3 +96,16 @@ def test_without_password() -> None:
     assert without_password("postgresql://u@h/d") == ("postgresql://u@h/d", False)
     stripped, had = without_password("host=h user=u password='a b' dbname=d")
     assert had and "password" not in stripped and "host=h" in stripped
+
+
+def test_a_password_with_reserved_characters_stays_out_of_crontab_and_units(cli: Any) -> None:
+    for dsn in ("postgresql://u:Sec?ret9@localhost/db", "postgresql://u:Sec#ret9@localhost/db"):
+        result = cli("--dsn", dsn, "schedule", "--json")
+        assert result.exit_code == 0, result.stderr
+        plan = json.loads(result.stdout)
+        assert plan["environment"] == {"MEMCLI_DATABASE_URL": "postgresql://u@localhost/db"}
+        assert "ret9" not in result.stdout
+        assert (
+            "Environment=MEMCLI_DATABASE_URL=postgresql://u@localhost/db\n"
+            in (plan["systemd"]["memcli-maintain@.service"])
+        )

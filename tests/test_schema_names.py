@@ -47,6 +47,8 @@ def test_landed_revisions_agree_with_the_names() -> None:
     security = revision("0003_operations_security")
     assert security.MEMORY_TABLES == names.MEMORY_TABLES
     assert security.POLICY == names.RLS_POLICY and security.MONITOR_POLICY == names.MONITOR_POLICY
+    people = revision("0005_audit_erasure")
+    assert (people.AUDIT, people.RECEIPTS, people.SCOPE, people.CLOSURES) == names.PEOPLE_TABLES
 
 
 def test_migrated_database_has_every_named_object(migrated_db: str) -> None:

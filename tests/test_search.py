@@ -17,6 +17,7 @@ from memcli import memories, search
 from memcli.embeddings import ensure_compatible
 from memcli.embeddings.hashing import HashingEmbedder
 from memcli.errors import ConfigError, NotReadyError
+from memcli.semantic import use_vectors
 
 HASHING = HashingEmbedder(384)
 ALICE = uuid.UUID("00000000-0000-0000-0000-00000000a11c")
@@ -34,7 +35,8 @@ def add(
     age_days: float = 0,
     embed: bool = True,
 ) -> uuid.UUID:
-    vector = search.vector_literal(HASHING.embed([text])[0]) if embed else None
+    use_vectors(conn)
+    vector = HASHING.embed([text])[0] if embed else None
     row = conn.execute(
         """
         INSERT INTO semantic_memory
@@ -136,14 +138,51 @@ def test_threshold_is_respected(db: Any) -> None:
     assert len(result.hits) < len(everything.hits)
 
 
-def test_threshold_defaults_to_the_setting(db: Any) -> None:
-    conn, _, _ = db
-    assert search.search(conn, HASHING, "pasta").min_similarity == pytest.approx(0.7)
-    conn.execute("UPDATE memory_settings SET value = '0.05' WHERE key = 'search.min_similarity'")
+def test_floor_defaults_to_the_model_then_its_setting_then_the_generic_one(db: Any) -> None:
+    from memcli.embeddings.floors import CALIBRATED
+
+    conn, ids, _ = db
+    result = search.search(conn, HASHING, "pasta")
+    assert result.min_similarity == pytest.approx(CALIBRATED["hashing-v1"])
+    assert result.floor_source == "model default"
+    # The floor stored with the model overrides its calibrated default; the generic 0.7 is not used.
+    conn.execute(
+        "INSERT INTO memory_settings (key, value) VALUES ('embedding.min_similarity', '0.05') "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    )
     conn.commit()
     result = search.search(conn, HASHING, "pasta")
-    assert result.min_similarity == pytest.approx(0.05)
+    assert (result.min_similarity, result.floor_source) == (
+        pytest.approx(0.05),
+        "setting embedding.min_similarity",
+    )
     assert len(result.hits) == 4
+    # A model memcli has no calibration for falls back to search.min_similarity (the SQL examples' 0.7).
+    conn.execute("UPDATE memory_settings SET value = 'null' WHERE key = 'embedding.min_similarity'")
+    conn.execute("UPDATE memory_settings SET value = '\"some-new-model\"' WHERE key = 'embedding.model'")
+    conn.commit()
+    result = search.search(conn, None, None, like_id=ids["pasta"])
+    assert (result.min_similarity, result.floor_source) == (
+        pytest.approx(0.7),
+        "setting search.min_similarity",
+    )
+
+
+def test_a_floor_that_hides_results_says_how_many_and_the_best_score(db: Any) -> None:
+    conn, _, _ = db
+    everything = search.search(
+        conn, HASHING, "pasta with tomato", min_similarity=-1, top_k=6, record_access=False
+    )
+    floor = everything.hits[1].similarity + 1e-4  # only the best one passes
+    result = search.search(conn, HASHING, "pasta with tomato", min_similarity=floor, top_k=6)
+    assert [h.id for h in result.hits] == [everything.hits[0].id]
+    assert result.hidden == len(everything.hits) - 1
+    assert result.best_hidden == pytest.approx(everything.hits[1].similarity)
+    counts = dict(conn.execute("SELECT id, access_count FROM semantic_memory").fetchall())
+    conn.commit()
+    assert counts[everything.hits[0].id] == 1 and counts[everything.hits[1].id] == 0  # hidden: not accessed
+    nothing = search.search(conn, HASHING, "pasta with tomato", min_similarity=0.99, top_k=6)
+    assert nothing.hits == [] and nothing.hidden == len(everything.hits)
 
 
 def test_exact_and_indexed_agree_on_small_data(db: Any) -> None:
@@ -169,7 +208,8 @@ def test_exact_and_indexed_agree_on_small_data(db: Any) -> None:
 
 def test_exact_cannot_use_the_index_and_indexed_does(db: Any) -> None:
     conn, _, _ = db
-    vector = search.vector_literal(HASHING.embed(["pasta"])[0])
+    use_vectors(conn)
+    vector = HASHING.embed(["pasta"])[0]
     plans = {}
     for exact in (False, True):
         with conn.transaction():
@@ -384,7 +424,7 @@ def test_remember_then_search_round_trip(migrated_db: str, cli: Any) -> None:
 
     table = cli("search", "allergic to peanuts", "--min-similarity", "0.3", dsn=migrated_db)
     assert table.exit_code == 0
-    for cell in ("similarity", "user_preference", "sess-42", "allergic to peanuts", "hashing-v1"):
+    for cell in ("sim", "user_preference", "sess-42", "allergic to peanuts", "hashing-v1"):
         assert cell in table.stdout
     with psycopg.connect(migrated_db) as conn:
         metadata = conn.execute(
@@ -519,3 +559,79 @@ def test_search_sections_full_text_then_substring(migrated_db: str, cli: Any) ->
     assert data["hits"][0]["section_content"]["monday"] == "closed"
     table = cli("search", "--sections", "vegetarian", "--business", str(other), dsn=migrated_db)
     assert "Drinks" in table.stdout and "Cafe Due" in table.stdout and "Mains" not in table.stdout
+
+
+# -- pgvector adapter ----------------------------------------------------------------------------------
+
+
+def test_vectors_round_trip_exactly_through_the_adapter(migrated_db: str) -> None:
+    import numpy as np
+
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        memory_id = memories.remember(conn, HASHING, "pasta with basil", "s1")
+        neighbour = memories.remember(conn, HASHING, "pasta with basil and tomato", "s1")
+        stored = conn.execute("SELECT embedding_vector FROM semantic_memory WHERE id = %s", (memory_id,))
+        vector = stored.fetchone()[0]
+        use_vectors(conn)  # registered already: a second call is a no-op
+        found = search.search(conn, None, None, like_id=memory_id, min_similarity=-1)
+    expected = HASHING.embed(["pasta with basil"])[0]
+    np.testing.assert_array_equal(np.asarray(vector.to_numpy(), dtype=np.float32), expected)
+    assert [h.id for h in found.hits] == [neighbour]  # the stored vector, read back, finds its neighbour
+
+
+def test_writing_memories_does_not_import_the_search_module() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, memcli.memories; print('memcli.search' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+# -- access recording ----------------------------------------------------------------------------------
+
+
+def _updates(conn: psycopg.Connection) -> tuple[int, int]:
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'semantic_memory'"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def test_recording_access_updates_rows_in_place_without_touching_an_index(migrated_db: str) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        reloptions = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'semantic_memory'"
+        ).fetchone()
+        assert "fillfactor=75" in (reloptions[0] or [])
+        indexed = conn.execute(
+            """
+            SELECT a.attname FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+            WHERE i.indrelid = 'semantic_memory'::regclass
+            """
+        ).fetchall()
+        assert {"access_count", "last_accessed_at"}.isdisjoint(name for (name,) in indexed)
+        for i in range(60):
+            add(conn, f"memory {i} about {'soup' if i % 2 else 'bread'} and table {i % 7}", f"s{i % 5}")
+        conn.execute("ANALYZE semantic_memory")
+        before = _updates(conn)
+        returned = 0
+        for query in ("soup", "bread", "table 3", "soup and bread", "table 5 soup"):
+            returned += len(search.search(conn, HASHING, query, min_similarity=-1, top_k=10).hits)
+        upd, hot = (a - b for a, b in zip(_updates(conn), before, strict=True))
+        counted = conn.execute("SELECT sum(access_count) FROM semantic_memory").fetchone()[0]
+    assert returned == 50 and counted == 50  # exact: one per returned row
+    # Heap-only (HOT) updates, the index untouched. Not quite all: two rows of one page returned by the same
+    # search share the page's one free slot (with fillfactor 100 hardly any update is HOT).
+    assert upd == 50 and hot >= 40
+
+
+def test_a_callers_transaction_keeps_its_durability(db: Any) -> None:
+    conn, _, _ = db
+    with conn.transaction():
+        assert search.search(conn, HASHING, "pasta", min_similarity=-1).hits
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    conn.commit()

@@ -108,3 +108,47 @@ def test_embed_backfill_with_the_local_model(minilm: LocalEmbedder, migrated_db:
         dsn=migrated_db,
     )
     assert json.loads(out.stdout)["hits"][0]["content_text"] == MEMORIES[0][0]
+
+
+def test_the_readme_demo_finds_vegetarian_options_and_the_peanut_allergy(migrated_db: str, cli: Any) -> None:
+    """The README's first command and the peanut example, with the default floor of all-MiniLM-L6-v2."""
+    seeded = cli("seed", "--demo", "--yes", "--embedder", "local", "--json", dsn=migrated_db)
+    assert seeded.exit_code == 0, seeded.stderr
+    out = cli("search", "vegetarian options", "--embedder", "local", "--json", dsn=migrated_db)
+    data = json.loads(out.stdout)
+    assert data["min_similarity"] == 0.3 and data["floor_source"] == "model default"
+    texts = [h["content_text"].lower() for h in data["hits"]]
+    assert len(texts) == 10
+    relevant = ("vegetarian", "vegan", "meat-free", "plant-based")
+    assert all(any(word in text for word in relevant) for text in texts), texts
+
+    remembered = cli(
+        "remember",
+        "The guest is allergic to peanuts and prefers window seats",
+        "--session",
+        "s1",
+        "--type",
+        "user_preference",
+        "--embedder",
+        "local",
+        "--json",
+        dsn=migrated_db,
+    )
+    memory_id = json.loads(remembered.stdout)["id"]
+    found = cli(
+        "search", "peanut allergy", "--session", "s1", "--embedder", "local", "--json", dsn=migrated_db
+    )
+    assert [h["id"] for h in json.loads(found.stdout)["hits"]] == [memory_id]
+    # A floor above it says the memory is there rather than that there is none.
+    held = cli(
+        "search",
+        "peanut allergy",
+        "--session",
+        "s1",
+        "--min-similarity",
+        "0.9",
+        "--embedder",
+        "local",
+        dsn=migrated_db,
+    )
+    assert "No memories matched with similarity >= 0.90: 1 more below the similarity floor" in held.stdout

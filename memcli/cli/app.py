@@ -34,6 +34,10 @@ COMMAND_ORDER = (
     "search",
     "remember",
     "embed",
+    "memories",
+    "users",
+    "sessions",
+    "stats",
     "health",
     "cleanup",
     "consolidate",
@@ -55,14 +59,27 @@ class MemcliGroup(TyperGroup):
     """Maps every error to one line on stderr and a documented exit code (traceback only with -v)."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from memcli.jobs.interrupts import stop_on_signals
+
         try:
-            return super().invoke(ctx)
+            # SIGTERM (a service manager, timeout, kill) stops every command as Ctrl-C does: exit 130
+            with stop_on_signals():
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except MemcliError as exc:
             _report(exc, int(exc.exit_code), _verbose(ctx), exc.message, exc.hint)
         except KeyboardInterrupt as exc:
-            _report(exc, 130, _verbose(ctx), "interrupted")
+            _report(exc, ExitCode.INTERRUPTED, _verbose(ctx), "interrupted")
+        except (UnicodeEncodeError, UnicodeDecodeError) as exc:
+            # bytes that are not UTF-8 (in an argument, a file or stdin) cannot be stored as text
+            _report(
+                exc,
+                ExitCode.USAGE,
+                _verbose(ctx),
+                "the input has bytes that are not valid UTF-8 text",
+                "convert it to UTF-8 (iconv -t UTF-8) and retry",
+            )
         except Exception as exc:
             _report_unexpected(exc, ctx)
 
@@ -81,16 +98,11 @@ def _report_unexpected(exc: Exception, ctx: typer.Context) -> None:
     # psycopg is already imported if a psycopg error is being handled; never import it here otherwise.
     psycopg = sys.modules.get("psycopg")
     text = first_line(exc)
-    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
-        _report(
-            exc,
-            ExitCode.CONNECT,
-            _verbose(ctx),
-            f"lost the database connection: {text}",
-            "check the server and retry",
-        )
     if psycopg is not None and isinstance(exc, psycopg.Error):
-        _report(exc, ExitCode.PROBLEMS, _verbose(ctx), f"database error: {text}", "run with -v for details")
+        from memcli.db import describe_database_error
+
+        named = describe_database_error(exc)
+        _report(exc, int(named.exit_code), _verbose(ctx), named.message, named.hint)
     _report(
         exc,
         ExitCode.PROBLEMS,
@@ -147,7 +159,18 @@ def _register() -> None:
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(config_cmd.app, name="config")
-    for module_name in ("migrate", "seed", "jobs", "health", "search", "partition"):
+    for module_name in (
+        "migrate",
+        "seed",
+        "jobs",
+        "health",
+        "search",
+        "memories",
+        "users",
+        "sessions",
+        "stats",
+        "partition",
+    ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)
 

@@ -24,23 +24,33 @@ SqlOpt = Annotated[
     ),
 ]
 LockTimeoutOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--lock-timeout",
         metavar="SECONDS",
         min=0.001,
-        help="Give up a DDL statement that waits longer than this for a lock held by the application.",
+        help="Give up a DDL statement that waits longer than this for a lock held by the application "
+        "(default 10; also MEMCLI_LOCK_TIMEOUT or [migrate] lock_timeout).",
     ),
 ]
 LockWaitOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         "--lock-wait",
         metavar="SECONDS",
         min=0,
-        help="How long to wait for another running migration before exiting 75.",
+        help="How long to wait for another running migration before exiting 75 (default 300; also "
+        "[migrate] lock_wait).",
     ),
 ]
+
+
+def _locks(state: State, lock_timeout: float | None, lock_wait: float | None) -> dict[str, Any]:
+    config = state.config({"migrate.lock_timeout": lock_timeout, "migrate.lock_wait": lock_wait})
+    return {
+        "lock_timeout_ms": int(config.value("migrate.lock_timeout") * 1000),
+        "lock_wait_seconds": config.value("migrate.lock_wait"),
+    }
 
 
 @app.callback()
@@ -60,18 +70,18 @@ def migrate(
             "Also MEMCLI_EMBEDDING_DIM or [embedding] dimension in memcli.toml.",
         ),
     ] = None,
+    lock_timeout: LockTimeoutOpt = None,
+    lock_wait: LockWaitOpt = None,
     partitioned: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--partitioned/--plain",
-            help="Layout of the growing tables (conversation_memory and the two logs), chosen at the first "
-            "migration: partitioned by month so expired rows leave by dropping partitions. Also "
-            "MEMCLI_PARTITIONED or [schema] partitioned in memcli.toml. Convert later: memcli partition "
-            "convert.",
+            "--partitioned",
+            envvar="MEMCLI_PARTITIONED",
+            help="Partition the growing tables (conversation_memory and the two logs) by month, so expired "
+            "rows leave by dropping partitions; chosen at the first migration (later: memcli partition "
+            "convert). Also MEMCLI_PARTITIONED=1.",
         ),
-    ] = None,
-    lock_timeout: LockTimeoutOpt = 10.0,
-    lock_wait: LockWaitOpt = 300.0,
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Migrate the database to memcli's memory schema (Alembic). Without a subcommand: upgrade to head.
@@ -90,15 +100,17 @@ def migrate(
     from memcli import migrations
 
     state = get_state(ctx, json_)
+    dimension = state.config({"embedding.dimension": embedding_dim}).values["embedding.dimension"]
     dsn = None if sql else state.resolve_dsn()
     result = migrations.upgrade(
         dsn,
         revision,
         sql=sql,
-        embedding_dim=embedding_dim,
+        # the default only applies to a first migration; a configured dimension must match the database's
+        embedding_dim=None if dimension.source == "default" else dimension.value,
+        dimension_source=dimension.source,
         partitioned=partitioned,
-        lock_timeout_ms=int(lock_timeout * 1000),
-        lock_wait_seconds=lock_wait,
+        **_locks(state, lock_timeout, lock_wait),
     )
     if sql:
         _print_sql(state, result)
@@ -175,8 +187,8 @@ def down(
         bool, typer.Option("--dry-run", help="Show what would be reverted and dropped; change nothing.")
     ] = False,
     sql: SqlOpt = False,
-    lock_timeout: LockTimeoutOpt = 10.0,
-    lock_wait: LockWaitOpt = 300.0,
+    lock_timeout: LockTimeoutOpt = None,
+    lock_wait: LockWaitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Downgrade to REV. Drops the tables (and rows) of the reverted revisions; asks first unless --yes.
@@ -207,9 +219,7 @@ def down(
     if not yes:
         _echo_plan(plan, err=True)
         typer.confirm("Downgrade and drop these?", abort=True, err=True)
-    result = migrations.downgrade(
-        dsn, revision, lock_timeout_ms=int(lock_timeout * 1000), lock_wait_seconds=lock_wait
-    )
+    result = migrations.downgrade(dsn, revision, **_locks(state, lock_timeout, lock_wait))
     if state.json:
         print_json({"dry_run": False, **_plain(result), "drops": plan.drops})
     elif not state.quiet:

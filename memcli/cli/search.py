@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,10 +18,10 @@ from memcli.cli.state import State, get_state
 
 if TYPE_CHECKING:
     from memcli.embeddings import Embedder
-    from memcli.search import SearchResult, SectionSearchResult
 
 EMBEDDER_HELP = (
-    "Embedding provider: local (sentence-transformers, default), openai (any OpenAI-compatible endpoint) or "
+    "Embedding provider: local (all-MiniLM-L6-v2 on this machine, default), openai (any OpenAI-compatible "
+    "endpoint) or "
     "hashing (lexical, for tests); optionally provider:model. Default: MEMCLI_EMBEDDER, else [embedding] "
     "provider in memcli.toml, else local."
 )
@@ -29,13 +29,18 @@ SEARCH_EXIT_CODES = (
     "Exit codes: 0 done (also when nothing matched); 2 bad option; 3 cannot connect (or reach the embedding "
     "endpoint); 4 not migrated, or the embedder differs from the model that wrote the stored vectors."
 )
-TEXT_WIDTH = 80  # characters of a memory shown in the terminal table (--json has the full text)
 
 
 class ContentType(StrEnum):
     conversation = "conversation"
     business_info = "business_info"
     user_preference = "user_preference"
+
+
+class MemoryTier(StrEnum):
+    short_term = "short_term"
+    long_term = "long_term"
+    archived = "archived"
 
 
 class SectionType(StrEnum):
@@ -57,17 +62,6 @@ def _embedder(state: State, provider: str | None) -> Embedder:
     from memcli.embeddings import get_embedder
 
     return get_embedder(state.config(), provider)
-
-
-def _one_line(text: str, width: int | None) -> str:
-    flat = " ".join(text.split())
-    if width is not None and len(flat) > width:
-        return flat[: width - 1] + "…"
-    return flat
-
-
-def _when(value: Any) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else "-"
 
 
 # ------------------------------------------------------------------------------------------------- search
@@ -92,7 +86,8 @@ def search(
             "--min-similarity",
             min=-1.0,
             max=1.0,
-            help="Cosine similarity floor (default: settings search.min_similarity, 0.7).",
+            help="Cosine similarity floor (default: the model's; settings embedding.min_similarity "
+            "overrides it). Results below it are counted, not shown.",
         ),
     ] = None,
     since: Annotated[
@@ -172,56 +167,9 @@ def search(
     if state.json:
         print_json(result)
         return
-    _render_search(state, result, lexical=bool(getattr(chosen, "lexical", False)))
+    from memcli.cli.search_view import render_search
 
-
-def _render_search(state: State, result: SearchResult, *, lexical: bool) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = state.console
-    if not result.hits:
-        if result.empty_database:
-            console.print(
-                "No memories yet. Add one with: memcli remember 'text' --session SESSION "
-                "(or load demo data with: memcli seed --demo)"
-            )
-            return
-        floor = f" with similarity >= {result.min_similarity:.2f}" if result.mode != "hybrid" else ""
-        console.print(f"No memories matched{floor}. Try a lower --min-similarity or fewer filters.")
-        if result.unembedded:
-            console.print("Some memories have no embedding yet and cannot be found: run memcli embed")
-        return
-    width = TEXT_WIDTH if console.is_terminal else None
-    table = Table(box=None, header_style="bold")
-    table.add_column("#", justify="right")
-    table.add_column("similarity", justify="right")
-    if result.mode == "hybrid":
-        table.add_column("fused", justify="right")
-    table.add_column("type")
-    table.add_column("session")
-    table.add_column("created")
-    table.add_column("text", overflow="ellipsis", no_wrap=console.is_terminal)
-    for hit in result.hits:
-        cells = [str(hit.rank), f"{hit.similarity:.3f}"]
-        if result.mode == "hybrid":
-            cells.append(f"{hit.score:.4f}" if hit.score is not None else "-")
-        cells += [
-            hit.content_type or "-",
-            escape(hit.session_id),
-            _when(hit.created_at),
-            escape(_one_line(hit.content_text, width)),
-        ]
-        table.add_row(*cells)
-    console.print(table)
-    if not state.quiet:
-        source = f"like {result.like_id}" if result.like_id else result.embedder
-        note = " (lexical: matches words, not meaning)" if lexical else ""
-        timing = result.timing
-        console.print(
-            f"[dim]{len(result.hits)} result(s) · {result.mode} · {source}{note} · "
-            f"query {timing.get('query_ms', 0):.1f} ms · total {timing.get('total_ms', 0):.1f} ms[/dim]"
-        )
+    render_search(state.console, result, quiet=state.quiet, lexical=bool(getattr(chosen, "lexical", False)))
 
 
 def _search_sections(
@@ -239,35 +187,9 @@ def _search_sections(
     if state.json:
         print_json(result)
         return
-    _render_sections(state, result)
+    from memcli.cli.search_view import render_sections
 
-
-def _render_sections(state: State, result: SectionSearchResult) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = state.console
-    if not result.hits:
-        console.print(f"No active business sections match {result.query!r}.")
-        return
-    width = TEXT_WIDTH if console.is_terminal else None
-    table = Table("#", "business", "type", "section", "content", box=None, header_style="bold")
-    for hit in result.hits:
-        content = (
-            hit.section_content
-            if isinstance(hit.section_content, str)
-            else json.dumps(hit.section_content, ensure_ascii=False)
-        )
-        table.add_row(
-            str(hit.rank),
-            escape(hit.business_name or str(hit.business_id or "-")),
-            hit.section_type,
-            escape(hit.section_name),
-            escape(_one_line(content or "", width)),
-        )
-    console.print(table)
-    if not state.quiet and result.hits and result.hits[0].matched_by == "substring":
-        console.print("[dim]no full-text match; these contain the query as a substring[/dim]")
+    render_sections(state.console, result, quiet=state.quiet)
 
 
 # -------------------------------------------------------------------------------------------------- embed
@@ -332,8 +254,8 @@ def embed(
 
 def remember(
     ctx: typer.Context,
-    text: Annotated[str, typer.Argument(help="The memory, in plain words.")],
-    session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")],
+    text: Annotated[str | None, typer.Argument(help="The memory, in plain words.")] = None,
+    session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")] = "",
     user: Annotated[str | None, typer.Option("--user", metavar="UUID", help="The user it is about.")] = None,
     content_type: Annotated[
         ContentType, typer.Option("--type", help="Content type.")
@@ -341,14 +263,43 @@ def remember(
     metadata: Annotated[
         str | None, typer.Option("--metadata", metavar="JSON", help="A JSON object stored with the memory.")
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Store a conversation memory under this context key (value: --value, else TEXT).",
+        ),
+    ] = None,
+    value: Annotated[
+        str | None, typer.Option("--value", metavar="JSON", help="With --key: the value, as JSON.")
+    ] = None,
+    tier: Annotated[
+        MemoryTier, typer.Option("--tier", help="With --key: the tier (its retention sets the expiry).")
+    ] = MemoryTier.short_term,
+    importance: Annotated[
+        float, typer.Option("--importance", min=0.0, max=1.0, help="With --key: importance, 0-1.")
+    ] = 0.5,
     embedder: EmbedderOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Store TEXT as a semantic memory, with its embedding."""
+    """Store TEXT as a semantic memory, with its embedding; with --key, a conversation memory.
+
+    Examples: memcli remember "prefers window seats" --session S1 --user 3f2b...5f ·
+    memcli remember --session S1 --key food --value '{"cuisine": "italian"}' --tier long_term
+    """
     from memcli.errors import ConfigError
     from memcli.memories import remember as store
 
     state = get_state(ctx, json_)
+    if not session:
+        raise ConfigError("a memory needs a session id", hint="pass --session")
+    if key is not None:
+        _remember_conversation(state, session, user, key, text, value, tier.value, importance)
+        return
+    if text is None:
+        raise ConfigError(
+            "nothing to remember", hint="give TEXT, or --key and --value for a conversation memory"
+        )
     extra = None
     if metadata is not None:
         try:
@@ -379,6 +330,46 @@ def remember(
         state.console.print(str(memory_id))
         return
     state.console.print(f"Remembered {memory_id} (session {session}, {content_type.value}, {chosen.name})")
+
+
+def _remember_conversation(
+    state: State,
+    session: str,
+    user: str | None,
+    key: str,
+    text: str | None,
+    value: str | None,
+    tier: str,
+    importance: float,
+) -> None:
+    from memcli.errors import ConfigError
+    from memcli.people.memories import store_conversation
+    from memcli.people.scope import user_subject
+
+    if value is not None:
+        try:
+            stored_value = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--value is not valid JSON: {exc}", hint="quote strings: --value '\"text\"'"
+            ) from None
+    elif text is not None:
+        stored_value = text
+    else:
+        raise ConfigError("a conversation memory needs a value", hint="pass --value JSON (or TEXT)")
+    user_id = user_subject(user).user_id if user is not None else None
+    with state.connect() as conn:
+        stored = store_conversation(
+            conn, session, key, stored_value, user=user_id, tier=tier, importance=importance
+        )
+    if state.json:
+        print_json(stored)
+        return
+    if state.quiet:
+        state.console.print(str(stored.id))
+        return
+    verb = "Remembered" if stored.created else "Replaced"
+    state.console.print(f"{verb} {stored.id} (session {session}, key {key}, {tier})")
 
 
 def register(app: typer.Typer) -> None:

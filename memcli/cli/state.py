@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,12 +26,13 @@ class State:
     _config: Config | None = field(default=None, repr=False)
     _console: Console | None = field(default=None, repr=False)
 
-    def config(self) -> Config:
+    def config(self, flags: Mapping[str, Any] | None = None) -> Config:
+        """The configuration, resolved once; ``flags`` adds a command's options (None: not given)."""
         if self._config is None:
             from memcli.config import load_config
 
             self._config = load_config(dsn=self.dsn, config_path=self.config_path)
-        return self._config
+        return self._config.with_flags(flags) if flags else self._config
 
     def resolve_dsn(self) -> str:
         from memcli.db import resolve_dsn

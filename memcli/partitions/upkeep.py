@@ -92,7 +92,7 @@ def retention_of(conn: psycopg.Connection, spec: PartitionSpec) -> timedelta | N
     value = get_setting(conn, spec.retention_setting)
     if isinstance(value, str):
         value = value.strip() or None
-    if value is None:
+    if value is None or value == "never":
         return None
     return timedelta(days=float(value))
 

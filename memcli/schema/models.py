@@ -465,6 +465,84 @@ class SystemMaintenanceLog(Base):
     details: Mapped[Any | None] = mapped_column(JSONB)
 
 
+AUDIT_TARGETS = ("user", "session", "memory")
+ERASURE_SUBJECTS = ("user", "session")
+ERASURE_STATUSES = ("running", "completed", "failed")
+
+
+class AuditLog(Base):
+    """One row per memcli operation on a user's data: what, who, when, how many rows; never the content."""
+
+    __tablename__ = "memcli_audit_log"
+    __table_args__ = (
+        CheckConstraint(_in("target", AUDIT_TARGETS), name="ck_memcli_audit_log_target"),
+        Index("idx_memcli_audit_log_user", "user_id"),
+        Index("idx_memcli_audit_log_occurred", "occurred_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    occurred_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    operation: Mapped[str] = mapped_column(Text, nullable=False)
+    target: Mapped[str] = mapped_column(Text, nullable=False)
+    db_role: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("SESSION_USER"))
+    os_user: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    subject_digest: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[Any] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
+
+class ErasureReceipt(Base):
+    """Proof that a user's or session's data was erased: counts per table, the subject only as a digest."""
+
+    __tablename__ = "memcli_erasure_receipts"
+    __table_args__ = (
+        CheckConstraint(
+            _in("subject_kind", ERASURE_SUBJECTS), name="ck_memcli_erasure_receipts_subject_kind"
+        ),
+        CheckConstraint(_in("status", ERASURE_STATUSES), name="ck_memcli_erasure_receipts_status"),
+        Index("idx_memcli_erasure_receipts_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    subject_kind: Mapped[str] = mapped_column(Text, nullable=False)
+    subject_digest: Mapped[str] = mapped_column(Text, nullable=False)
+    salt: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("'running'::text"))
+    started_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    db_role: Mapped[str] = mapped_column(Text, nullable=False, server_default=text("SESSION_USER"))
+    os_user: Mapped[str | None] = mapped_column(Text)
+    erased: Mapped[Any] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    proof: Mapped[Any | None] = mapped_column(JSONB)
+
+
+class ErasureScope(Base):
+    """The sessions an erasure in progress covers (removed when it completes)."""
+
+    __tablename__ = "memcli_erasure_scope"
+
+    receipt_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("memcli_erasure_receipts.id", ondelete="CASCADE"), primary_key=True
+    )
+    session_id: Mapped[str] = mapped_column(Text, primary_key=True)
+
+
+SESSION_CLOSE_REASONS = ("manual", "timeout")
+
+
+class SessionClosure(Base):
+    """A session closed by an operator or after its timeout."""
+
+    __tablename__ = "memcli_session_closures"
+    __table_args__ = (
+        CheckConstraint(_in("reason", SESSION_CLOSE_REASONS), name="ck_memcli_session_closures_reason"),
+    )
+
+    session_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    closed_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class CreatedObject(Base):
     """What memcli created (rather than adopted): a downgrade drops only these."""
 

@@ -32,10 +32,18 @@ MAINTENANCE_LOG = "system_maintenance_log"
 CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than adopted
 ALEMBIC_VERSION = "alembic_version"
 
+# People's data (revision 0005): the audit trail, erasure receipts (and the scope of one in progress),
+# sessions closed by memcli.
+AUDIT_LOG = "memcli_audit_log"
+ERASURE_RECEIPTS = "memcli_erasure_receipts"
+ERASURE_SCOPE = "memcli_erasure_scope"
+SESSION_CLOSURES = "memcli_session_closures"
+PEOPLE_TABLES: tuple[str, ...] = (AUDIT_LOG, ERASURE_RECEIPTS, ERASURE_SCOPE, SESSION_CLOSURES)
+
 # Tables memcli's jobs cannot run without: the memory tables, the settings and the maintenance log.
 REQUIRED_TABLES: tuple[str, ...] = (*MEMORY_TABLES, SETTINGS_TABLE, MAINTENANCE_LOG)
 # Every table that is always memcli's, whatever the database held before.
-MEMCLI_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, CREATED_OBJECTS, ALEMBIC_VERSION)
+MEMCLI_TABLES: tuple[str, ...] = (*REQUIRED_TABLES, *PEOPLE_TABLES, CREATED_OBJECTS, ALEMBIC_VERSION)
 
 # The application's 13 core business tables (revision 0001 creates the missing ones, adopts the rest).
 BUSINESSES = "businesses"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +61,6 @@ class DemoResult:
     dry_run: bool = False
     settings_added: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def _vector_text(values: Sequence[float]) -> str:
-    return "[" + ",".join(repr(x) for x in values) + "]"
 
 
 def non_demo_holders(conn: psycopg.Connection, business_columns: dict[str, str] | None) -> list[str]:
@@ -201,9 +197,11 @@ def seed_demo(
         raise ConfigError("an embedder is needed to load demo semantic memories")
 
     from memcli.embeddings import ensure_compatible
+    from memcli.semantic import use_vectors
 
     result.embedding_model = embedder.name
     try:
+        use_vectors(conn)  # numpy rows go into COPY as vector values
         ensure_compatible(conn, embedder)
         started = time.perf_counter()
         vectors = _embed(embedder, [row[4] for row in data.semantic], progress)
@@ -314,11 +312,10 @@ def _app_plan(
     return names, [tuple(row[name] for name in names) for row in rows]
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: Progress | None, batch: int = 128) -> list[str]:
-    vectors: list[str] = []
+def _embed(embedder: Embedder, texts: list[str], progress: Progress | None, batch: int = 128) -> list[Any]:
+    vectors: list[Any] = []
     for start in range(0, len(texts), batch):
-        chunk = embedder.embed(texts[start : start + batch])
-        vectors.extend(_vector_text(row) for row in chunk.tolist())
+        vectors.extend(embedder.embed(texts[start : start + batch]))
         if progress is not None:
             progress("embedding", len(vectors), len(texts))
     return vectors

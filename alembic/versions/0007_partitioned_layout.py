@@ -15,8 +15,8 @@
 
 Downgrade turns partitioned tables back into plain ones (their rows copied) and drops the functions.
 
-Revision ID: 0005_partitioned_layout
-Revises: 0004_consolidate_per_user
+Revision ID: 0007_partitioned_layout
+Revises: 0006_semantic_memory_hot_access
 Create Date: 2026-11-30 00:00:05
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
-revision: str = "0005_partitioned_layout"
-down_revision: str | Sequence[str] | None = "0004_consolidate_per_user"
+revision: str = "0007_partitioned_layout"
+down_revision: str | Sequence[str] | None = "0006_semantic_memory_hot_access"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
