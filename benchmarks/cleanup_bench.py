@@ -165,7 +165,7 @@ def _count(dsn: str, where: str = "true") -> int:
 
 def run_batched(dsn: str, rows: int, sessions: int, batch_size: int | None) -> dict[str, Any]:
     from memcli.db import connect
-    from memcli.jobs.cleanup import cleanup_expired
+    from memcli.jobs.cleanup import CleanupOptions, cleanup_expired
 
     batch_ms: list[float] = []
     last = [0.0]
@@ -181,7 +181,7 @@ def run_batched(dsn: str, rows: int, sessions: int, batch_size: int | None) -> d
     try:
         with AppLoad(dsn, rows, sessions) as load:
             started = time.perf_counter()
-            result = cleanup_expired(conn, batch_size=batch_size, progress=progress)
+            result = cleanup_expired(conn, CleanupOptions(batch_size=batch_size), progress=progress)
             elapsed = time.perf_counter() - started
     finally:
         conn.close()

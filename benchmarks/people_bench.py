@@ -121,7 +121,7 @@ def bench_export(dsn: str) -> dict[str, Any]:
 
     from memcli.db import connect
     from memcli.people.export import export
-    from memcli.people.scope import DATA_TABLES, filter_params, row_filter, subject_sessions, user_subject
+    from memcli.people.scope import DATA_TABLES, filter_params, row_filters, subject_sessions, user_subject
 
     subject = user_subject(USER)
     with connect(dsn) as conn:
@@ -135,10 +135,7 @@ def bench_export(dsn: str) -> dict[str, Any]:
         params = filter_params(subject, sessions)
         copied, copy_bytes = 0, 0
         started = time.perf_counter()
-        for table in DATA_TABLES:
-            where = row_filter(table, subject)
-            if where is None:
-                continue
+        for table, where in ((t, w) for t in DATA_TABLES for w in row_filters(t, subject)):
             query = sql.SQL("COPY (SELECT * FROM {} WHERE {}) TO STDOUT").format(
                 sql.Identifier(table.name), sql.SQL(where)
             )

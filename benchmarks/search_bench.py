@@ -177,19 +177,35 @@ class Measured:
     stdout: str
 
 
+# A forked child's peak RSS (ru_maxrss) starts from its parent's: measured straight from this process, whose
+# 100k vectors take hundreds of MB, every command would look that big. A bare interpreter in between
+# (a few MB) forks and execs the command and reports the command's own peak.
+_PEAK_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write(f"\\nPEAK_KIB {usage.ru_maxrss}\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measure(argv: list[str], env: dict[str, str]) -> Measured:
-    """Run ``argv`` to the end: its wall time and its own peak resident memory (wait4's rusage)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = (time.perf_counter() - started) * 1000
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            raise SystemExit(f"{argv[3:6]} failed ({proc.returncode}): {err.read().decode().strip()}")
-        return Measured(wall, usage.ru_maxrss / 1024, out.read().decode())
+    """Run ``argv`` to the end: its wall time and its own peak resident memory."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", _PEAK_WRAPPER, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = (time.perf_counter() - started) * 1000
+    err, _, peak = done.stderr.rpartition("PEAK_KIB ")
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[3:6]} failed ({done.returncode}): {err.strip()}")
+    return Measured(wall, int(peak.strip() or 0) / 1024, done.stdout)
 
 
 def paired(

@@ -11,7 +11,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    PROBLEMS = 1  # health FAIL (or WARN with --strict), a job partly failed
+    PROBLEMS = 1  # health FAIL (or WARN with --strict, or a check that could not run), a job partly failed
     USAGE = 2  # bad usage or configuration
     CONNECT = 3  # cannot connect or authenticate
     NOT_READY = 4  # database not ready: pgvector missing, schema not migrated, embedding mismatch
@@ -19,12 +19,17 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # stopped by SIGINT or SIGTERM (128 + SIGINT, the shell's convention for Ctrl-C)
 
 
-EXIT_CODE_HELP = (
-    "Exit codes: 0 ok; 1 problems found (health FAIL, or WARN with --strict; a job step failed); "
-    "2 usage or config error; 3 cannot connect or authenticate; 4 database not ready (pgvector missing, "
-    "not migrated, embedding mismatch); 75 another run holds the lock (retry later); 130 interrupted by "
-    "SIGINT or SIGTERM (committed work stays; the run stops where the signal found it)."
-)
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.PROBLEMS: "problems found (health FAIL, WARN with --strict, or a check that could not run; "
+    "a job step failed)",
+    ExitCode.USAGE: "usage or config error",
+    ExitCode.CONNECT: "cannot connect or authenticate",
+    ExitCode.NOT_READY: "database not ready (pgvector missing, not migrated, embedding mismatch)",
+    ExitCode.LOCKED: "another run holds the lock (retry later)",
+    ExitCode.INTERRUPTED: "interrupted by SIGINT or SIGTERM (committed work stays; the run stops where the "
+    "signal found it)",
+}
 
 
 class MemcliError(Exception):

@@ -218,7 +218,7 @@ def _database_state(conn: Connection) -> tuple[str | None, int | None]:
     return revision, dimension
 
 
-PARTITIONED_LAYOUT_REVISION = "0007_partitioned_layout"
+PARTITIONED_LAYOUT_REVISION = "0009_partitioned_layout"
 
 
 def _require_partitioned(conn: Connection) -> None:
@@ -511,10 +511,16 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
-    "0007_partitioned_layout": [
+    "0009_partitioned_layout": [
         "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
         "memcli_memory_expiry(...) and memcli_conversation_memory_unique()",
         "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
+    "0008_vector_index_parameters": [
+        "nothing: a small table's vector index is rebuilt with pgvector's default parameters",
+    ],
+    "0007_imports": [
+        "tables memory_imports, memory_import_keys (the import records; imported memories stay)"
     ],
     "0006_semantic_memory_hot_access": ["semantic_memory's fillfactor 75 (back to Postgres' default, 100)"],
     "0005_audit_erasure": [

@@ -3,8 +3,9 @@
 A search embeds the query with the same model that wrote the stored vectors (checked first: a different
 model or dimension is refused with exit 4), then asks the HNSW index for the nearest rows:
 
-- ``hnsw.ef_search`` is raised to at least 200, and with ``top_k`` (the candidate list must be well
-  beyond the answer for the approximate top-k to match the exact one);
+- ``hnsw.ef_search`` comes from :func:`memcli.vector_index.ef_search_for`: the tuned base
+  (``search.ef_search``, set by ``memcli tune``), widened with ``top_k`` (the candidate list must be well
+  beyond the answer for the approximate top-k to match the exact one) and for filtered searches;
 - with pgvector >= 0.8 the scan is iterative (``hnsw.iterative_scan = relaxed_order``): when filters
   (session, user, type, dates) discard candidates, the index keeps scanning, up to ``hnsw.max_scan_tuples``,
   until ``top_k`` rows pass, instead of returning fewer rows than asked. ``relaxed_order`` may return rows
@@ -309,13 +310,15 @@ def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transact
     never anything else, and never leaves them half-written. A caller's own transaction keeps its
     durability: the setting is only changed when the search owns the transaction.
     """
-    if owns_transaction:
-        conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
-    conn.execute(
-        "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
-        " WHERE id = ANY(%s)",
-        (ids,),
-    )
+    # Both statements in one round trip (pipeline mode): under load every round trip costs a scheduling delay.
+    with conn.pipeline():
+        if owns_transaction:
+            conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
+        conn.execute(
+            "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
+            " WHERE id = ANY(%s)",
+            (ids,),
+        )
 
 
 def search(
@@ -339,7 +342,8 @@ def search(
     """The ``top_k`` memories nearest to ``query`` (or to memory ``like_id``) that pass the filters.
 
     Runs in one transaction (a savepoint if the caller has one open) and commits it when it owns it.
-    ``ef_search`` overrides the HNSW candidate list length (default: :func:`default_ef_search`).
+    ``ef_search`` overrides the HNSW candidate list length (default: the tuned ``search.ef_search``
+    through :func:`memcli.vector_index.ef_search_for`).
     """
     from memcli.embeddings import ensure_compatible
     from memcli.embeddings.floors import resolve_floor
@@ -370,6 +374,9 @@ def search(
     owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
     with conn.transaction():
         require_migrated(conn)
+        # Hold the table (ACCESS SHARE) before reading which model and dimension it stores: a re-embed's
+        # swap then either committed before this check or waits for this search to end, never in between.
+        conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
         use_vectors(conn)
         floor_source = "argument"
         if min_similarity is None:
@@ -408,8 +415,15 @@ def search(
             timing["embed_ms"] = _ms(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        _tune_index_scan(conn, top_k, ef_search)
         where, params = _filters(session, user_id, content_type, since, until, like)
+        if ef_search is None:
+            from memcli.vector_index import ef_search_for, stored_ef_search
+
+            # The tuned base (memcli tune), widened for top-k and for filters that discard candidates.
+            ef_search = ef_search_for(
+                stored_ef_search(conn), top_k, filtered=bool(set(params) - {"f_exclude"})
+            )
+        _tune_index_scan(conn, top_k, ef_search)
         if hybrid:
             sql_text = _hybrid_query(where, exact)
             args = {

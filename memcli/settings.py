@@ -30,6 +30,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         0.7,
         "generic cosine similarity floor (SQL examples; models memcli does not know)",
     ),
+    "search.recall_target": (0.95, "recall@10 the vector index must reach (memcli tune, health); in (0, 1]"),
+    "search.ef_search": (
+        100,
+        "HNSW candidate list of a top-10 search, before top-k and filters (memcli tune)",
+    ),
+    "index.build_memory_cap_mb": (4096, "most maintenance_work_mem (MB) an HNSW build may use"),
     "consolidation.min_age_days": (5, "short_term memories older than this are consolidated"),
     "archive.max_importance": (0.3, "long_term memories below this importance may be archived"),
     "archive.min_age_days": (30, "long_term memories older than this may be archived"),

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from memcli.jobs.cleanup import cleanup_expired, cleanup_stale_relevance
+from memcli.jobs.cleanup import CleanupOptions, cleanup_expired, cleanup_stale_relevance
 from memcli.jobs.locks import lock_key
 from memcli.schema import names
 
@@ -195,7 +195,7 @@ def test_rows_the_application_holds_are_skipped_not_waited_for(migrated_db: str)
         with app.transaction():
             app.execute("SELECT 1 FROM conversation_memory WHERE id = %s FOR UPDATE", (held,))
             started = time.monotonic()
-            result = cleanup_expired(job, batch_size=4)
+            result = cleanup_expired(job, CleanupOptions(batch_size=4))
             assert time.monotonic() - started < 5
             assert result.deleted["conversation_memory"] == 19
             assert held in memory_ids(migrated_db)

@@ -12,8 +12,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from memcli.jobs.consolidate import archive_memories, consolidate, decay_relevance, forget_memories
+from memcli.jobs.consolidate import ConsolidateOptions, archive_memories, decay_relevance, forget_memories
 from memcli.jobs.locks import lock_key
+from memcli.jobs.maintain import consolidate_steps, run_steps
 from memcli.schema import names
 
 # Every table with an id the jobs could touch: a dry run leaves all of them as they were.
@@ -298,11 +299,13 @@ def test_archive_and_forget_keep_to_the_session(migrated_db: str) -> None:
 
 def test_library_consolidate_runs_all_parts(migrated_db: str) -> None:
     prepare(migrated_db)
-    with connect(migrated_db) as conn:
-        result = consolidate(conn, decay=True, archive=True, forget=True)
-    assert result.merge is not None and result.merge.sessions == 2
-    assert result.decay is not None and result.archive is not None and result.forget is not None
-    assert result.rows == 5
+    options = ConsolidateOptions(decay=True, archive=True, forget=True)
+    report = run_steps(migrated_db, "consolidate", consolidate_steps(options), dry_run=options.dry_run)
+    merge = report.step("consolidate")
+    assert merge is not None and merge.result.sessions == 2
+    assert [s.step for s in report.steps] == ["consolidate", "decay", "archive", "forget"]
+    assert all(s.result is not None for s in report.steps)
+    assert report.rows == 5
 
 
 def test_locked_exits_75(migrated_db: str, cli: Any) -> None:

@@ -270,8 +270,10 @@ def checksum(dsn: str) -> dict[str, str]:
     with psycopg.connect(dsn) as conn:
         sums = {}
         for table in CHECKSUM_TABLES:
+            # The one write of `health --deep`: the recall it measured, for the plain run to report.
             query = psycopg.sql.SQL(
-                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t"
+                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t "
+                "WHERE to_jsonb(t) ->> 'key' IS DISTINCT FROM 'index.last_recall'"
             )
             sums[table] = conn.execute(query.format(psycopg.sql.Identifier(table))).fetchone()[0]
         sums["catalog"] = conn.execute(
@@ -309,6 +311,11 @@ def test_health_does_not_modify_the_database(cli, migrated_db: str) -> None:
     doc = json.loads(result.stdout)
     assert doc["read_only"] is True and doc["status"] == "warn"
     assert checksum(migrated_db) == before
+    with psycopg.connect(migrated_db) as conn:
+        recorded = conn.execute(
+            "SELECT value FROM memory_settings WHERE key = 'index.last_recall'"
+        ).fetchone()
+    assert recorded is not None and recorded[0]["queries"] > 0
 
 
 # --- a role with read access only ---------------------------------------------------------------------------
@@ -345,7 +352,7 @@ def test_read_only_role_gets_skips_not_crashes(cli, readonly_dsn: str, migrated_
     # really read-only: it cannot write
     with psycopg.connect(readonly_dsn) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("INSERT INTO memory_settings (key, value) VALUES ('x', '1')")
-    result = cli("health", "--deep", "--json", dsn=readonly_dsn)
+    result = cli("health", "--deep", "--json", "--allow-skip", dsn=readonly_dsn)
     assert result.exit_code == 0, result.stdout + result.stderr
     doc = json.loads(result.stdout)
     by_name = {c["name"]: c for c in doc["checks"]}
@@ -367,6 +374,29 @@ def test_read_only_role_gets_skips_not_crashes(cli, readonly_dsn: str, migrated_
     ):
         assert by_name[name]["status"] == "ok", by_name[name]
     assert doc["database"]["user"] == parse_conninfo(readonly_dsn)["user"]
+
+
+def test_a_run_that_could_not_look_does_not_look_healthy(cli, readonly_dsn: str) -> None:
+    table = cli("health", dsn=readonly_dsn)
+    assert table.exit_code == 1, table.stdout + table.stderr  # blind spots are not a pass
+    assert "checks could not run: row-level security hides rows from this role (" in table.stdout
+    assert "expired_backlog" in table.stdout.split("could not run:")[1]
+
+    result = cli("health", "--json", dsn=readonly_dsn)
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 1 and doc["complete"] is False
+    skipped = [c["name"] for c in doc["checks"] if c["status"] == "skip"]
+    assert [c["name"] for c in doc["not_checked"]] == skipped and skipped
+    assert all(c["reason"] and c["hint"] for c in doc["not_checked"])
+    assert f"{len(skipped)} of {len(doc['checks'])} checks could not run" in result.stderr
+
+    # a monitoring role that may not read the memories can accept that, and still sees the list
+    allowed = cli("health", "--json", "--allow-skip", dsn=readonly_dsn)
+    assert allowed.exit_code == 0 and json.loads(allowed.stdout)["not_checked"] == doc["not_checked"]
+    metrics = cli("health", "--format", "prometheus", dsn=readonly_dsn)
+    assert metrics.exit_code == 1
+    assert f"memcli_health_checks_not_run {len(skipped)}" in metrics.stdout.splitlines()
 
 
 def test_pg_monitor_member_reads_settings_and_maintenance_runs(

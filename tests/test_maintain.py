@@ -249,11 +249,10 @@ def test_monthly_vacuums_where_it_helps_and_rebuilds_indexes(
     assert actions["conversation_memory"] == "vacuum_analyze"
     assert actions["context_relevance"] == "analyze"
     rebuilt = {i["index"] for i in steps["reindex"]["result"]["rebuilt"]}
-    assert {
-        "idx_conversation_memory_expires",
-        "idx_semantic_memory_vector",
-        "conversation_memory_pkey",
-    } <= rebuilt
+    assert {"idx_conversation_memory_expires", "conversation_memory_pkey"} <= rebuilt
+    # a healthy HNSW index is left alone (it needs no periodic rebuild)
+    assert "idx_semantic_memory_vector" not in rebuilt
+    assert [s["index"] for s in steps["reindex"]["result"]["skipped"]] == ["idx_semantic_memory_vector"]
     assert steps["reindex"]["result"]["leftovers_dropped"] == ["idx_conversation_memory_type_ccnew"]
     with connect(migrated_db) as conn:
         invalid = conn.execute(

@@ -26,9 +26,11 @@ BIN = Path(sys.executable).parent
 SECURITY = "0003_operations_security"
 PER_USER = "0004_consolidate_per_user"
 AUDIT = "0005_audit_erasure"
-HOT_ACCESS = "0006_semantic_memory_hot_access"
-HEAD = "0007_partitioned_layout"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HOT_ACCESS, HEAD]
+HOT = "0006_semantic_memory_hot_access"
+IMPORTS = "0007_imports"
+VECTOR_INDEX = "0008_vector_index_parameters"
+HEAD = "0009_partitioned_layout"
+ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HOT, IMPORTS, VECTOR_INDEX, HEAD]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -149,14 +151,24 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
-        HOT_ACCESS,
+        VECTOR_INDEX,
+        IMPORTS,
+        HOT,
         AUDIT,
         PER_USER,
         SECURITY,
     ]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, AUDIT, HOT_ACCESS, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [
+        SECURITY,
+        PER_USER,
+        AUDIT,
+        HOT,
+        IMPORTS,
+        VECTOR_INDEX,
+        HEAD,
+    ]
     assert rows(migrated_db, kept) == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
@@ -301,7 +313,16 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         app.rollback()
         app.close()
     assert current(app_db) == "0001_core_tables"
-    assert migrations.upgrade(app_db).applied == ALL[1:]
+    assert migrations.upgrade(app_db).applied == [
+        "0002_memory_system",
+        SECURITY,
+        PER_USER,
+        AUDIT,
+        HOT,
+        IMPORTS,
+        VECTOR_INDEX,
+        HEAD,
+    ]
 
 
 # --- pgvector -----------------------------------------------------------------------------------------
@@ -611,7 +632,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         return row[0] or []
 
     assert reloptions() == ["fillfactor=75"]
-    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, HOT_ACCESS]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_INDEX, IMPORTS, HOT]
     assert reloptions() == []
-    assert migrations.upgrade(migrated_db).applied == [HOT_ACCESS, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, HEAD]
     assert reloptions() == ["fillfactor=75"]

@@ -21,7 +21,7 @@ from psycopg import errors
 
 from memcli import migrations
 from memcli.db import connect
-from memcli.jobs.cleanup import cleanup_expired
+from memcli.jobs.cleanup import CleanupOptions, cleanup_expired
 from memcli.jobs.locks import lock_key
 from memcli.partitions import convert as convert_mod
 from memcli.partitions import upkeep
@@ -164,7 +164,7 @@ def test_cleanup_drops_whole_partitions_and_deletes_only_the_rest(partitioned_db
         live = add_memory(conn, now + timedelta(days=30))
         never = add_memory(conn, None, tier="semantic")
 
-        dry = cleanup_expired(conn, dry_run=True)
+        dry = cleanup_expired(conn, CleanupOptions(dry_run=True))
         assert sorted(dry.would_drop_partitions or []) == sorted([old, older])
         assert dry.would_delete["conversation_memory"] == 9
 
@@ -449,10 +449,11 @@ def test_drop_only_cleanup_deletes_no_row_of_a_live_partition(partitioned_db: st
         waiting = add_memory(conn, now - timedelta(seconds=5))  # expired, in a month still running
         stray = add_memory(conn, datetime(1999, 1, 1, tzinfo=UTC))  # expired, in the default partition
         set_setting(conn, "cleanup.partition_drop_only", True)
-        dry = cleanup_expired(conn, dry_run=True)
+        dry = cleanup_expired(conn, CleanupOptions(dry_run=True))
         assert dry.would_delete["conversation_memory"] == 4 and dry.would_drop_partitions == [old]
         result = cleanup_expired(conn)
         assert result.partitions_dropped == [old] and result.deleted["conversation_memory"] == 4
         left = {str(r[0]) for r in conn.execute("SELECT id FROM conversation_memory")}
         assert waiting in left and stray not in left
-        assert cleanup_expired(conn, drop_only=False).deleted["conversation_memory"] == 1  # the waiting one
+        waiting_only = cleanup_expired(conn, CleanupOptions(drop_only=False))
+        assert waiting_only.deleted["conversation_memory"] == 1  # the waiting one

@@ -16,15 +16,22 @@ import typer
 from typer.core import TyperGroup
 
 from memcli import __version__
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import err
 from memcli.cli.state import State
-from memcli.errors import EXIT_CODE_HELP, ExitCode, MemcliError, first_line
+from memcli.errors import EXIT_CODE_MEANINGS, ExitCode, MemcliError, first_line
 
-EPILOG = (
-    "Examples: memcli db start · memcli migrate · memcli seed --demo · memcli health · "
-    "memcli search 'vegetarian options' · memcli maintain daily. "
-    "Database: --dsn, then MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else the embedded server. "
-    + EXIT_CODE_HELP
+EPILOG = epilog(
+    "Database: --dsn, then MEMCLI_DATABASE_URL, DATABASE_URL, memcli.toml, else the embedded server.",
+    exit_codes(EXIT_CODE_MEANINGS),
+    examples=(
+        "memcli migrate",
+        "memcli seed --demo --yes",
+        "memcli health",
+        "memcli search 'vegetarian options'",
+        "memcli maintain daily",
+        "memcli --dsn postgresql://app@db.internal/app db ping",
+    ),
 )
 
 
@@ -38,7 +45,11 @@ COMMAND_ORDER = (
     "users",
     "sessions",
     "stats",
+    "import",
+    "reembed",
     "health",
+    "tune",
+    "index",
     "cleanup",
     "consolidate",
     "maintain",
@@ -169,6 +180,9 @@ def _register() -> None:
         "users",
         "sessions",
         "stats",
+        "vectors",
+        "imports",
+        "reembed",
         "partition",
     ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])

@@ -6,13 +6,26 @@ from typing import Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
 
-app = typer.Typer(help="Inspect memcli's configuration.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect memcli's configuration.",
+    no_args_is_help=True,
+    epilog=epilog(examples=("memcli config show", "memcli --config prod.toml config show --json")),
+)
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        examples=(
+            "memcli config show",
+            "MEMCLI_EMBEDDING_DIM=768 memcli config show --json",
+            "memcli --config prod.toml config show --no-database",
+        )
+    )
+)
 def show(
     ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -29,9 +42,6 @@ def show(
     search's own settings (retention, thresholds, the stored embedding model) come from the database's
     memory_settings table, read when the database is reachable (an embedded server is not started for
     it). Passwords are masked.
-
-    Examples: memcli config show · MEMCLI_EMBEDDING_DIM=768 memcli config show --json ·
-    memcli --config prod.toml config show --no-database
     """
     from memcli.config import describe
 

@@ -6,34 +6,46 @@ from typing import Annotated
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
+from memcli.errors import ExitCode
 
 app = typer.Typer(
     help="The embedded Postgres (start, stop, status, url) and a connection check for any database (ping).",
     no_args_is_help=True,
+    epilog=epilog(
+        examples=(
+            "memcli db start",
+            'psql "$(memcli db url)"',
+            "memcli --dsn postgresql://app@db.internal/app db ping",
+            "memcli db stop",
+        )
+    ),
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        exit_codes({ExitCode.OK: "running", ExitCode.CONNECT: "the server could not start"}),
+        examples=("memcli db start && memcli db status", "MEMCLI_HOME=/srv/memcli memcli db start --json"),
+    )
+)
 def start(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Start the embedded server (created on first use). Idempotent.
-
-    Example: memcli db start && memcli db status
-    """
+    """Start the embedded server (created on first use). Idempotent."""
     from memcli import embedded
 
     state = get_state(ctx, json_)
     status = embedded.start(state.config().home.value)
     if state.json:
-        print_json({"running": True, "pid": status.pid, "pgdata": status.pgdata, "dsn": status.dsn})
+        print_json(status)
     elif not state.quiet:
         typer.echo(f"embedded Postgres running (pid {status.pid}, data {status.pgdata})")
 
 
-@app.command()
+@app.command(epilog=epilog(examples=("memcli db stop", "MEMCLI_HOME=/srv/memcli memcli db stop --json")))
 def stop(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """Stop the embedded server. Its data stays in the data folder."""
     from memcli import embedded
@@ -46,32 +58,32 @@ def stop(ctx: typer.Context, json_: JsonOpt = False) -> None:
         typer.echo("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        exit_codes({ExitCode.OK: "running", ExitCode.CONNECT: "stopped"}),
+        examples=("memcli db status", "memcli db status --json", "memcli db status || memcli db start"),
+    )
+)
 def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Show whether the embedded server runs, its pid, data folder and URL. Exit 3 if it is stopped."""
+    """Show whether the embedded server runs, its pid, data folder and URL."""
     from memcli import embedded
 
     state = get_state(ctx, json_)
     current = embedded.status(state.config().home.value)
     if state.json:
-        print_json(
-            {"running": current.running, "pid": current.pid, "pgdata": current.pgdata, "dsn": current.dsn}
-        )
+        print_json(current)
     else:
         if current.running:
             typer.echo(f"running   pid {current.pid}\ndata      {current.pgdata}\nurl       {current.dsn}")
         else:
             typer.echo(f"stopped   data {current.pgdata}\nstart it with: memcli db start")
     if not current.running:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.CONNECT)
 
 
-@app.command()
+@app.command(epilog=epilog(examples=('psql "$(memcli db url)"', "export DATABASE_URL=$(memcli db url)")))
 def url(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Print the embedded server's DSN, for psql and the application (starts it if needed).
-
-    Example: psql "$(memcli db url)"
-    """
+    """Print the embedded server's DSN, for psql and the application (starts it if needed)."""
     from memcli import embedded
 
     state = get_state(ctx, json_)
@@ -82,12 +94,18 @@ def url(ctx: typer.Context, json_: JsonOpt = False) -> None:
         typer.echo(dsn)
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        exit_codes({ExitCode.OK: "connected", ExitCode.USAGE: "bad DSN", ExitCode.CONNECT: "cannot connect"}),
+        examples=(
+            "memcli db ping",
+            "memcli --dsn postgresql://app@db.internal/app db ping",
+            "MEMCLI_DATABASE_URL=postgresql://app@db.internal/app memcli db ping --json",
+        ),
+    )
+)
 def ping(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Connect to the resolved database and report latency, server and pgvector versions.
-
-    Exit 3 when it cannot connect. Example: memcli --dsn postgresql://app@db.internal/app db ping
-    """
+    """Connect to the resolved database and report latency, server and pgvector versions."""
     from memcli.db import ping as ping_db
     from memcli.dsn import describe_target
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 from enum import StrEnum
@@ -11,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json, to_jsonable
-from memcli.cli.state import get_state
+from memcli.cli.state import State, get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.health import CheckResult, HealthReport
@@ -36,6 +37,14 @@ def health(
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 on warnings too, not only failures.")
+    ] = False,
+    allow_skip: Annotated[
+        bool,
+        typer.Option(
+            "--allow-skip",
+            help="Exit 0 even when some checks could not run (a monitoring role that may not read the "
+            "memories); they are still listed.",
+        ),
     ] = False,
     deep: Annotated[
         bool, typer.Option("--deep", help="Also run expensive checks (vector index recall probe).")
@@ -65,16 +74,15 @@ def health(
     ] = None,
 ) -> None:
     """Check that the memory database is healthy: server, schema, memory hygiene, maintenance runs,
-    Postgres internals and the vector index. Read-only.
+    Postgres internals and the vector index. Read-only, except that --deep records the recall it measured
+    (memory_settings index.last_recall), which a plain run then reports against search.recall_target.
 
     Each check reports OK / WARN / FAIL (or SKIP when it cannot run, e.g. for lack of privileges), the value
     it measured, its threshold and what to do. Thresholds: [health.thresholds] in memcli.toml.
 
-    Exit codes: 0 all OK; 1 any FAIL, or any WARN with --strict; 2 bad option or threshold; 3 cannot
-    connect; 4 the memory schema is not migrated.
+    A check that could not run (missing privileges, rows hidden by row-level security) is a blind spot, not
+    a pass: the run says which and why, and exits 1 unless --allow-skip.
 
-    Examples: memcli health · memcli health --check schema --check maintenance_daily · memcli health --json ·
-    memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom
     """
     from memcli.errors import ConnectError, NotReadyError
     from memcli.health import load_thresholds, resolve_names, run_checks
@@ -89,7 +97,13 @@ def health(
     try:
         conn = state.connect()
         try:
-            report = run_checks(conn, names, thresholds, deep)
+            report = run_checks(conn, names, thresholds, deep, embedder=_deep_embedder(state, names))
+            if deep:
+                from memcli.vector_recall import store_from_report
+
+                # The checks run read-only; the recall they measured is recorded afterwards so a plain
+                # `memcli health` reports it against the target.
+                store_from_report(conn, report)
         finally:
             conn.close()
     except (ConnectError, NotReadyError) as exc:
@@ -98,7 +112,7 @@ def health(
 
             _emit(format_prometheus_down(int(exc.exit_code)), output)
         raise
-    code = report.exit_code(strict)
+    code = report.exit_code(strict, allow_skip)
     if fmt is OutputFormat.prometheus:
         from memcli.health.prometheus import format_prometheus
 
@@ -115,6 +129,10 @@ def health(
         _emit(render_text(report, code, strict, quiet=state.quiet), output)
     else:
         state.console.print(render_table(report, code, strict, quiet=state.quiet))
+    if report.not_checked and fmt is not OutputFormat.table:
+        from memcli.cli.render import err
+
+        err(f"Warning: {report.not_checked_summary()}")
     raise typer.Exit(code)
 
 
@@ -138,13 +156,16 @@ def _print_catalogue(state: Any, thresholds: Any) -> None:
     if state.json:
         print_json({"checks": checks, "thresholds": limits})
         return
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
-    table = Table("Check", "Group", "What it checks", header_style="bold")
+    table = FitTable(Col("Check"), Col("Group", drop=1), Col("What it checks", text=True))
     for c in checks:
-        table.add_row(c["name"], c["group"], c["title"] + (" (--deep)" if c["deep_only"] else ""))
+        deep = " (--deep)" if c["deep_only"] and "--deep" not in c["title"] else ""
+        table.add_row(c["name"], c["group"], c["title"] + deep)
     state.console.print(table)
-    table = Table("[health.thresholds] key", "Value", "Meaning", "Source", header_style="bold")
+    table = FitTable(
+        Col("[health.thresholds] key"), Col("Value"), Col("Meaning", text=True), Col("Source", drop=1)
+    )
     for t in limits:
         value = f"{t['value']:g}" + ("" if t["value"] == t["default"] else f" (default {t['default']:g})")
         table.add_row(t["key"], value, t["description"], t["source"])
@@ -152,32 +173,18 @@ def _print_catalogue(state: Any, thresholds: Any) -> None:
 
 
 def report_document(report: HealthReport, code: int, strict: bool) -> dict[str, Any]:
+    """The --json document: the report's fields, how it was judged (exit code, strict), counts, checks."""
+    document = to_jsonable(report)
+    checks = document.pop("results")
     return {
-        "status": report.status.value,
-        "exit_code": code,
+        "status": document.pop("status"),
+        "exit_code": int(code),
         "strict": strict,
-        "deep": report.deep,
-        "read_only": report.read_only,
-        "checked_at": report.checked_at,
-        "elapsed_ms": report.elapsed_ms,
-        "database": report.database,
+        **document,
         "counts": report.counts(),
-        "checks": [
-            {
-                "name": r.name,
-                "group": r.group,
-                "status": r.status.value,
-                "value": r.value,
-                "unit": r.unit,
-                "estimate": r.estimate,
-                "threshold": r.threshold,
-                "message": r.message,
-                "hint": r.hint,
-                "elapsed_ms": r.elapsed_ms,
-                "details": r.details,
-            }
-            for r in report.results
-        ],
+        "complete": not report.not_checked,
+        "not_checked": [{"name": r.name, "reason": r.message, "hint": r.hint} for r in report.not_checked],
+        "checks": checks,
     }
 
 
@@ -215,16 +222,20 @@ def _summary(report: HealthReport, code: int, strict: bool) -> str:
 
 
 def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> Any:
+    """The checks as a table that fits the console: at 80 columns the check, its status and the wrapped
+    finding stay; the value and threshold then move into the finding."""
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_header=True, header_style="bold", show_lines=False, expand=False)
-    table.add_column("Check", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Value", justify="right", no_wrap=True)
-    table.add_column("Threshold")
-    table.add_column("Finding / what to do")
+    from memcli.cli.render import Col, FitTable
+
+    table = FitTable(
+        Col("Check"),
+        Col("Status"),
+        Col("Value", justify="right", drop=1, max_width=16),
+        Col("Threshold", drop=2, max_width=24),
+        Col("Finding / what to do", text=True),
+    )
     group = None
     for result in report.results:
         if quiet and result.status.value == "ok":
@@ -241,17 +252,18 @@ def render_table(report: HealthReport, code: int, strict: bool, quiet: bool = Fa
             format_value(result),
             result.threshold or "",
             finding,
+            fold=result.status.value != "ok",  # at 80 columns a passed check's threshold is noise
         )
     summary = Text(_summary(report, code, strict), style=STYLES[report.status.value])
+    if report.not_checked:
+        summary.append("\n" + report.not_checked_summary(), style="bold yellow")
     return Group(table, summary) if table.row_count else summary
 
 
 def render_text(report: HealthReport, code: int, strict: bool, quiet: bool = False) -> str:
-    from rich.console import Console
+    from memcli.cli.render import PIPE_WIDTH, render_plain
 
-    console = Console(record=True, width=200, color_system=None, file=io.StringIO())
-    console.print(render_table(report, code, strict, quiet))
-    return console.export_text()
+    return render_plain(render_table(report, code, strict, quiet), PIPE_WIDTH)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -284,6 +296,36 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+HEALTH_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "all OK",
+            ExitCode.PROBLEMS: "any FAIL, any WARN with --strict, or a check that could not run "
+            "(without --allow-skip)",
+            ExitCode.USAGE: "bad option or threshold",
+            ExitCode.CONNECT: "cannot connect",
+            ExitCode.NOT_READY: "the memory schema is not migrated",
+        }
+    ),
+    examples=(
+        "memcli health",
+        "memcli health --check schema --check maintenance_daily",
+        "memcli health --strict --json",
+        "memcli health --format prometheus -o /var/lib/node_exporter/textfile/memcli.prom",
+        "memcli health --list",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``memcli health`` to the root app."""
-    app.command("health")(health)
+    app.command("health", epilog=HEALTH_EPILOG)(health)
+
+
+def _deep_embedder(state: State, names: list[str]) -> Any:
+    """The configured embedder, for the drift check (built only when it runs; the model loads on use)."""
+    if "embedding_drift" not in names:
+        return None
+    from memcli.embeddings import get_embedder
+
+    return get_embedder(state.config())

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memcli.cli.render import err, print_json, progress, to_jsonable
+from memcli.cli.helptext import epilog, exit_codes
+from memcli.cli.render import err, print_json, progress, to_jsonable, wrap_comment
 from memcli.cli.state import State, get_state
+from memcli.errors import ExitCode
 from memcli.jobs.interrupts import stop_on_signals
 
 if TYPE_CHECKING:
@@ -24,9 +26,16 @@ DIRECT_CONNECTION_NOTE = (
     "Maintenance needs a direct connection to Postgres (or a session-mode pool): its advisory lock does not "
     "hold through PgBouncer/Supavisor in transaction mode, and memcli refuses such a connection."
 )
-JOB_EXIT_CODES = (
-    "Exit codes: 0 done; 1 a step failed (the others still ran); 2 bad option; 3 cannot connect; "
-    "4 not migrated; 75 another run holds the lock (nothing done, retry later)."
+JOB_EXIT_CODES = exit_codes(
+    {
+        ExitCode.OK: "done",
+        ExitCode.PROBLEMS: "a step failed (the others still ran)",
+        ExitCode.USAGE: "bad option",
+        ExitCode.CONNECT: "cannot connect",
+        ExitCode.NOT_READY: "not migrated",
+        ExitCode.LOCKED: "another run holds the lock (nothing done, retry later)",
+        ExitCode.INTERRUPTED: "interrupted (what was committed so far is kept and logged)",
+    }
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document with the counts.")]
@@ -76,33 +85,13 @@ def _factory(state: State) -> Any:
     return connection_factory(state.resolve_dsn())
 
 
-def _header(report: JobReport) -> dict[str, Any]:
-    return {
-        "job": report.job,
-        "status": report.status,
-        "dry_run": report.dry_run,
-        "run_id": report.run_id,
-        "started_at": report.started_at,
-        "duration_seconds": round(report.duration_seconds, 3),
-        "rows": report.rows,
-        "exit_code": report.exit_code,
-        "warnings": report.warnings,
-        "interrupted_runs_closed": report.interrupted_runs_closed,
-    }
-
-
-def _steps_json(report: JobReport) -> list[dict[str, Any]]:
-    return [
-        {
-            "step": s.step,
-            "status": s.status,
-            "rows": s.rows,
-            "duration_seconds": round(s.duration_seconds, 3),
-            "error": s.error,
-            "result": to_jsonable(s.result),
-        }
-        for s in report.steps
-    ]
+def _document(report: JobReport, **extra: Any) -> dict[str, Any]:
+    """The job's --json document: the report, ``extra`` (where the report has no field of that name: its
+    duration and dry_run win), the exit code, and the steps with their results last."""
+    document = to_jsonable(report)
+    steps = document.pop("steps")
+    document.update({k: v for k, v in to_jsonable(extra).items() if k not in document})
+    return {**document, "exit_code": int(report.exit_code), "steps": steps}
 
 
 def _finish(state: State, report: JobReport, payload: dict[str, Any], render: Any) -> None:
@@ -124,23 +113,26 @@ def _finish(state: State, report: JobReport, payload: dict[str, Any], render: An
 
 
 def _steps_table(state: State, report: JobReport) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
-    table = Table("step", "status", "rows", "time", "error", box=None)
+    table = FitTable(
+        Col("step"),
+        Col("status"),
+        Col("rows", justify="right"),
+        Col("time", justify="right"),
+        Col("error", text=True),
+    )
+    from memcli.durations import format_duration
+
     for s in report.steps:
-        table.add_row(s.step, s.status, f"{s.rows:,}", f"{s.duration_seconds:.2f}s", escape(s.error or ""))
+        table.add_row(s.step, s.status, f"{s.rows:,}", format_duration(s.duration_seconds), s.error or "")
     state.console.print(table)
 
 
 def _pairs_table(state: State, title: str, rows: dict[str, Any], header: tuple[str, str]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memcli.cli.render import pairs_table
 
-    table = Table(*header, title=title, title_justify="left", box=None)
-    for key, value in rows.items():
-        table.add_row(escape(str(key)), f"{value:,}" if isinstance(value, int) else escape(str(value)))
-    state.console.print(table)
+    state.console.print(pairs_table(title, rows, header))
 
 
 # ------------------------------------------------------------------------------------------------ cleanup
@@ -191,22 +183,24 @@ def cleanup(
     run), then the context_relevance rows of sessions that have no conversation_memory and no
     semantic_memory left. That is exactly what SELECT cleanup_expired_memory() deletes, without one long
     transaction. The set of expired rows is fixed when the run starts.
-
-    Examples: memcli cleanup --expired --dry-run · memcli cleanup --expired --older-than 30d --type
-    short_term --max-runtime 10m --json
     """
     state = get_state(ctx, json_)
     if not expired:
         from memcli.errors import ConfigError
 
         raise ConfigError("say what to clean up: --expired", hint="memcli cleanup --expired --dry-run")
+    from memcli.jobs.cleanup import CleanupOptions
     from memcli.jobs.common import check_memory_type
     from memcli.jobs.maintain import cleanup_steps, run_steps
 
-    age = _duration(older_than, "--older-than")
-    runtime = _duration(max_runtime, "--max-runtime")
-    tier = check_memory_type(memory_type)
-    timeouts = _timeouts(lock_timeout)
+    options = CleanupOptions(
+        dry_run=dry_run,
+        older_than=_duration(older_than, "--older-than"),
+        memory_type=check_memory_type(memory_type),
+        batch_size=batch_size,
+        max_runtime=_duration(max_runtime, "--max-runtime"),
+        timeouts=_timeouts(lock_timeout),
+    )
     bar = progress(state.console, disable=state.quiet or state.json)
     with bar, stop_on_signals():
         task = bar.add_task("deleting expired memories", total=None)
@@ -214,40 +208,9 @@ def cleanup(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        steps = cleanup_steps(
-            dry_run=dry_run,
-            older_than=age,
-            memory_type=tier,
-            batch_size=batch_size,
-            max_runtime=runtime,
-            progress=advance,
-            timeouts=timeouts,
-        )
-        report = run_steps(_factory(state), "cleanup", steps, dry_run=dry_run)
-    step = report.steps[0]
-    result = step.result
-    payload = _header(report)
-    if result is not None:
-        payload.update(
-            {
-                "cutoff": result.cutoff,
-                "older_than_seconds": result.older_than_seconds,
-                "memory_type": result.memory_type,
-                "deleted": result.deleted,
-                "deleted_by_tier": result.deleted_by_tier,
-                "would_delete": result.would_delete,
-                "would_delete_by_tier": result.would_delete_by_tier,
-                "sample_sessions": result.sample_sessions,
-                "partitions_dropped": result.partitions_dropped,
-                "would_drop_partitions": result.would_drop_partitions,
-                "batches": result.batches,
-                "batch_size": result.batch_size,
-                "longest_batch_ms": round(result.longest_batch_ms, 1),
-                "complete": result.complete,
-                "stopped": result.stopped,
-            }
-        )
-    payload["steps"] = _steps_json(report)
+        report = run_steps(_factory(state), "cleanup", cleanup_steps(options, advance), dry_run=dry_run)
+    result = report.steps[0].result
+    payload = _document(report, **(to_jsonable(result) if result is not None else {}))  # its counts on top
 
     def render() -> None:
         if result is None:
@@ -369,14 +332,25 @@ def consolidate(
     ones kept in the log), writes the 'merge' log row and deletes the originals — all or nothing.
     --archive and --forget write 'archive' / 'forget' rows to memory_consolidation_log with the ids.
     None of these updates counts as an access of the memories.
-
-    Examples: memcli consolidate --dry-run · memcli consolidate --session abc --older-than 1d ·
-    memcli consolidate --decay --archive --forget --json
     """
     state = get_state(ctx, json_)
+    from memcli.jobs.consolidate import ConsolidateOptions
     from memcli.jobs.maintain import consolidate_steps, run_steps
 
-    timeouts = _timeouts(lock_timeout)
+    options = ConsolidateOptions(
+        dry_run=dry_run,
+        session=session,
+        older_than=_duration(older_than, "--older-than"),
+        decay=decay,
+        archive=archive,
+        forget=forget,
+        decay_interval=_duration(decay_interval, "--decay-interval"),
+        archive_max_importance=archive_below,
+        archive_min_age=_duration(archive_older_than, "--archive-older-than"),
+        forget_min_age=_duration(forget_older_than, "--forget-older-than"),
+        batch_size=batch_size,
+        timeouts=_timeouts(lock_timeout),
+    )
     bar = progress(state.console, disable=state.quiet or state.json)
     with bar, stop_on_signals():
         task = bar.add_task("consolidating sessions", total=None)
@@ -384,21 +358,7 @@ def consolidate(
         def advance(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
 
-        steps = consolidate_steps(
-            dry_run=dry_run,
-            session=session,
-            older_than=_duration(older_than, "--older-than"),
-            decay=decay,
-            archive=archive,
-            forget=forget,
-            decay_interval=_duration(decay_interval, "--decay-interval"),
-            archive_max_importance=archive_below,
-            archive_min_age=_duration(archive_older_than, "--archive-older-than"),
-            forget_min_age=_duration(forget_older_than, "--forget-older-than"),
-            batch_size=batch_size,
-            progress=advance,
-            timeouts=timeouts,
-        )
+        steps = consolidate_steps(options, advance)
         report = run_steps(_factory(state), "consolidate", steps, dry_run=dry_run)
 
     def result_of(name: str) -> Any:
@@ -416,7 +376,7 @@ def consolidate(
         "archived": archived.archived if archived else None,
         "forgotten": forgotten.forgotten if forgotten else None,
     }
-    payload = {**_header(report), "session": session, **counts, "steps": _steps_json(report)}
+    payload = _document(report, session=session, **counts)
 
     def render() -> None:
         verb = "would be " if dry_run else ""
@@ -462,11 +422,11 @@ def maintain(
     monthly: vacuum_analyze (ANALYZE each memory table, VACUUM (ANALYZE) where dead rows piled up) and
     reindex (REINDEX INDEX CONCURRENTLY of every memory-table index; leftovers of failed rebuilds dropped).
 
-    A failed step does not stop the others; the exit code is then 1. The job holds a Postgres advisory
+    A failed step does not stop the others (the job then exits 1). The job holds a Postgres advisory
     lock: a second run exits 75 at once. Print crontab lines with: memcli schedule.
     """
     state = get_state(ctx, json_)
-    from memcli.jobs.maintain import run_job
+    from memcli.jobs.maintain import MaintainOptions, run_job
 
     if forget and job is not Job.weekly:
         from memcli.errors import ConfigError
@@ -479,15 +439,9 @@ def maintain(
         def on_step(name: str, index: int, total: int) -> None:
             bar.update(task, description=f"{job.value}: {name}", completed=index, total=total)
 
-        report = run_job(
-            _factory(state),
-            job.value,
-            dry_run=dry_run,
-            forget=forget,
-            on_step=on_step,
-            timeouts=_timeouts(lock_timeout),
-        )
-    payload = {**_header(report), "steps": _steps_json(report)}
+        options = MaintainOptions(dry_run=dry_run, forget=forget, timeouts=_timeouts(lock_timeout))
+        report = run_job(_factory(state), job.value, options, on_step=on_step)
+    payload = _document(report)
 
     def render() -> None:
         title = f"{job.value} maintenance" + (" (dry run: counts only)" if dry_run else "")
@@ -506,7 +460,9 @@ def schedule(
         Path | None,
         typer.Option("--log-dir", help="Folder for the jobs' logs (default: the user log folder)."),
     ] = None,
-    json_: JsonOpt = False,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document: the crontab lines, units and notes.")
+    ] = False,
 ) -> None:
     """Print crontab lines and systemd units that run the daily, weekly and monthly jobs.
 
@@ -523,7 +479,8 @@ def schedule(
         return
     # plain text, not Rich: this is meant to be pasted as is
     lines = ["# --- crontab (crontab -e) ---"]
-    lines += [f"# note: {note}" for note in plan.notes]
+    for note in plan.notes:  # notes wrap (as comments); the command lines never do: they are pasted
+        lines += wrap_comment(f"note: {note}")
     lines += plan.crontab
     lines += [
         "",
@@ -537,10 +494,51 @@ def schedule(
     typer.echo("\n".join(lines))
 
 
+SCHEDULE_EXIT_CODES = exit_codes(
+    {ExitCode.OK: "printed", ExitCode.USAGE: "bad option or configuration (nothing printed)"}
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    epilog = f"{DIRECT_CONNECTION_NOTE} {JOB_EXIT_CODES}"
-    app.command(epilog=epilog)(cleanup)
-    app.command(epilog=epilog)(consolidate)
-    app.command(epilog=epilog)(maintain)
-    app.command(epilog=DIRECT_CONNECTION_NOTE)(schedule)
+    notes = (DIRECT_CONNECTION_NOTE, JOB_EXIT_CODES)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli cleanup --expired --dry-run",
+                "memcli cleanup --expired --older-than 30d --type short_term --max-runtime 10m --json",
+            ),
+        )
+    )(cleanup)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli consolidate --dry-run",
+                "memcli consolidate --session abc --older-than 1d",
+                "memcli consolidate --decay --archive --forget --json",
+            ),
+        )
+    )(consolidate)
+    app.command(
+        epilog=epilog(
+            *notes,
+            examples=(
+                "memcli maintain daily",
+                "memcli maintain weekly --forget --dry-run",
+                "memcli -q maintain monthly --json >> ~/.local/state/memcli/monthly.log 2>&1",
+            ),
+        )
+    )(maintain)
+    app.command(
+        epilog=epilog(
+            DIRECT_CONNECTION_NOTE,
+            SCHEDULE_EXIT_CODES,
+            examples=(
+                "memcli schedule",
+                "memcli --config /etc/memcli.toml schedule --log-dir /var/log/memcli",
+                "memcli schedule --json",
+            ),
+        )
+    )(schedule)

@@ -165,29 +165,37 @@ def list_(
 
 
 def _render_list(state: State, rows: list[Any], totals: dict[str, int] | None) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
     console = state.console
     if not rows:
         console.print("No memories match.")
         return
-    width = 60 if console.is_terminal else 10_000
-    table = Table(box=None, header_style="bold")
-    for name in ("id", "kind", "session", "user", "tier/type", "key", "content", "score", "reads", "created"):
-        table.add_column(name, no_wrap=name in ("id", "created"))
+    # The id and the content always show; the rest folds into the content on a narrow terminal.
+    table = FitTable(
+        Col("id"),
+        Col("tier/type", drop=1),
+        Col("score", justify="right", drop=2),
+        Col("reads", justify="right", drop=3),
+        Col("created", drop=4),
+        Col("session", drop=5),
+        Col("user", drop=6),
+        Col("key", drop=7),
+        Col("kind", drop=8),
+        Col("content", text=True),
+    )
     for r in rows:
         table.add_row(
             str(r.id),
-            r.kind,
-            escape(r.session_id),
-            str(r.user_id) if r.user_id else "-",
             r.tier or r.content_type or "-",
-            escape(r.key or "-"),
-            escape(_flat(r.preview, width)),
             f"{r.score:.2f}" if r.score is not None else "-",
             str(r.access_count),
             _when(r.created_at),
+            r.session_id,
+            str(r.user_id) if r.user_id else "-",
+            r.key or "-",
+            r.kind,
+            _flat(r.preview, 200),
         )
     console.print(table)
     if totals is not None:

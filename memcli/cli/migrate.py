@@ -6,13 +6,38 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.cli.state import State
 
-app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+MIGRATE_EXIT_CODES = exit_codes(
+    {
+        ExitCode.OK: "done (also when there was nothing to do)",
+        ExitCode.USAGE: "bad option or revision",
+        ExitCode.CONNECT: "cannot connect",
+        ExitCode.NOT_READY: "pgvector is not available",
+        ExitCode.LOCKED: "another migration held the lock for longer than --lock-wait",
+    }
+)
+app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    epilog=epilog(
+        MIGRATE_EXIT_CODES,
+        examples=(
+            "memcli migrate",
+            "memcli migrate --embedding-dim 1536    # the first migration only",
+            "memcli migrate --partitioned           # the first migration only",
+            "memcli migrate --sql > memory_schema.sql",
+            "memcli migrate status",
+            "memcli migrate down base --dry-run",
+        ),
+    ),
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SqlOpt = Annotated[
@@ -88,12 +113,7 @@ def migrate(
 
     Idempotent: a migrated database is left as it is. An application's existing business tables are adopted
     as they are (no column altered, no row touched). Runs are serialised by an advisory lock; each revision
-    commits on its own, so a failure leaves the last good revision. Exit 4 when pgvector is not available,
-    75 when another migration holds the lock for longer than --lock-wait.
-
-    Examples: memcli migrate · memcli migrate --embedding-dim 1536 (first migration only) ·
-    memcli migrate --partitioned (first migration only) ·
-    memcli migrate --sql > memory_schema.sql · memcli migrate status · memcli migrate down base --dry-run
+    commits on its own, so a failure leaves the last good revision.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -130,12 +150,20 @@ def migrate(
         typer.echo(f"already at {result.to_revision}: nothing to do")
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        exit_codes(
+            {
+                ExitCode.OK: "up to date",
+                ExitCode.CONNECT: "cannot connect",
+                ExitCode.NOT_READY: "revisions are pending (or the database is not migrated at all)",
+            }
+        ),
+        examples=("memcli migrate status", "memcli -q migrate status || memcli migrate"),
+    )
+)
 def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Show the database's revision, the newest one and the revisions an upgrade would apply.
-
-    Exit 4 when revisions are pending (so scripts can run: memcli migrate status -q || memcli migrate).
-    """
+    """Show the database's revision, the newest one and the revisions an upgrade would apply."""
     from memcli import migrations
 
     state = get_state(ctx, json_)
@@ -153,10 +181,10 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
         else:
             typer.echo("up to date")
     if not result.up_to_date:
-        raise typer.Exit(4)
+        raise typer.Exit(ExitCode.NOT_READY)
 
 
-@app.command()
+@app.command(epilog=epilog(examples=("memcli migrate history", "memcli migrate history --json")))
 def history(ctx: typer.Context, json_: JsonOpt = False) -> None:
     """List the schema's revisions, oldest first (no database needed)."""
     from memcli import migrations
@@ -166,12 +194,32 @@ def history(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if state.json:
         print_json({"revisions": revisions})
         return
+    from memcli.cli.render import Col, FitTable
+
+    table = FitTable(Col("revision"), Col("after", drop=1), Col("description", text=True))
     for rev in revisions:
-        head = "  (head)" if rev.is_head else ""
-        typer.echo(f"{rev.down_revision or 'base'} -> {rev.revision}{head}  {rev.description}")
+        head = " (head)" if rev.is_head else ""
+        table.add_row(rev.revision + head, rev.down_revision or "base", rev.description, fold=False)
+    state.console.print(table)
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        exit_codes(
+            {
+                ExitCode.OK: "done (also when there was nothing to revert)",
+                ExitCode.USAGE: "bad option or revision",
+                ExitCode.CONNECT: "cannot connect",
+                ExitCode.LOCKED: "another migration held the lock for longer than --lock-wait",
+            }
+        ),
+        examples=(
+            "memcli migrate down 0002_memory_system --dry-run",
+            "memcli migrate down base --yes",
+            "memcli migrate down base --sql > drop_memory_schema.sql",
+        ),
+    )
+)
 def down(
     ctx: typer.Context,
     revision: Annotated[
@@ -191,10 +239,7 @@ def down(
     lock_wait: LockWaitOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Downgrade to REV. Drops the tables (and rows) of the reverted revisions; asks first unless --yes.
-
-    Example: memcli migrate down 0002_memory_system --dry-run
-    """
+    """Downgrade to REV. Drops the tables (and rows) of the reverted revisions; asks first unless --yes."""
     from memcli import migrations
 
     state = get_state(ctx, json_)

@@ -6,10 +6,43 @@ from typing import Annotated, Any
 
 import typer
 
-from memcli.cli.render import err, print_json, to_jsonable
+from memcli.cli import helptext
+from memcli.cli.helptext import epilog, exit_codes
+from memcli.cli.render import err, print_json
 from memcli.cli.state import State, get_state
+from memcli.errors import ExitCode
+from memcli.jsonable import to_jsonable
 
-app = typer.Typer(no_args_is_help=True)
+EXIT_CODES = exit_codes(
+    {
+        ExitCode.OK: "done",
+        ExitCode.PROBLEMS: "a step failed",
+        ExitCode.USAGE: helptext.USAGE,
+        ExitCode.CONNECT: helptext.CONNECT,
+        ExitCode.NOT_READY: helptext.NOT_MIGRATED,
+        ExitCode.LOCKED: "another upkeep or conversion holds the lock (nothing done, retry later)",
+    }
+)
+LIST_EXIT_CODES = exit_codes(
+    {
+        ExitCode.OK: "done",
+        ExitCode.USAGE: helptext.USAGE,
+        ExitCode.CONNECT: helptext.CONNECT,
+        ExitCode.NOT_READY: helptext.NOT_MIGRATED,
+    }
+)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Partitioned layout: list, upkeep, online convert.",
+    epilog=epilog(
+        EXIT_CODES,
+        examples=(
+            "memcli partition list",
+            "memcli partition upkeep --dry-run",
+            "memcli partition convert --dry-run",
+        ),
+    ),
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would change; change nothing.")]
@@ -22,10 +55,6 @@ TableOpt = Annotated[
         "repeatable.",
     ),
 ]
-EXIT_CODES = (
-    "Exit codes: 0 done; 1 a step failed; 2 bad option; 3 cannot connect; 4 not migrated; 75 another "
-    "upkeep or conversion holds the lock (nothing done, retry later)."
-)
 
 
 def _size(n: int) -> str:
@@ -37,12 +66,16 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-@app.command("list")
+@app.command(
+    "list",
+    epilog=epilog(
+        LIST_EXIT_CODES,
+        examples=("memcli partition list", "memcli partition list --table conversation_memory --json"),
+    ),
+)
 def list_(ctx: typer.Context, table: TableOpt = None, json_: JsonOpt = False) -> None:
     """The partitions of the partitioned tables: bounds, estimated rows, size, and whether they are due
     to be dropped. On the plain layout there are none.
-
-    Examples: memcli partition list · memcli partition list --table conversation_memory --json
     """
     from memcli.db import connect
     from memcli.partitions.layout import spec_for
@@ -100,15 +133,22 @@ def _finish(state: State, report: Any, payload: dict[str, Any], render: Any) -> 
         raise JobFailedError(f"partitions: {len(failed)} step(s) failed: {detail}")
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        EXIT_CODES,
+        examples=(
+            "memcli partition upkeep",
+            "memcli partition upkeep --dry-run --json",
+            "memcli partition upkeep --table system_maintenance_log",
+        ),
+    )
+)
 def upkeep(
     ctx: typer.Context, table: TableOpt = None, dry_run: DryRunOpt = False, json_: JsonOpt = False
 ) -> None:
     """Create the months ahead and drop partitions whose rows have all expired (memories) or passed the
     log's retention. `memcli maintain daily` runs this too; conversation memory partitions are dropped by
     `memcli cleanup`, which this also does.
-
-    Examples: memcli partition upkeep · memcli partition upkeep --dry-run --json
     """
     from memcli.jobs.maintain import Step
     from memcli.partitions import upkeep as upkeep_mod
@@ -137,7 +177,16 @@ def upkeep(
     _finish(state, report, payload, render)
 
 
-@app.command()
+@app.command(
+    epilog=epilog(
+        EXIT_CODES,
+        examples=(
+            "memcli partition convert --dry-run",
+            "memcli partition convert --table conversation_memory",
+            "memcli partition convert --abandon",
+        ),
+    )
+)
 def convert(
     ctx: typer.Context,
     table: TableOpt = None,
@@ -160,9 +209,6 @@ def convert(
     The original serves the application until the swap. An interrupted run leaves it serving: run the
     command again to resume, or with --abandon to remove the unfinished twin. Rows outside every planned
     month land in the default partition (`memcli health` reports them).
-
-    Examples: memcli partition convert --dry-run · memcli partition convert --table conversation_memory ·
-    memcli partition convert --abandon
     """
     from memcli.jobs.maintain import Step
     from memcli.partitions import convert as convert_mod
@@ -216,6 +262,4 @@ def convert(
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(
-        app, name="partition", help="Partitioned layout: list, upkeep, online convert.", epilog=EXIT_CODES
-    )
+    root.add_typer(app, name="partition")

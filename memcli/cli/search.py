@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import State, get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.embeddings import Embedder
@@ -25,10 +27,8 @@ EMBEDDER_HELP = (
     "hashing (lexical, for tests); optionally provider:model. Default: MEMCLI_EMBEDDER, else [embedding] "
     "provider in memcli.toml, else local."
 )
-SEARCH_EXIT_CODES = (
-    "Exit codes: 0 done (also when nothing matched); 2 bad option; 3 cannot connect (or reach the embedding "
-    "endpoint); 4 not migrated, or the embedder differs from the model that wrote the stored vectors."
-)
+CONNECT_MEANING = "cannot connect (or reach the embedding endpoint)"
+MODEL_MEANING = "not migrated, or the embedder differs from the model that wrote the stored vectors"
 
 
 class ContentType(StrEnum):
@@ -372,8 +372,57 @@ def _remember_conversation(
     state.console.print(f"{verb} {stored.id} (session {session}, key {key}, {tier})")
 
 
+SEARCH_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "done (also when nothing matched)",
+            ExitCode.USAGE: "bad option",
+            ExitCode.CONNECT: CONNECT_MEANING,
+            ExitCode.NOT_READY: MODEL_MEANING,
+        }
+    ),
+    examples=(
+        'memcli search "vegetarian options"',
+        'memcli search "peanut allergy" --session s1 --type user_preference --top-k 5',
+        'memcli search "late checkout" --hybrid --since 7d --json',
+        "memcli search --like 3f2b8c1e-0d4a-4b7e-9c2d-5a6e7f8091a2",
+        'memcli search "opening hours" --sections',
+    ),
+)
+EMBED_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "done (also when every memory had an embedding already)",
+            ExitCode.USAGE: "bad option",
+            ExitCode.CONNECT: CONNECT_MEANING,
+            ExitCode.NOT_READY: MODEL_MEANING,
+            ExitCode.INTERRUPTED: "interrupted (the batches committed so far are kept)",
+        }
+    ),
+    examples=(
+        "memcli embed --dry-run",
+        "memcli embed --batch-size 256 --limit 10000",
+        "memcli embed --embedder hashing --json",
+    ),
+)
+REMEMBER_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "stored",
+            ExitCode.USAGE: "bad option (e.g. --metadata that is not a JSON object)",
+            ExitCode.CONNECT: CONNECT_MEANING,
+            ExitCode.NOT_READY: MODEL_MEANING,
+        }
+    ),
+    examples=(
+        'memcli remember "The guest is allergic to peanuts" --session s1 --type user_preference',
+        'memcli remember "prefers window seats" --session s1 --metadata \'{"source": "chat"}\' --json',
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    app.command(epilog=SEARCH_EXIT_CODES)(search)
-    app.command(epilog=SEARCH_EXIT_CODES)(embed)
-    app.command(epilog=SEARCH_EXIT_CODES)(remember)
+    app.command(epilog=SEARCH_EPILOG)(search)
+    app.command(epilog=EMBED_EPILOG)(embed)
+    app.command(epilog=REMEMBER_EPILOG)(remember)

@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import err, print_json
 from memcli.cli.state import get_state
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     from memcli.cli.state import State
@@ -73,14 +75,6 @@ def seed(
     (some expired, some near expiry, some heavily accessed) with real embeddings. Demo session ids start
     with "demo-". It refuses (exit 2) if the database holds memories or businesses that are not demo
     data, unless --yes.
-
-    \b
-    Examples:
-      memcli seed
-      memcli seed --refresh --dry-run
-      memcli seed --business 0b6f4e2a-5d1c-4c1e-9a57-2a0f0e8b9c11 --refresh
-      memcli seed --demo --businesses 8 --sessions 500 --random-seed 7
-      memcli seed --demo --embedder hashing --json
     """
     from memcli.errors import ConfigError
 
@@ -154,14 +148,16 @@ def _render_sections(state: State, result: SeedResult) -> None:
     _warn(state, result.warnings)
     if state.quiet:
         return
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
     columns = ("created", "updated", "unchanged", "stale", "retired", "skipped")
     verb = "would be" if result.dry_run else "were"
     title = f"business context ({result.businesses} active businesses, {result.inactive_businesses} inactive)"
-    table = Table("section", *columns, title=title, title_justify="left")
-    for name, counts in [*result.sections.items(), ("total", result.totals)]:
-        table.add_row(name, *(str(getattr(counts, column)) for column in columns))
+    table = FitTable(Col("section"), *(Col(c, justify="right") for c in columns), title=title)
+    for name, counts in result.sections.items():
+        table.add_row(name, *(f"{getattr(counts, column):,}" for column in columns))
+    table.add_section()
+    table.add_row("total", *(f"{getattr(result.totals, column):,}" for column in columns))
     state.console.print(table)
     if result.settings_added:
         state.console.print(f"default settings that {verb} added: {', '.join(result.settings_added)}")
@@ -176,14 +172,11 @@ def _render_demo(state: State, result: DemoResult) -> None:
     _warn(state, result.warnings)
     if state.quiet or result.already_loaded:
         return
-    from rich.table import Table
+    from memcli.cli.render import pairs_table
 
-    table = Table(
-        "table", "rows", title=f"demo data (random seed {result.random_seed})", title_justify="left"
+    state.console.print(
+        pairs_table(f"demo data (random seed {result.random_seed})", result.counts, ("table", "rows"))
     )
-    for name, count in result.counts.items():
-        table.add_row(name, str(count))
-    state.console.print(table)
     state.console.print(
         f"{result.sessions} sessions, {result.users} users; conversation memories: {result.expired} expired, "
         f"{result.near_expiry} expiring within two days, {result.heavily_accessed} heavily accessed"
@@ -197,6 +190,25 @@ def _render_demo(state: State, result: DemoResult) -> None:
         )
 
 
+SEED_EPILOG = epilog(
+    exit_codes(
+        {
+            ExitCode.OK: "done",
+            ExitCode.USAGE: "bad option, or --demo next to data that is not demo data (without --yes)",
+            ExitCode.CONNECT: "cannot connect",
+            ExitCode.NOT_READY: "not migrated, or the embedder differs from the stored vectors' model",
+        }
+    ),
+    examples=(
+        "memcli seed",
+        "memcli seed --refresh --dry-run",
+        "memcli seed --business 0b6f4e2a-5d1c-4c1e-9a57-2a0f0e8b9c11 --refresh",
+        "memcli seed --demo --businesses 8 --sessions 500 --random-seed 7",
+        "memcli seed --demo --embedder hashing --json",
+    ),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
-    app.command(name="seed")(seed)
+    app.command(name="seed", epilog=SEED_EPILOG)(seed)

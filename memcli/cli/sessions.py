@@ -75,24 +75,34 @@ def list_(
 
 
 def _table(state: State, sessions: list[SessionInfo]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    from rich.text import Text
+
+    from memcli.cli.render import Col, FitTable
 
     if not sessions:
         state.console.print("No sessions match.")
         return
     colour = {"active": "green", "idle": "yellow", "closed": "dim"}
-    table = Table("session", "state", "last active", "since", "memories", "semantic", "users", box=None)
+    # The session id is the key and never shortened; users (long uuids) wrap as the free text.
+    table = FitTable(
+        Col("session"),
+        Col("state"),
+        Col("last active"),
+        Col("since", drop=2),
+        Col("memories", justify="right"),
+        Col("semantic", justify="right", drop=1),
+        Col("users", text=True),
+    )
     for s in sessions:
-        users = ", ".join(str(u) for u in s.users) if s.users else "-"
+        state_text = s.state + (" (app)" if s.state_source == "session_states" else "")
         table.add_row(
-            escape(s.session_id),
-            f"[{colour[s.state]}]{s.state}[/]" + (" (app)" if s.state_source == "session_states" else ""),
+            s.session_id,
+            Text(state_text, style=colour[s.state]),
             _when(s.last_active),
             _when(s.first_seen),
             f"{s.memories:,}",
             f"{s.semantic:,}",
-            users,
+            ", ".join(str(u) for u in s.users) if s.users else "-",
         )
     state.console.print(table)
 

@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "On a large database (over 200,000 conversation memories) counts per tier come from the planner's "
-    "statistics and growth, top lists and the access histogram from a 5% sample; the output marks "
-    "them as estimates (--exact counts everything). Exit codes: 0 done; 2 bad option; 3 cannot connect; "
-    "4 not migrated. Examples: memcli stats · memcli stats --json · memcli stats --exact --days 14"
+    "statistics and the expiry timeline, growth, top lists and the access histogram from a 5% sample; "
+    "the output marks them as estimates (--exact counts everything). Exit codes: 0 done; 2 bad option; "
+    "3 cannot connect; 4 not migrated. "
+    "Examples: memcli stats · memcli stats --json · memcli stats --exact --days 14"
 )
 SPARKS = "▁▂▃▄▅▆▇█"
 BAR_WIDTH = 40
@@ -89,7 +90,8 @@ def _render(state: State, s: Stats, days: int) -> None:
     )
     expiring = sum(n for _, n in s.expiring)
     console.print(
-        f"Expiring in the next {days} days: {expiring:,}  {sparkline(_by_day(s.expiring, days, ahead=True))}"
+        f"Expiring in the next {days} days{est('expiring')}: {expiring:,}  "
+        f"{sparkline(_by_day(s.expiring, days, ahead=True))}"
     )
     console.print(
         f"New in the last {days} days{est('growth')}: {sum(n for _, n in s.growth):,}  "

@@ -159,17 +159,26 @@ def default_model(provider: str) -> str | None:
     return None
 
 
-def get_embedder(config: Config | None = None, provider: str | None = None) -> Embedder:
-    """The configured embedder. Building it is cheap: models load and endpoints are called on first use."""
+def get_embedder(
+    config: Config | None = None, provider: str | None = None, *, dimension: int | None = None
+) -> Embedder:
+    """The configured embedder. Building it is cheap: models load and endpoints are called on first use.
+
+    ``dimension`` overrides the configured one (a re-embed to a model of another dimension).
+    """
     if config is None:
         from memcli.config import load_config
 
         config = load_config()
     options = embedding_config(config, provider)
+    if dimension is not None:
+        from dataclasses import replace
+
+        options = replace(options, dimension=dimension, dimension_configured=True)
     if options.provider == "hashing":
         from memcli.embeddings.hashing import HashingEmbedder
 
-        return HashingEmbedder(dimension=options.dimension)
+        return HashingEmbedder(dimension=options.dimension, variant=options.model)
     if options.provider == "openai":
         from memcli.embeddings.openai import OpenAIEmbedder
 

@@ -26,9 +26,10 @@ _NGRAM_WEIGHT = 0.35
 _NGRAM_SIZES = (3, 4)
 
 
-def _bucket(feature: str, dimension: int) -> tuple[int, float]:
+def _bucket(feature: str, dimension: int, salt: bytes = b"") -> tuple[int, float]:
     # blake2b, not hash(): Python's string hash is salted per process.
-    value = int.from_bytes(hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest(), "little")
+    digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8, salt=salt).digest()
+    value = int.from_bytes(digest, "little")
     # The sign bit spreads collisions around zero instead of piling them up (signed feature hashing).
     return value % dimension, (1.0 if (value >> 63) & 1 else -1.0)
 
@@ -38,10 +39,16 @@ class HashingEmbedder:
 
     lexical = True
 
-    def __init__(self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION) -> None:
+    def __init__(
+        self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None
+    ) -> None:
         if dimension < 1:
             raise ValueError("dimension must be positive")
-        self.name = NAME
+        # A variant ("hashing:b") hashes with its own salt: another deterministic model, under its own name,
+        # whose vectors are unrelated to the default's (model changes can be exercised without a download).
+        self.name = f"{NAME}:{variant}" if variant else NAME
+        self.variant = variant
+        self._salt = hashlib.blake2b(variant.encode("utf-8"), digest_size=16).digest() if variant else b""
         self.dimension = dimension
 
     def features(self, text: str) -> list[tuple[str, float]]:
@@ -67,9 +74,9 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
             for feature, weight in self.features(text):
-                index, sign = _bucket(feature, self.dimension)
+                index, sign = _bucket(feature, self.dimension, self._salt)
                 out[row, index] += sign * weight
         return normalise(out)
 
     def __repr__(self) -> str:
-        return f"HashingEmbedder(dimension={self.dimension})"
+        return f"HashingEmbedder(dimension={self.dimension}, variant={self.variant!r})"

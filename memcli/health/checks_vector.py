@@ -163,24 +163,26 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
 @register(
     "vector_recall",
     "vector",
-    "Vector index recall@10 against an exact scan (--deep)",
-    "raise hnsw.ef_search (or ivfflat.probes), or rebuild the index (REINDEX INDEX CONCURRENTLY)",
+    "Vector index recall@10 against an exact scan, at memcli's ef_search (--deep)",
+    "memcli tune (sets ef_search, or says which rebuild reaches the target)",
     deep=True,
 )
 def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    from dataclasses import asdict
+
+    from psycopg import sql
+
+    from memcli import vector_recall
+
     ctx.require_visible_rows("semantic_memory")
-    warn = ctx.thresholds["recall_warn"]
+    target = vector_recall.recall_target(conn)
     queries = max(1, int(ctx.thresholds["recall_queries"]))
-    threshold = f"recall@{RECALL_K} ≥ {warn:g} over {queries} sampled queries"
+    threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target) over {queries} sampled queries"
     index = next((i for i in vector_indexes(ctx) if i["valid"]), None)
     if index is None:
         return CheckResult(
             "vector_recall", Status.SKIP, threshold=threshold, message="no valid vector index to probe"
         )
-    from psycopg import sql
-
-    table = ctx.table("semantic_memory")
-    operator = sql.SQL(OPERATORS.get(index["opclass"], "<=>"))
     embedded, _ = ctx.count_where("semantic_memory", sql.SQL("embedding_vector IS NOT NULL"))
     if embedded < RECALL_MIN_ROWS:
         return CheckResult(
@@ -190,62 +192,187 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
             details={"embedded_rows": embedded},
             message=f"not probed: only {embedded} embedded rows",
         )
-    if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]:
-        sample = sql.SQL(
-            "SELECT embedding_vector::text AS v FROM {} WHERE embedding_vector IS NOT NULL "
-            "ORDER BY random() LIMIT %s"
-        ).format(table)
-        params: list[Any] = [queries]
-    else:
-        percent = min(100.0, 100.0 * max(queries * 20, 1000) / ctx.row_estimate("semantic_memory"))
-        sample = sql.SQL(
-            "SELECT embedding_vector::text AS v FROM {} TABLESAMPLE SYSTEM (%s) "
-            "WHERE embedding_vector IS NOT NULL LIMIT %s"
-        ).format(table)
-        params = [percent, queries]
-    vectors = [r["v"] for r in ctx.rows(sample, params)]
-    search = sql.SQL("SELECT id FROM {} ORDER BY embedding_vector {} %s::vector LIMIT %s").format(
-        table, operator
-    )
-    # The exact search may read the whole table: give this check a longer statement timeout.
-    timeout = str(int(max(ctx.thresholds["statement_timeout_ms"], 60_000)))
-    recalls: list[float] = []
+    table = ctx.table("semantic_memory")
+    operator = sql.SQL(OPERATORS.get(index["opclass"], "<=>"))
+    search = sql.SQL(
+        "SELECT id FROM {} ORDER BY embedding_vector {} (SELECT embedding_vector FROM {} "
+        "WHERE embedding_vector IS NOT NULL LIMIT 1) LIMIT %s"
+    ).format(table, operator, table)
+    timeout = str(int(max(ctx.thresholds["statement_timeout_ms"], vector_recall.STATEMENT_TIMEOUT_MS)))
     with ctx.local_settings({"statement_timeout": timeout}):
         with ctx.local_settings({"enable_seqscan": "off"}):
-            plan = ctx.scalar(sql.SQL("EXPLAIN (FORMAT JSON) ") + search, [vectors[0], RECALL_K])
+            plan = ctx.scalar(sql.SQL("EXPLAIN (FORMAT JSON) ") + search, [RECALL_K])
             uses_index = index["index"] in str(plan)
-            approximate = [[r["id"] for r in ctx.rows(search, [v, RECALL_K])] for v in vectors]
-        with ctx.local_settings({"enable_indexscan": "off", "enable_bitmapscan": "off"}):
-            exact = [[r["id"] for r in ctx.rows(search, [v, RECALL_K])] for v in vectors]
-    for found, truth in zip(approximate, exact, strict=True):
-        if truth:
-            recalls.append(len(set(found) & set(truth)) / len(truth))
-    recall = sum(recalls) / len(recalls) if recalls else 1.0
-    details = {
-        "index": index["index"],
-        "queries": len(vectors),
-        "k": RECALL_K,
-        "per_query": recalls,
-        "index_used": uses_index,
-    }
-    if not uses_index:
+        measurement = vector_recall.measure(conn, queries) if uses_index else None
+    details: dict[str, Any] = {"index": index["index"], "index_used": uses_index, "k": RECALL_K}
+    if measurement is None:
         return CheckResult(
             "vector_recall",
             Status.WARN,
-            value=round(recall, 4),
-            unit="ratio",
             threshold=threshold,
             details=details,
             message=f"the planner does not use {index['index']} for ORDER BY embedding_vector "
             f"{OPERATORS.get(index['opclass'], '<=>')} ... LIMIT {RECALL_K}",
             hint="check the index's operator class against the search operator",
         )
+    details.update(queries=measurement.queries, measurement=asdict(measurement))
     return CheckResult(
         "vector_recall",
-        Status.WARN if recall < warn else Status.OK,
-        value=round(recall, 4),
+        Status.WARN if measurement.recall < target else Status.OK,
+        value=measurement.recall,
+        unit="ratio",
+        threshold=threshold,
+        estimate=True,
+        details=details,
+        message=f"recall@{RECALL_K} {measurement.recall:.3f} at ef_search {measurement.ef_search} over "
+        f"{measurement.queries} sampled queries ({index['index']}, index p50 "
+        f"{measurement.index_p50_ms:.1f} ms, exact {measurement.exact_p50_ms:.0f} ms)",
+    )
+
+
+@register(
+    "vector_recall_measured",
+    "vector",
+    "Last measured recall@10 meets search.recall_target",
+    "memcli tune (sets ef_search, or says which rebuild reaches the target)",
+)
+def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    from memcli import vector_recall
+
+    target = vector_recall.recall_target(conn)
+    threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target)"
+    last = vector_recall.last_measurement(conn)
+    if last is None:
+        return CheckResult(
+            "vector_recall_measured",
+            Status.OK,
+            threshold=threshold,
+            message="recall not measured yet (memcli health --deep, or memcli tune, measures and records it)",
+        )
+    rows = ctx.row_estimate("semantic_memory")
+    grown = rows > 2 * max(last.rows, 1) and rows >= 10_000
+    details = {**last.__dict__, "rows_now": rows}
+    note = f"; the table has grown to ~{rows:,.0f} rows since: measure again" if grown else ""
+    below = last.recall < target
+    return CheckResult(
+        "vector_recall_measured",
+        Status.WARN if below else Status.OK,
+        value=last.recall,
+        unit="ratio",
+        threshold=threshold,
+        estimate=True,
+        details=details,
+        message=f"recall@{RECALL_K} {last.recall:.3f} at ef_search {last.ef_search} on {last.rows:,} rows, "
+        f"measured {last.measured_at}{note}",
+        hint=(
+            "rebuild with larger parameters: memcli index rebuild (memcli tune says which)"
+            if below and last.rebuild_recommended
+            else "memcli tune"
+            if below
+            else "memcli health --deep"
+            if grown
+            else None
+        ),
+    )
+
+
+@register(
+    "embedding_drift",
+    "vector",
+    "Stored vectors match what the configured model gives for their texts (--deep)",
+    "the model behind the configured name changed: re-embed (memcli reembed --embedder ...) or pin the "
+    "model that wrote the stored vectors",
+    deep=True,
+)
+def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    """Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
+    provider that swapped its model) shows as a low cosine similarity long before searches look wrong."""
+    import numpy as np
+    from psycopg import sql
+
+    ctx.require_visible_rows("semantic_memory")
+    floor = float(ctx.thresholds["drift_min_similarity"])
+    samples = max(1, int(ctx.thresholds["drift_samples"]))
+    threshold = f"cosine ≥ {floor:g} for each of {samples} sampled memories"
+    embedder = ctx.embedder
+    if embedder is None:
+        return CheckResult(
+            "embedding_drift", Status.SKIP, threshold=threshold, message="no embedder configured"
+        )
+    recorded = ctx.settings().get("embedding.model")
+    if recorded is None:
+        # Nothing embedded yet, so nothing can have drifted: a finding, not a check that could not run.
+        return CheckResult(
+            "embedding_drift",
+            Status.OK,
+            threshold=threshold,
+            message="no embedding model recorded yet: no stored vectors to compare",
+        )
+    if recorded != embedder.name:
+        return CheckResult(
+            "embedding_drift",
+            Status.SKIP,
+            threshold=threshold,
+            message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
+            "(see embedding_mismatch)",
+        )
+    table = ctx.table("semantic_memory")
+    rows = ctx.rows(
+        sql.SQL(
+            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} "
+            "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
+            "AND (embedding_model IS NULL OR embedding_model = %s) ORDER BY random() LIMIT %s"
+        ).format(table)
+        if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]
+        else sql.SQL(
+            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} TABLESAMPLE SYSTEM (1) "
+            "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
+            "AND (embedding_model IS NULL OR embedding_model = %s) LIMIT %s"
+        ).format(table),
+        [embedder.name, samples],
+    )
+    if not rows:
+        return CheckResult(
+            "embedding_drift", Status.OK, threshold=threshold, message="not probed: no embedded memories"
+        )
+    stored = np.array([[float(x) for x in r["v"].strip("[]").split(",")] for r in rows], dtype=np.float64)
+    if stored.shape[1] != embedder.dimension:
+        return CheckResult(
+            "embedding_drift",
+            Status.FAIL,
+            threshold=threshold,
+            message=f"stored vectors have {stored.shape[1]} dimensions, {embedder.name!r} gives "
+            f"{embedder.dimension}",
+        )
+    fresh = np.asarray(embedder.embed([r["text"] for r in rows]), dtype=np.float64)
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1)
+    norms[norms == 0] = 1.0
+    cosines = (stored * fresh).sum(axis=1) / norms
+    drifted = [str(r["id"]) for r, c in zip(rows, cosines, strict=True) if c < floor]
+    details = {
+        "model": embedder.name,
+        "sampled": len(rows),
+        "min_cosine": round(float(cosines.min()), 6),
+        "mean_cosine": round(float(cosines.mean()), 6),
+        "drifted_ids": drifted[:20],
+    }
+    if drifted:
+        return CheckResult(
+            "embedding_drift",
+            Status.FAIL,
+            value=round(float(cosines.min()), 4),
+            unit="ratio",
+            threshold=threshold,
+            details=details,
+            message=f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
+            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed",
+        )
+    return CheckResult(
+        "embedding_drift",
+        Status.OK,
+        value=round(float(cosines.min()), 4),
         unit="ratio",
         threshold=threshold,
         details=details,
-        message=f"recall@{RECALL_K} {recall:.3f} over {len(vectors)} sampled queries ({index['index']})",
+        message=f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})",
     )

@@ -16,13 +16,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, NotReadyError, first_line
+from memcli.errors import ConfigError, ExitCode, NotReadyError, first_line
 from memcli.health.thresholds import Thresholds, load_thresholds
 from memcli.schema.names import REQUIRED_TABLES
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
+
+    from memcli.embeddings import Embedder
 
 
 class Status(StrEnum):
@@ -78,17 +80,46 @@ class HealthReport:
             counts[result.status.value] += 1
         return counts
 
-    def exit_code(self, strict: bool = False) -> int:
-        """0 all OK (skipped checks do not count), 1 any FAIL, or any WARN when ``strict``."""
+    @property
+    def not_checked(self) -> list[CheckResult]:
+        """Checks that could not run (missing privileges, rows hidden by row-level security, missing
+        objects): blind spots, which must not pass for health."""
+        return [r for r in self.results if r.status is Status.SKIP]
+
+    def exit_code(self, strict: bool = False, allow_skipped: bool = False) -> int:
+        """0 all OK; 1 any FAIL, any WARN when ``strict``, or any check that could not run (unless
+        ``allow_skipped``: a monitoring role that may not read the memories, say)."""
         if self.status is Status.FAIL or (strict and self.status is Status.WARN):
-            return 1
-        return 0
+            return ExitCode.PROBLEMS
+        if self.not_checked and not allow_skipped:
+            return ExitCode.PROBLEMS
+        return ExitCode.OK
+
+    def not_checked_summary(self) -> str:
+        """``N of M checks could not run: reason (check, check); reason (check)``; empty when all ran."""
+        skipped = self.not_checked
+        if not skipped:
+            return ""
+        reasons: dict[str, list[str]] = {}
+        for result in skipped:
+            reasons.setdefault(_reason(result.message), []).append(result.name)
+        listing = "; ".join(f"{reason} ({', '.join(checks)})" for reason, checks in reasons.items())
+        return f"{len(skipped)} of {len(self.results)} checks could not run: {listing}"
 
     def result(self, name: str) -> CheckResult:
         for result in self.results:
             if result.name == name:
                 return result
         raise KeyError(name)
+
+
+def _reason(message: str) -> str:
+    """A skip message without the table names, so checks skipped for one reason group together."""
+    if message.startswith("row-level security may hide rows"):
+        return "row-level security hides rows from this role"
+    if message.startswith("permission denied"):
+        return "permission denied"
+    return message
 
 
 CheckFunction = Callable[["psycopg.Connection", "Context"], CheckResult]
@@ -134,11 +165,19 @@ class CheckSkipped(Exception):
 class Context:
     """What checks share: thresholds, the memory schema, cached catalog facts and a few query helpers."""
 
-    def __init__(self, conn: psycopg.Connection, thresholds: Thresholds, deep: bool, schema: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        thresholds: Thresholds,
+        deep: bool,
+        schema: str,
+        embedder: Embedder | None = None,
+    ) -> None:
         self.conn = conn
         self.thresholds = thresholds
         self.deep = deep
         self.schema = schema
+        self.embedder = embedder  # the configured model, for checks that re-embed (--deep)
         self.cache: dict[str, Any] = {}
 
     # -- queries -------------------------------------------------------------------------------------
@@ -494,6 +533,7 @@ def run_checks(
     names: Iterable[str] | None = None,
     thresholds: Mapping[str, Any] | Thresholds | None = None,
     deep: bool = False,
+    embedder: Embedder | None = None,
 ) -> HealthReport:
     """Run the selected checks (all but the deep ones by default) and return the report.
 
@@ -527,7 +567,7 @@ def run_checks(
             """
         ).fetchone()
         assert info is not None
-        ctx = Context(conn, limits, deep, schema)
+        ctx = Context(conn, limits, deep, schema, embedder)
         for name in selected:
             results.append(_run_one(conn, ctx, REGISTRY[name]))
 

@@ -48,6 +48,8 @@ _MEMCLI_INDEXES: dict[str, tuple[str, ...]] = {
     ),
     names.USER_CONTEXT_PROFILES: ("user_context_profiles_user_id_key",),
     names.MAINTENANCE_LOG: ("idx_system_maintenance_log_type_started",),
+    names.IMPORTS: ("idx_memory_imports_source",),
+    names.IMPORT_KEYS: ("idx_memory_import_keys_import",),
     names.AUDIT_LOG: ("idx_memcli_audit_log_user", "idx_memcli_audit_log_occurred"),
     names.ERASURE_RECEIPTS: ("idx_memcli_erasure_receipts_status",),
 }

@@ -62,6 +62,11 @@ def format_prometheus(report: HealthReport, exit_code: int, now: float | None = 
         [({"database": database}, STATUS_VALUE[report.status])],
     )
     out.family("exit_code", "Exit code of the memcli health run.", [({}, exit_code)])
+    out.family(
+        "checks_not_run",
+        "Checks that could not run (privileges, row-level security): blind spots.",
+        [({}, len(report.not_checked))],
+    )
     out.family("duration_seconds", "Time the health run took.", [({}, report.elapsed_ms / 1000)])
     out.family(
         "last_run_timestamp_seconds", "When the health run finished (Unix time).", [({}, now or time.time())]

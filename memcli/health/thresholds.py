@@ -136,8 +136,13 @@ THRESHOLDS: dict[str, Threshold] = {
         "ivfflat lists further than this factor from rows/1000 (sqrt(rows) over 1M) warn",
         "pgvector README recommends rows/1000; the factor is memcli's",
     ),
-    "recall_warn": Threshold(0.9, "recall@10 of the vector index below this warns (--deep)", "memcli"),
     "recall_queries": Threshold(10, "sampled query vectors for the recall probe (--deep)", "memcli"),
+    "drift_min_similarity": Threshold(
+        0.98,
+        "a stored vector re-embedded with the configured model below this cosine fails (--deep)",
+        "memcli",
+    ),
+    "drift_samples": Threshold(20, "stored texts re-embedded by the drift check (--deep)", "memcli"),
 }
 
 # pgvector releases before this have HNSW vacuum bugs (0.8.3: possible index corruption with HNSW

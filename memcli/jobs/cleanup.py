@@ -45,6 +45,25 @@ if TYPE_CHECKING:
 SAMPLE_SESSIONS = 10
 
 
+@dataclass(frozen=True)
+class CleanupOptions:
+    """What a cleanup is asked to do: ``memcli cleanup``'s options, and the daily job's cleanup step.
+
+    ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier;
+    ``batch_size`` defaults to the setting ``cleanup.batch_size``; ``max_runtime`` stops between batches.
+    ``drop_only`` (default: setting ``cleanup.partition_drop_only``; partitioned layout only): expired
+    memories leave with their month's partition, rows are deleted only from the default partition.
+    """
+
+    dry_run: bool = False
+    older_than: timedelta | None = None
+    memory_type: str | None = None
+    batch_size: int | None = None
+    max_runtime: timedelta | None = None
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    drop_only: bool | None = None
+
+
 @dataclass
 class CleanupResult:
     dry_run: bool
@@ -149,27 +168,21 @@ AND NOT EXISTS (SELECT 1 FROM semantic_memory sm WHERE sm.session_id = cr.sessio
 
 def cleanup_expired(
     conn: psycopg.Connection,
+    options: CleanupOptions | None = None,
     *,
-    dry_run: bool = False,
-    older_than: timedelta | None = None,
-    memory_type: str | None = None,
-    batch_size: int | None = None,
-    max_runtime: timedelta | None = None,
     progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    drop_only: bool | None = None,
 ) -> CleanupResult:
     """Delete expired memories (and the relevance rows left without context) in short batches.
 
-    ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier.
-    ``drop_only`` (default: setting ``cleanup.partition_drop_only``; partitioned layout only): expired
-    memories leave with their month's partition, rows are deleted only from the default partition.
-    ``max_runtime`` stops between batches (``complete`` is then False; a re-run continues).
+    A run stopped by ``options.max_runtime`` has ``complete`` False; a re-run continues.
     ``conn`` must be idle: every batch commits on its own.
     """
     from psycopg import sql
 
-    memory_type = check_memory_type(memory_type)
+    options = options or CleanupOptions()
+    dry_run, older_than, batch_size = options.dry_run, options.older_than, options.batch_size
+    max_runtime, timeouts, drop_only = options.max_runtime, options.timeouts, options.drop_only
+    memory_type = check_memory_type(options.memory_type)
     started = time.perf_counter()
     with own_transactions(conn):
         size = check_batch_size(

@@ -111,18 +111,26 @@ class ForgetResult:
         return self.forgotten
 
 
-@dataclass
-class ConsolidateResult:
-    dry_run: bool
-    merge: MergeResult | None = None
-    decay: DecayResult | None = None
-    archive: ArchiveResult | None = None
-    forget: ForgetResult | None = None
-    duration_seconds: float = 0.0
+@dataclass(frozen=True)
+class ConsolidateOptions:
+    """What a consolidation is asked to do: ``memcli consolidate``'s options, and the weekly job's.
 
-    @property
-    def rows(self) -> int:
-        return sum(part.rows for part in (self.merge, self.decay, self.archive, self.forget) if part)
+    The merge always runs; ``decay``, ``archive`` and ``forget`` add those parts. Every threshold left None
+    comes from memory_settings (see each part's function).
+    """
+
+    dry_run: bool = False
+    session: str | None = None
+    older_than: timedelta | None = None
+    decay: bool = False
+    archive: bool = False
+    forget: bool = False
+    decay_interval: timedelta | None = None
+    archive_max_importance: float | None = None
+    archive_min_age: timedelta | None = None
+    forget_min_age: timedelta | None = None
+    batch_size: int | None = None
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
 
 def _session_filter(session: str | None, column: str = "session_id") -> Any:
@@ -475,60 +483,5 @@ def forget_memories(
             result.forgotten, result.sessions = _count_memories(conn, selected, params)
         else:
             _batched_move(conn, sql.SQL(_FORGET).format(where=selected), params, timeouts, result)
-    result.duration_seconds = time.perf_counter() - started
-    return result
-
-
-def consolidate(
-    conn: psycopg.Connection,
-    *,
-    session: str | None = None,
-    older_than: timedelta | None = None,
-    dry_run: bool = False,
-    decay: bool = False,
-    archive: bool = False,
-    forget: bool = False,
-    decay_interval: timedelta | None = None,
-    archive_max_importance: float | None = None,
-    archive_min_age: timedelta | None = None,
-    forget_min_age: timedelta | None = None,
-    batch_size: int | None = None,
-    progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-) -> ConsolidateResult:
-    """Merge, then (as asked) decay, archive and forget, in that order, on one connection."""
-    started = time.perf_counter()
-    result = ConsolidateResult(dry_run=dry_run)
-    result.merge = merge_sessions(
-        conn, session=session, older_than=older_than, dry_run=dry_run, progress=progress, timeouts=timeouts
-    )
-    if decay:
-        result.decay = decay_relevance(
-            conn,
-            session=session,
-            interval=decay_interval,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            timeouts=timeouts,
-        )
-    if archive:
-        result.archive = archive_memories(
-            conn,
-            session=session,
-            max_importance=archive_max_importance,
-            min_age=archive_min_age,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            timeouts=timeouts,
-        )
-    if forget:
-        result.forget = forget_memories(
-            conn,
-            session=session,
-            min_age=forget_min_age,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            timeouts=timeouts,
-        )
     result.duration_seconds = time.perf_counter() - started
     return result

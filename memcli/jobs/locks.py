@@ -7,9 +7,12 @@ server notices the connection is gone.
 
 Session-level locks do not survive a transaction-pooling proxy (PgBouncer ``pool_mode = transaction``,
 Supavisor's transaction port): consecutive statements run on different server connections, so the lock is
-taken on one backend and the work happens, unprotected, on others. Maintenance therefore needs a direct
-connection (or session pooling). :func:`check_direct_connection` refuses a connection whose backend changes
-between transactions and warns when the dialled port differs from the server's (a proxy in between).
+taken on one backend and the work happens, unprotected, on others; and the lock stays with that backend
+when the client goes, held for whoever gets it next. Maintenance therefore needs a direct connection (or
+session pooling). :func:`check_direct_connection` refuses a connection that shares its backend with a second
+client connection (a pool hands an idle backend to the next client; on a direct connection each has its
+own) or whose backend changes between transactions, and warns when the dialled port differs from the
+server's (a proxy in between).
 """
 
 from __future__ import annotations
@@ -94,19 +97,28 @@ def holds_lock(conn: psycopg.Connection, name: str) -> bool:
     return bool(row and row[0])
 
 
-def check_direct_connection(conn: psycopg.Connection, probes: int = 3) -> list[str]:
+def check_direct_connection(
+    conn: psycopg.Connection, probes: int = 3, other: psycopg.Connection | None = None
+) -> list[str]:
     """Refuse a transaction-pooled connection; return warnings for a proxy that may be one.
 
     ``conn`` must be in autocommit mode so each probe is its own transaction: behind a transaction-mode
-    pool the backend pid changes between them.
+    pool the backend pid changes between them, or, with one client, ``other`` (a second autocommit
+    connection to the same DSN) is handed the very backend ``conn`` just released.
     """
     warnings: list[str] = []
     if conn.autocommit:
-        pids = {conn.execute("SELECT pg_backend_pid()").fetchone()[0] for _ in range(probes)}  # type: ignore[index]
-        if len(pids) > 1:
+        mine: set[int] = set()
+        theirs: set[int] = set()
+        for _ in range(probes):
+            mine.add(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+            if other is not None:
+                theirs.add(other.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
+        if len(mine) > 1 or len(theirs) > 1 or mine & theirs:
             raise ConfigError(
-                "maintenance needs a direct connection: consecutive transactions ran on different server "
-                "connections (a transaction-pooling proxy), where advisory locks cannot keep runs apart",
+                "maintenance needs a direct connection: server connections are shared between clients or "
+                "change between transactions (a transaction-pooling proxy), where advisory locks cannot "
+                "keep runs apart",
                 hint=DIRECT_CONNECTION_HINT,
             )
     row = conn.execute("SELECT inet_server_port()").fetchone()

@@ -28,16 +28,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, ConnectError, MemcliError
+from memcli.errors import ConfigError, ConnectError, ExitCode, MemcliError
 from memcli.jobs import cleanup as cleanup_mod
 from memcli.jobs import consolidate as consolidate_mod
 from memcli.jobs import interrupts, optimize
+from memcli.jobs.cleanup import CleanupOptions
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, partial_result
+from memcli.jobs.consolidate import ConsolidateOptions
 from memcli.jobs.locks import check_direct_connection, job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog, counting_into
+from memcli.jsonable import to_jsonable
 from memcli.partitions import upkeep
 
 if TYPE_CHECKING:
@@ -92,7 +95,7 @@ class JobReport:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed_steps else 0
+        return ExitCode.PROBLEMS if self.failed_steps else ExitCode.OK
 
     def step(self, name: str) -> StepReport | None:
         return next((s for s in self.steps if s.step == name), None)
@@ -153,7 +156,11 @@ def run_steps(
         if not control.autocommit:
             control.autocommit = True
         require_migrated(control)
-        report.warnings.extend(check_direct_connection(control))
+        probe = factory()  # a second client: behind a transaction pool it gets the control's backend
+        try:
+            report.warnings.extend(check_direct_connection(control, other=probe))
+        finally:
+            probe.close()
         report.started_at = control.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         lock_names = () if dry_run else JOB_LOCKS.get(job, (job,))
         with job_lock(control, lock_names, job):
@@ -243,7 +250,7 @@ def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None, reports: 
                     status,
                     rows=report.rows,
                     error=error,
-                    details={"result": _details(result)} if result is not None else None,
+                    details={"result": to_jsonable(result)} if result is not None else None,
                 )
         except psycopg.OperationalError as exc:
             raise ConnectError(
@@ -252,113 +259,78 @@ def _run_step(factory: ConnectFactory, step: Step, log: RunLog | None, reports: 
             ) from exc
 
 
-def _details(result: Any) -> Any:
-    import dataclasses
-
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        return dataclasses.asdict(result)
-    return result
-
-
 # ---------------------------------------------------------------------------------------------- job plans
 
 
-def cleanup_steps(
-    *,
-    dry_run: bool = False,
-    older_than: timedelta | None = None,
-    memory_type: str | None = None,
-    batch_size: int | None = None,
-    max_runtime: timedelta | None = None,
-    progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-) -> list[Step]:
-    return [
-        Step(
-            "cleanup",
-            lambda conn: cleanup_mod.cleanup_expired(
-                conn,
-                dry_run=dry_run,
-                older_than=older_than,
-                memory_type=memory_type,
-                batch_size=batch_size,
-                max_runtime=max_runtime,
-                progress=progress,
-                timeouts=timeouts,
-            ),
-        )
-    ]
+@dataclass(frozen=True)
+class MaintainOptions:
+    """What ``memcli maintain daily|weekly|monthly`` passes to its steps."""
+
+    dry_run: bool = False
+    forget: bool = False  # weekly: also forget archived memories never accessed
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
 
 
-def consolidate_steps(
-    *,
-    dry_run: bool = False,
-    session: str | None = None,
-    older_than: timedelta | None = None,
-    decay: bool = True,
-    archive: bool = True,
-    forget: bool = False,
-    decay_interval: timedelta | None = None,
-    archive_max_importance: float | None = None,
-    archive_min_age: timedelta | None = None,
-    forget_min_age: timedelta | None = None,
-    batch_size: int | None = None,
-    progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-) -> list[Step]:
+def cleanup_steps(options: CleanupOptions, progress: ProgressCallback | None = None) -> list[Step]:
+    return [Step("cleanup", lambda conn: cleanup_mod.cleanup_expired(conn, options, progress=progress))]
+
+
+def consolidate_steps(options: ConsolidateOptions, progress: ProgressCallback | None = None) -> list[Step]:
+    """The merge, then the parts ``options`` asks for; the one place options become the parts' arguments."""
+    o = options
     steps = [
         Step(
             "consolidate",
             lambda conn: consolidate_mod.merge_sessions(
                 conn,
-                session=session,
-                older_than=older_than,
-                dry_run=dry_run,
+                session=o.session,
+                older_than=o.older_than,
+                dry_run=o.dry_run,
                 progress=progress,
-                timeouts=timeouts,
+                timeouts=o.timeouts,
             ),
         )
     ]
-    if decay:
+    if o.decay:
         steps.append(
             Step(
                 "decay",
                 lambda conn: consolidate_mod.decay_relevance(
                     conn,
-                    session=session,
-                    interval=decay_interval,
-                    dry_run=dry_run,
-                    batch_size=batch_size,
-                    timeouts=timeouts,
+                    session=o.session,
+                    interval=o.decay_interval,
+                    dry_run=o.dry_run,
+                    batch_size=o.batch_size,
+                    timeouts=o.timeouts,
                 ),
             )
         )
-    if archive:
+    if o.archive:
         steps.append(
             Step(
                 "archive",
                 lambda conn: consolidate_mod.archive_memories(
                     conn,
-                    session=session,
-                    max_importance=archive_max_importance,
-                    min_age=archive_min_age,
-                    dry_run=dry_run,
-                    batch_size=batch_size,
-                    timeouts=timeouts,
+                    session=o.session,
+                    max_importance=o.archive_max_importance,
+                    min_age=o.archive_min_age,
+                    dry_run=o.dry_run,
+                    batch_size=o.batch_size,
+                    timeouts=o.timeouts,
                 ),
             )
         )
-    if forget:
+    if o.forget:
         steps.append(
             Step(
                 "forget",
                 lambda conn: consolidate_mod.forget_memories(
                     conn,
-                    session=session,
-                    min_age=forget_min_age,
-                    dry_run=dry_run,
-                    batch_size=batch_size,
-                    timeouts=timeouts,
+                    session=o.session,
+                    min_age=o.forget_min_age,
+                    dry_run=o.dry_run,
+                    batch_size=o.batch_size,
+                    timeouts=o.timeouts,
                 ),
             )
         )
@@ -378,19 +350,13 @@ def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ]
 
 
-def job_steps(
-    job: str,
-    *,
-    dry_run: bool = False,
-    forget: bool = False,
-    progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-) -> list[Step]:
+def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | None = None) -> list[Step]:
     """The steps of ``daily``, ``weekly`` or ``monthly``."""
+    dry_run, timeouts = options.dry_run, options.timeouts
     if job == "daily":
         return [
             Step("partitions", lambda conn: upkeep.upkeep(conn, dry_run=dry_run, timeouts=timeouts)),
-            *cleanup_steps(dry_run=dry_run, progress=progress, timeouts=timeouts),
+            *cleanup_steps(CleanupOptions(dry_run=dry_run, timeouts=timeouts), progress),
             Step(
                 "stale_relevance",
                 lambda conn: cleanup_mod.cleanup_stale_relevance(conn, dry_run=dry_run, timeouts=timeouts),
@@ -398,7 +364,10 @@ def job_steps(
             *people_steps(dry_run=dry_run, timeouts=timeouts),
         ]
     if job == "weekly":
-        return consolidate_steps(dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)
+        weekly = ConsolidateOptions(
+            dry_run=dry_run, decay=True, archive=True, forget=options.forget, timeouts=timeouts
+        )
+        return consolidate_steps(weekly, progress)
     if job == "monthly":
         lock_ms = timeouts.ddl_lock_timeout_ms
         return [
@@ -414,13 +383,12 @@ def job_steps(
 def run_job(
     connect: ConnectFactory | str,
     job: str,
+    options: MaintainOptions | None = None,
     *,
-    dry_run: bool = False,
-    forget: bool = False,
     progress: ProgressCallback | None = None,
     on_step: StepCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> JobReport:
     """Run ``daily``, ``weekly`` or ``monthly``; the report's ``exit_code`` is 1 when a step failed."""
-    steps = job_steps(job, dry_run=dry_run, forget=forget, progress=progress, timeouts=timeouts)
-    return run_steps(connect, job, steps, dry_run=dry_run, on_step=on_step)
+    options = options or MaintainOptions()
+    steps = job_steps(job, options, progress)
+    return run_steps(connect, job, steps, dry_run=options.dry_run, on_step=on_step)

@@ -3,9 +3,13 @@
 - ``vacuum_analyze``: ``VACUUM (ANALYZE)`` for a table with many dead rows (after a big cleanup), plain
   ``ANALYZE`` otherwise. Neither blocks the application's reads or writes.
 - ``reindex``: ``REINDEX INDEX CONCURRENTLY`` for every index of the memory tables, one at a time, so the
-  application keeps reading and writing. A concurrent rebuild that fails (lock timeout, cancel) leaves an
-  invalid ``<index>_ccnew`` copy behind; such leftovers, from this run or an earlier one, are dropped
-  (``DROP INDEX CONCURRENTLY``). Other invalid indexes are rebuilt, which makes them valid again.
+  application keeps reading and writing. The HNSW vector index is the exception: it needs no periodic
+  rebuild (VACUUM repairs its graph) and a rebuild costs minutes to hours, so it is rebuilt only when
+  :func:`memcli.vector_index.rebuild_reason` says so (invalid, bloated, or a measured recall that no
+  ef_search can lift), with its build memory sized to the graph (:func:`memcli.vector_index.run_rebuild`).
+  A concurrent rebuild that fails (lock timeout, cancel) leaves an invalid ``<index>_ccnew`` copy behind;
+  such leftovers, from this run or an earlier one, are dropped (``DROP INDEX CONCURRENTLY``).
+  Other invalid indexes are rebuilt, which makes them valid again.
 
 Both need a connection outside any transaction (VACUUM and the CONCURRENTLY forms refuse to run in one);
 they set session-level ``lock_timeout`` (so they never queue in front of the application's writes) and no
@@ -50,6 +54,7 @@ class ReindexResult:
     rebuilt: list[dict[str, Any]] = field(default_factory=list)  # index, table, seconds (dry run: planned)
     leftovers_dropped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # index, error
+    skipped: list[dict[str, str]] = field(default_factory=list)  # index, table, reason (healthy vector index)
 
     @property
     def rows(self) -> int:
@@ -163,8 +168,9 @@ def vacuum_analyze(
 
 
 _INDEXES = """
-SELECT n.nspname, ic.relname, c.relname, x.indisvalid
+SELECT n.nspname, ic.relname, c.relname, x.indisvalid, am.amname IN ('hnsw', 'ivfflat')
 FROM pg_index x
+JOIN pg_am am ON am.oid = (SELECT relam FROM pg_class WHERE oid = x.indexrelid)
 JOIN pg_class c ON c.oid = x.indrelid
 JOIN pg_class ic ON ic.oid = x.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -173,7 +179,7 @@ ORDER BY c.relname, ic.relname
 """
 
 
-def _indexes(conn: psycopg.Connection, tables: Sequence[str]) -> list[tuple[str, str, str, bool]]:
+def _indexes(conn: psycopg.Connection, tables: Sequence[str]) -> list[tuple[str, str, str, bool, bool]]:
     return [tuple(row) for row in conn.execute(_INDEXES, (list(tables),)).fetchall()]  # type: ignore[misc]
 
 
@@ -181,7 +187,7 @@ def _drop_leftovers(conn: psycopg.Connection, tables: Sequence[str], result: Rei
     """Drop invalid copies left by failed concurrent rebuilds; one that cannot be dropped now is reported."""
     from psycopg import sql
 
-    for schema, index, table, valid in _indexes(conn, tables):
+    for schema, index, table, valid, _vector in _indexes(conn, tables):
         if not valid and _LEFTOVER.search(index):
             statement = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, index))
             error = _attempt(conn, statement)
@@ -193,6 +199,46 @@ def _drop_leftovers(conn: psycopg.Connection, tables: Sequence[str], result: Rei
                 result.leftovers_dropped.append(index)
 
 
+_HEALTHY = "healthy vector index: HNSW needs no periodic rebuild"
+
+
+def _vector_rebuild_reason(conn: psycopg.Connection, index: str) -> str | None:
+    """Why memcli's vector index needs rebuilding; another vector index (not memcli's) only when invalid."""
+    from memcli import vector_index
+
+    if index != vector_index.INDEX_NAME:
+        valid = conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", (index,))
+        row = valid.fetchone()
+        return None if row is None or row[0] else "invalid"
+    return vector_index.rebuild_reason(conn)
+
+
+def _rebuild_vector_index(conn: psycopg.Connection, reason: str) -> str | None:
+    """Rebuild memcli's vector index online with sized build memory; its error message, or None.
+
+    A recall that no ef_search lifts needs a denser graph: the recommended parameters for the table's
+    size. Otherwise (invalid, bloated) the index keeps its parameters.
+    """
+    from memcli import vector_index
+    from memcli.errors import MemcliError
+
+    try:
+        plan = vector_index.plan_rebuild(conn)
+        if reason.startswith("recall") and plan.current is not None:
+            m, ef_construction = vector_index.recommended_parameters(plan.current.rows)
+            m, ef_construction = max(m, plan.current.m), max(ef_construction, plan.current.ef_construction)
+            plan = vector_index.plan_rebuild(conn, m=m, ef_construction=ef_construction)
+        for _ in vector_index.run_rebuild(conn, None, plan):
+            pass
+    except MemcliError as exc:
+        return exc.message
+    except Exception as exc:
+        if conn.closed or conn.broken:
+            raise
+        return first_line(exc)
+    return None
+
+
 def reindex(
     conn: psycopg.Connection,
     *,
@@ -200,7 +246,7 @@ def reindex(
     dry_run: bool = False,
     lock_timeout_ms: int = DDL_LOCK_TIMEOUT_MS,
 ) -> ReindexResult:
-    """Rebuild the memory tables' indexes online, one at a time.
+    """Rebuild the memory tables' indexes online, one at a time; the vector index only when it needs it.
 
     An index that cannot be rebuilt now (lock timeout while the application holds a long transaction)
     keeps its old, valid version; the invalid copy the attempt left is dropped, and JobFailedError at the
@@ -213,26 +259,37 @@ def reindex(
         try:
             present = existing_tables(conn, tables)
             if dry_run:
-                for _schema, index, table, valid in _indexes(conn, present):
+                for _schema, index, table, valid, vector in _indexes(conn, present):
                     if not valid and _LEFTOVER.search(index):
                         result.leftovers_dropped.append(index)
+                    elif vector and (reason := _vector_rebuild_reason(conn, index)) is None:
+                        result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
                     else:
                         result.rebuilt.append({"index": index, "table": table, "valid": valid})
                 return result
             _drop_leftovers(conn, present, result)
-            for schema, index, table, valid in _indexes(conn, present):
+            for schema, index, table, valid, vector in _indexes(conn, present):
                 if not valid and _LEFTOVER.search(index):
                     continue  # a leftover that could not be dropped: never rebuild it
                 started = time.perf_counter()
-                error = _attempt(
-                    conn, sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, index))
-                )
+                if vector:
+                    reason = _vector_rebuild_reason(conn, index)
+                    if reason is None:
+                        result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
+                        continue
+                    error = _rebuild_vector_index(conn, reason)
+                else:
+                    statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, index))
+                    error = _attempt(conn, statement)
                 if error:
                     result.failed.append({"index": index, "table": table, "error": error})
                     _drop_leftovers(conn, [table], result)
                     continue
                 seconds = round(time.perf_counter() - started, 3)
-                result.rebuilt.append({"index": index, "table": table, "valid": valid, "seconds": seconds})
+                entry = {"index": index, "table": table, "valid": valid, "seconds": seconds}
+                if vector:
+                    entry["reason"] = reason
+                result.rebuilt.append(entry)
             if result.failed:
                 names = ", ".join(f["index"] for f in result.failed)
                 raise JobFailedError(

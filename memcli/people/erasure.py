@@ -53,7 +53,7 @@ from memcli.people.scope import (
     TABLES_BY_NAME,
     Subject,
     filter_params,
-    row_filter,
+    row_filters,
     subject_sessions,
 )
 
@@ -119,11 +119,13 @@ def count_rows(conn: psycopg.Connection, subject: Subject, sessions: list[str]) 
     params = filter_params(subject, sessions)
     counts: dict[str, int] = {}
     for table in DATA_TABLES:
-        where = row_filter(table, subject)
-        if where is None:
+        parts = row_filters(table, subject)
+        if not parts:
             continue
-        row = conn.execute(_table_sql(table.name, where, "count(*)"), params).fetchone()
-        counts[table.name] = int(row[0]) if row else 0
+        counts[table.name] = 0
+        for where in parts:
+            row = conn.execute(_table_sql(table.name, where, "count(*)"), params).fetchone()
+            counts[table.name] += int(row[0]) if row else 0
     if subject.kind == "user":
         row = conn.execute(_table_sql(AUDIT_LOG, "user_id = %(u)s", "count(*)"), params).fetchone()
         counts[AUDIT_LOG] = int(row[0]) if row else 0
@@ -204,14 +206,41 @@ def _erase_table(
     from psycopg import sql
 
     table = TABLES_BY_NAME[table_name]
-    where = row_filter(table, subject)
-    if where is None:
+    parts = row_filters(table, subject)
+    if not parts:
         return
-    statement = sql.SQL(_DELETE).format(
-        table=sql.Identifier(table.name), key=sql.Identifier(table.key), where=sql.SQL(where)
-    )
-    params = {**filter_params(subject, sessions), "limit": size}
     result.erased.setdefault(table.name, 0)
+    for where in parts:
+        statement = sql.SQL(_DELETE).format(
+            table=sql.Identifier(table.name), key=sql.Identifier(table.key), where=sql.SQL(where)
+        )
+        _erase_part(
+            conn,
+            statement,
+            filter_params(subject, sessions),
+            table.name,
+            receipt_id,
+            size,
+            timeouts,
+            result,
+            progress,
+            planned,
+        )
+
+
+def _erase_part(
+    conn: psycopg.Connection,
+    statement: Any,
+    base_params: dict[str, Any],
+    table_name: str,
+    receipt_id: uuid.UUID,
+    size: int,
+    timeouts: Timeouts,
+    result: ErasureResult,
+    progress: ProgressCallback | None,
+    planned: int,
+) -> None:
+    params = {**base_params, "limit": size}
 
     def batch() -> tuple[int, float]:
         started = time.perf_counter()
@@ -225,13 +254,13 @@ def _erase_table(
                                                           coalesce((erased ->> %(t)s)::bigint, 0) + %(n)s)
                 WHERE id = %(id)s
                 """,  # noqa: S608 - a constant table name
-                {"t": table.name, "n": n, "id": receipt_id},
+                {"t": table_name, "n": n, "id": receipt_id},
             )
         return n, (time.perf_counter() - started) * 1000
 
     def book(outcome: tuple[int, float]) -> None:
         n, ms = outcome
-        result.erased[table.name] += n
+        result.erased[table_name] += n
         if n:
             result.batches += 1
             result.longest_batch_ms = max(result.longest_batch_ms, ms)

@@ -27,7 +27,7 @@ from memcli.people.scope import (
     VECTOR_COLUMNS,
     Subject,
     filter_params,
-    row_filter,
+    row_filters,
     subject_sessions,
 )
 
@@ -125,7 +125,8 @@ def export(
             sessions = subject_sessions(conn, subject)
             result.sessions = len(sessions)
             params = filter_params(subject, sessions)
-            tables = [(t.name, w) for t in DATA_TABLES if (w := row_filter(t, subject)) is not None]
+            # (table, clause) per disjoint part of the subject's rows, each part served by one index
+            tables = [(t.name, w) for t in DATA_TABLES for w in row_filters(t, subject)]
             total = None
             if progress:
                 total = 0
@@ -149,7 +150,7 @@ def export(
                     "subject": subject.kind,
                     "id": subject.value,
                     "exported_at": datetime.now(UTC).isoformat(),
-                    "tables": [name for name, _ in tables],
+                    "tables": list(dict.fromkeys(name for name, _ in tables)),
                     "with_vectors": with_vectors,
                     "visibility": result.visibility,
                 }
@@ -169,7 +170,7 @@ def export(
                         if progress and lines:
                             done += lines
                             progress(done, total)
-                result.tables[name] = count
+                result.tables[name] = result.tables.get(name, 0) + count
     finally:
         conn.isolation_level = previous
     elapsed = time.perf_counter() - started

@@ -112,14 +112,16 @@ def subject_sessions(conn: psycopg.Connection, subject: Subject) -> list[str]:
     return [row[0] for row in rows]
 
 
-def row_filter(table: DataTable, subject: Subject) -> str | None:
-    """The WHERE clause (parameters ``%(u)s`` user id, ``%(s)s`` array of sessions) selecting the subject's
-    rows in ``table``; None when the table cannot hold the subject's rows (a profile is not a session's)."""
+def row_filters(table: DataTable, subject: Subject) -> list[str]:
+    """WHERE clauses (parameters ``%(u)s`` user id, ``%(s)s`` array of sessions) that together select the
+    subject's rows in ``table``, disjoint, each served by one index; none when the table cannot hold them
+    (a profile is not a session's). A user's memories are two parts: theirs by ``user_id``, and the rows
+    without a user in their sessions (one OR of both would be planned as a scan of the whole table)."""
     if table.link == "user":
-        return "user_id = %(u)s" if subject.kind == "user" else None
+        return ["user_id = %(u)s"] if subject.kind == "user" else []
     if table.link == "session" or subject.kind == "session":
-        return "session_id = ANY(%(s)s)"
-    return "(user_id = %(u)s OR (user_id IS NULL AND session_id = ANY(%(s)s)))"
+        return ["session_id = ANY(%(s)s)"]
+    return ["user_id = %(u)s", "session_id = ANY(%(s)s) AND user_id IS NULL"]
 
 
 def filter_params(subject: Subject, sessions: list[str]) -> dict[str, object]:

@@ -3,9 +3,8 @@ access histogram, consolidation ratio.
 
 Fast on a large database: above ``SAMPLE_ABOVE`` conversation memories (by the planner's estimate) the
 per-tier counts come from the planner's statistics (``pg_stats``) and the growth, top lists and access
-histogram from a ``TABLESAMPLE SYSTEM`` of the table, scaled up; each figure says whether it is an
-estimate. The expiry timeline always reads the ``expires_at`` index exactly; ``exact=True`` counts
-everything.
+histogram and the expiry timeline from a ``TABLESAMPLE SYSTEM`` of the table, scaled up; each figure
+says whether it is an estimate. ``exact=True`` counts everything.
 """
 
 from __future__ import annotations
@@ -138,13 +137,13 @@ def collect(conn: psycopg.Connection, *, exact: bool = False, days: int = DAYS, 
     stats.semantic_total = sum(p.count for p in stats.content_types)
 
     stats.expiring = [
-        (d, int(n))
+        (d, round(int(n) * scale))
         for d, n in conn.execute(
-            """
-            SELECT date_trunc('day', expires_at)::date, count(*) FROM conversation_memory
-            WHERE expires_at >= now() AND expires_at < now() + %s * interval '1 day'
-            GROUP BY 1 ORDER BY 1
-            """,
+            sql.SQL(
+                "SELECT date_trunc('day', expires_at)::date, count(*) FROM conversation_memory{s} "
+                "WHERE expires_at >= now() AND expires_at < now() + %s * interval '1 day' "
+                "GROUP BY 1 ORDER BY 1"
+            ).format(s=sample),
             (days,),
         ).fetchall()
     ]
@@ -193,7 +192,7 @@ def collect(conn: psycopg.Connection, *, exact: bool = False, days: int = DAYS, 
         (label, round(int(n) * scale)) for (label, _, _), n in zip(ACCESS_BUCKETS, row or (), strict=False)
     ]
     if big:
-        stats.estimated += ["growth", "top_users", "top_sessions", "access"]
+        stats.estimated += ["expiring", "growth", "top_users", "top_sessions", "access"]
 
     merges = conn.execute(
         "SELECT count(*), coalesce(sum(cardinality(old_memory_ids)), 0) FROM memory_consolidation_log "

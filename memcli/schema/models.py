@@ -347,10 +347,11 @@ class SemanticMemory(Base):
         Index("idx_semantic_memory_type", "content_type"),
         Index("idx_semantic_memory_user", "user_id"),
         Index(
-            "idx_semantic_memory_vector",
+            names.VECTOR_INDEX,
             "embedding_vector",
             postgresql_using="hnsw",
             postgresql_ops={"embedding_vector": "vector_cosine_ops"},
+            postgresql_with={"m": names.HNSW_M, "ef_construction": names.HNSW_EF_CONSTRUCTION},
         ),
         Index("idx_semantic_memory_tsv", "content_tsv", postgresql_using="gin"),
     )
@@ -541,6 +542,46 @@ class SessionClosure(Base):
     session_id: Mapped[str] = mapped_column(Text, primary_key=True)
     closed_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
     reason: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+IMPORT_STATUSES = ("running", "completed", "failed", "rolled_back")
+
+
+class MemoryImport(Base):
+    """One ``memcli import`` run: what was read, how it went, how many rows it wrote."""
+
+    __tablename__ = names.IMPORTS
+    __table_args__ = (
+        CheckConstraint(_in("status", IMPORT_STATUSES), name="ck_memory_imports_status"),
+        Index("idx_memory_imports_source", "source_name", text("started_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    layout: Mapped[str] = mapped_column(Text, nullable=False)
+    source_name: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    started_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(TZ)
+    options: Mapped[Any | None] = mapped_column(JSONB)
+    counts: Mapped[Any | None] = mapped_column(JSONB)
+
+
+class MemoryImportKey(Base):
+    """Source row -> the row an import wrote for it: resumability and rollback."""
+
+    __tablename__ = names.IMPORT_KEYS
+    __table_args__ = (
+        PrimaryKeyConstraint("source_name", "source_key", "target_table", name="memory_import_keys_pkey"),
+        Index("idx_memory_import_keys_import", "import_id"),
+    )
+
+    source_name: Mapped[str] = mapped_column(Text, nullable=False)
+    source_key: Mapped[str] = mapped_column(Text, nullable=False)
+    target_table: Mapped[str] = mapped_column(Text, nullable=False)
+    target_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey(f"{names.IMPORTS}.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 class CreatedObject(Base):

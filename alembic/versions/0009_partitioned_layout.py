@@ -15,8 +15,8 @@
 
 Downgrade turns partitioned tables back into plain ones (their rows copied) and drops the functions.
 
-Revision ID: 0007_partitioned_layout
-Revises: 0006_semantic_memory_hot_access
+Revision ID: 0009_partitioned_layout
+Revises: 0008_vector_index_parameters
 Create Date: 2026-11-30 00:00:05
 """
 
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
-revision: str = "0007_partitioned_layout"
-down_revision: str | Sequence[str] | None = "0006_semantic_memory_hot_access"
+revision: str = "0009_partitioned_layout"
+down_revision: str | Sequence[str] | None = "0008_vector_index_parameters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

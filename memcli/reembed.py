@@ -1,0 +1,259 @@
+"""``memcli reembed``: change the embedding model (and dimension) of a live database without downtime.
+
+The new vectors are built in shadow columns while the application keeps searching the old ones
+(:mod:`memcli.shadow`): backfilled in resumable batches, indexed concurrently, then swapped in one short
+transaction that also records the new model and dimension in ``memory_settings``. Until that transaction
+commits, the old model is fully in place: an interrupted run is resumed by running it again, ``abort``
+drops what was built. The change under way is recorded in the setting ``reembed.target`` (the embedder
+spec, its model and dimension), so ``status`` can report it and a resumed run refuses another model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from memcli import shadow
+from memcli.errors import ConfigError
+from memcli.jobs.common import ProgressCallback, own_transactions
+from memcli.jobs.locks import job_lock
+from memcli.schema import names
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from memcli.embeddings import Embedder
+
+REEMBED_LOCK = "reembed"
+STATE_KEY = "reembed.target"
+SAMPLE_ROWS = 200  # texts embedded by --dry-run to estimate the time
+
+
+@dataclass
+class ReembedResult:
+    dry_run: bool
+    from_model: str | None
+    from_dimension: int | None
+    to_model: str
+    to_dimension: int
+    rows: int = 0  # memories with a text
+    phase: str = "planned"  # planned, nothing-to-do, swapped, stopped (max_rows reached)
+    resumed: bool = False
+    filled: int = 0  # rows embedded by this run's backfill
+    already_filled: int = 0  # rows a previous, interrupted run had embedded
+    caught_up: int = 0  # rows written meanwhile, embedded inside the swap transaction
+    backfill_seconds: float = 0.0
+    index_seconds: float = 0.0  # the concurrent index build
+    swap_seconds: float = 0.0
+    embed_seconds: float = 0.0  # time spent in the embedder (part of the backfill)
+    duration_seconds: float = 0.0
+    rows_per_second: float | None = None
+    sample_rows: int = 0  # dry run: texts embedded to estimate
+    estimated_seconds: float | None = None  # dry run
+
+
+@dataclass
+class ReembedStatus:
+    model: str | None
+    dimension: int | None
+    target: dict[str, Any] | None  # the change under way, if any
+    progress: shadow.ShadowProgress = field(default_factory=lambda: shadow.ShadowProgress(False))
+
+
+def _current(conn: psycopg.Connection) -> tuple[str | None, int | None]:
+    from memcli.embeddings import stored_dimension
+    from memcli.settings import get_setting
+
+    return get_setting(conn, "embedding.model"), stored_dimension(conn)
+
+
+def spec_for(embedder: Embedder) -> shadow.ShadowSpec:
+    return shadow.ShadowSpec(
+        column_type=f"vector({int(embedder.dimension)})",
+        opclass="vector_cosine_ops",
+        source_column="content_text",
+        model=embedder.name,
+    )
+
+
+def reembed_status(conn: psycopg.Connection) -> ReembedStatus:
+    from memcli.readiness import require_migrated
+    from memcli.settings import get_setting
+
+    require_migrated(conn)
+    model, dimension = _current(conn)
+    return ReembedStatus(model, dimension, get_setting(conn, STATE_KEY), shadow.shadow_progress(conn))
+
+
+def _fill(embedder: Embedder) -> shadow.Fill:
+    return lambda texts: embedder.embed([t or "" for t in texts])
+
+
+def _estimate(conn: psycopg.Connection, embedder: Embedder, result: ReembedResult) -> None:
+    """Embed a sample of stored texts and scale their time to the whole table (the writes cost extra,
+    measured by benchmarks/import_bench.py: about a fifth with the fastest embedder)."""
+    rows = conn.execute(
+        "SELECT content_text FROM semantic_memory WHERE content_text IS NOT NULL LIMIT %s", (SAMPLE_ROWS,)
+    ).fetchall()
+    result.sample_rows = len(rows)
+    if not rows:
+        result.estimated_seconds = 0.0
+        return
+    started = time.perf_counter()
+    embedder.embed([r[0] for r in rows])
+    per_row = (time.perf_counter() - started) / len(rows)
+    result.estimated_seconds = round(per_row * result.rows * 1.25, 1)
+
+
+def reembed(
+    conn: psycopg.Connection,
+    embedder: Embedder,
+    embedder_spec: str,
+    *,
+    batch_size: int = 256,
+    dry_run: bool = False,
+    max_rows: int | None = None,
+    progress: ProgressCallback | None = None,
+    pause_seconds: float = 0.0,
+) -> ReembedResult:
+    """Switch the stored vectors to ``embedder`` (see the module docstring); resumes a change under way.
+
+    ``embedder_spec`` (``provider[:model]``) is recorded so status can name it. ``max_rows`` stops the
+    backfill after that many rows without swapping (phase ``stopped``; run again to continue).
+    Holds the re-embed and vectors locks (exit 75 while an import or another re-embed runs).
+    """
+    from memcli.embeddings import _compare
+    from memcli.errors import NotReadyError
+    from memcli.imports.engine import VECTORS_LOCK
+    from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
+    from memcli.readiness import require_migrated
+    from memcli.settings import get_setting, set_setting
+
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if embedder.dimension > names.MAX_EMBEDDING_DIMENSION:
+        # checked first: the HNSW index would refuse it only after the whole backfill
+        raise ConfigError(
+            f"{embedder.name} gives {embedder.dimension} dimensions; HNSW indexes take at most "
+            f"{names.MAX_EMBEDDING_DIMENSION}",
+            hint="choose a smaller --dimension if the model supports it",
+        )
+    started = time.perf_counter()
+    with own_transactions(conn):
+        require_migrated(conn)
+        from_model, from_dim = _current(conn)
+        result = ReembedResult(dry_run, from_model, from_dim, embedder.name, int(embedder.dimension))
+        row = conn.execute("SELECT count(content_text) FROM semantic_memory").fetchone()
+        result.rows = int(row[0]) if row else 0
+        target = get_setting(conn, STATE_KEY)
+        if target and (target.get("model") != embedder.name or target.get("dimension") != embedder.dimension):
+            raise ConfigError(
+                f"a re-embed to {target.get('model')} ({target.get('dimension')} dimensions) is under way",
+                hint=f"resume it with --embedder {target.get('embedder')}, or run: memcli reembed abort",
+            )
+        try:
+            _compare(from_model, from_dim, embedder)
+        except NotReadyError:
+            pass  # another model or dimension: the change to make
+        else:
+            if not target:
+                result.phase = "nothing-to-do"
+                return result
+        if dry_run:
+            _estimate(conn, embedder, result)
+            result.duration_seconds = round(time.perf_counter() - started, 3)
+            return result
+        spec = spec_for(embedder)
+        with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed"):
+            log = RunLog(conn, "reembed")
+            log.close_interrupted()
+            entry = log.start(
+                None, {"from": from_model, "to": embedder.name, "dimension": embedder.dimension}
+            )
+            try:
+                result.resumed = bool(target)
+                if not target:
+                    with conn.transaction():
+                        set_setting(
+                            conn,
+                            STATE_KEY,
+                            {
+                                "embedder": embedder_spec,
+                                "model": embedder.name,
+                                "dimension": int(embedder.dimension),
+                                "from_model": from_model,
+                                "from_dimension": from_dim,
+                                "started_at": datetime.now(UTC).isoformat(),
+                            },
+                        )
+                shadow.prepare(conn, spec)
+                before = shadow.shadow_progress(conn)
+                result.already_filled = before.done
+                if progress:
+                    progress(before.done, before.total)
+                fill = _fill(embedder)
+
+                def advance(done: int, total: int | None) -> None:
+                    if progress:
+                        progress(before.done + done, before.total)
+
+                filled = shadow.backfill(
+                    conn,
+                    spec,
+                    fill,
+                    batch_size=batch_size,
+                    max_rows=max_rows,
+                    progress=advance,
+                    pause_seconds=pause_seconds,
+                )
+                result.filled, result.embed_seconds = filled.filled, round(filled.fill_seconds, 3)
+                result.backfill_seconds = round(filled.seconds, 3)
+                if max_rows is not None and filled.filled >= max_rows:
+                    result.phase = "stopped"
+                else:
+                    t0 = time.perf_counter()
+                    shadow.build_index(conn, spec)
+                    result.index_seconds = round(time.perf_counter() - t0, 3)
+
+                    def finalize(c: psycopg.Connection) -> None:
+                        set_setting(c, "embedding.model", embedder.name)
+                        set_setting(c, "embedding.dimension", int(embedder.dimension))
+                        c.execute("DELETE FROM memory_settings WHERE key = %s", (STATE_KEY,))
+
+                    swapped = shadow.swap(conn, spec, fill, finalize)
+                    result.caught_up, result.swap_seconds = swapped.caught_up, round(swapped.seconds, 3)
+                    result.phase = "swapped"
+            except BaseException as exc:
+                log.finish(entry, FAILED, rows=result.filled, error=str(exc) or type(exc).__name__)
+                raise
+            log.finish(entry, SUCCEEDED, rows=result.filled, details={"phase": result.phase})
+    elapsed = time.perf_counter() - started
+    result.duration_seconds = round(elapsed, 3)
+    done = result.filled + result.caught_up
+    result.rows_per_second = round(done / elapsed, 1) if done and elapsed > 0 else None
+    return result
+
+
+@dataclass
+class AbortResult:
+    aborted: bool
+    target: dict[str, Any] | None
+    filled: int  # rows that had been re-embedded (now discarded)
+
+
+def reembed_abort(conn: psycopg.Connection) -> AbortResult:
+    """Drop a change under way (shadow columns, their index, the trigger); the old model stays as it was."""
+    from memcli.imports.engine import VECTORS_LOCK
+    from memcli.readiness import require_migrated
+    from memcli.settings import get_setting
+
+    with own_transactions(conn):
+        require_migrated(conn)
+        with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed abort"):
+            target = get_setting(conn, STATE_KEY)
+            progress = shadow.shadow_progress(conn)
+            aborted = shadow.abort(conn)
+            conn.execute("DELETE FROM memory_settings WHERE key = %s", (STATE_KEY,))
+    return AbortResult(aborted or target is not None, target, progress.done)

@@ -1,0 +1,389 @@
+"""Changing the vector column of ``semantic_memory`` online, through shadow columns.
+
+The application keeps reading and writing the live columns while the new values are built beside them:
+
+1. ``prepare``: add the shadow columns (``embedding_vector_next`` of the new type, and the per-row
+   ``embedding_model_next``), and a trigger that clears a row's shadow when the column it is derived from
+   changes (a memory's text edited mid-way is computed again, never swapped in stale). Catalog-only DDL under
+   ``lock_timeout``: it never rewrites the table.
+2. ``backfill``: fill the shadows in bounded batches (one transaction each, ``FOR UPDATE SKIP LOCKED``, the
+   maintenance timeouts). Rows whose shadow is still NULL are the work left, so an interrupted backfill
+   resumes where it stopped, and rows the application adds meanwhile are picked up by the next batch.
+3. ``build_index``: the new HNSW index, ``CREATE INDEX CONCURRENTLY`` (writes continue; an invalid index
+   left by an interrupted build is dropped and built again).
+4. ``swap``: one short transaction (``lock_timeout``; the table is locked for the catalog changes only):
+   fill the few rows written since the last batch, drop the live columns (their index goes with them),
+   rename the shadows and the index to the live names, drop the trigger, and let the caller record the new
+   model in the same transaction. Before the swap commits, the old columns are untouched: an interrupted or
+   aborted change leaves the old model fully working.
+
+``abort`` drops the shadows, their index and the trigger. A :class:`ShadowSpec` says what is being changed
+and from which column the new value is derived: re-embedding derives it from ``content_text`` with a
+model; a type change (``vector`` to ``halfvec``) derives it from ``embedding_vector`` itself.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import MemcliError
+from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, in_batch, maintenance_transaction
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+TABLE = "semantic_memory"
+LIVE_COLUMN = "embedding_vector"
+LIVE_MODEL_COLUMN = "embedding_model"
+LIVE_INDEX = "idx_semantic_memory_vector"
+SHADOW_COLUMN = "embedding_vector_next"
+SHADOW_MODEL_COLUMN = "embedding_model_next"
+SHADOW_INDEX = "idx_semantic_memory_vector_next"
+TRIGGER = "trigger_semantic_memory_shadow"
+TRIGGER_FUNCTION = "memcli_shadow_stale"
+BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
+MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
+
+# Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
+# or pgvector's Vector / HalfVector objects, one per row).
+Fill = Callable[[Sequence[Any]], Sequence[Any]]
+
+
+class SwapNotReady(MemcliError):
+    """The swap found too many rows without a new value (the application wrote faster than the backfill)."""
+
+
+@dataclass(frozen=True)
+class ShadowSpec:
+    """What changes: the new column type (``vector(768)``, ``halfvec(384)``), the HNSW operator class for it,
+    the column the new value is derived from, and the model name to store per row."""
+
+    column_type: str
+    opclass: str
+    source_column: str  # content_text (re-embed) or embedding_vector (type change)
+    model: str | None  # embedding_model of the rows after the swap
+    index_options: str = ""  # e.g. "WITH (m = 16, ef_construction = 64)"
+
+
+@dataclass
+class ShadowProgress:
+    exists: bool
+    column_type: str | None = None
+    total: int = 0  # rows with a source value
+    done: int = 0  # of those, rows whose shadow is filled
+    index: str | None = None  # None, "building" (invalid) or "valid"
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.done)
+
+
+def _ident(name: str) -> sql.Identifier:
+    from psycopg import sql
+
+    return sql.Identifier(name)
+
+
+def shadow_progress(conn: psycopg.Connection) -> ShadowProgress:
+    """Is a change under way, and how far is it (counts are exact: status is not run in a hot loop)."""
+    from psycopg import sql
+
+    row = conn.execute(
+        """
+        SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+        WHERE a.attrelid = to_regclass('public.semantic_memory') AND a.attname = %s AND NOT a.attisdropped
+        """,
+        (SHADOW_COLUMN,),
+    ).fetchone()
+    if row is None:
+        return ShadowProgress(exists=False)
+    progress = ShadowProgress(exists=True, column_type=row[0])
+    trigger_source = conn.execute(
+        "SELECT obj_description(to_regprocedure(%s), 'pg_proc')", (f"{TRIGGER_FUNCTION}()",)
+    ).fetchone()
+    source = trigger_source[0] if trigger_source and trigger_source[0] else "content_text"
+    counts = conn.execute(
+        sql.SQL("SELECT count({src}), count({shadow}) FROM {table}").format(
+            src=_ident(source), shadow=_ident(SHADOW_COLUMN), table=_ident(TABLE)
+        )
+    ).fetchone()
+    assert counts is not None
+    progress.total, progress.done = int(counts[0]), int(counts[1])
+    index = conn.execute(
+        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+        (f"public.{SHADOW_INDEX}",),
+    ).fetchone()
+    if index is not None:
+        progress.index = "valid" if index[0] else "building"
+    return progress
+
+
+def prepare(conn: psycopg.Connection, spec: ShadowSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+    """Add the shadow columns and the staleness trigger (idempotent for the same spec)."""
+    from psycopg import sql
+
+    with maintenance_transaction(conn, timeouts):
+        conn.execute(
+            sql.SQL(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {shadow} {type}, "
+                "ADD COLUMN IF NOT EXISTS {shadow_model} text"
+            ).format(
+                table=_ident(TABLE),
+                shadow=_ident(SHADOW_COLUMN),
+                type=sql.SQL(spec.column_type),
+                shadow_model=_ident(SHADOW_MODEL_COLUMN),
+            )
+        )
+        # The function body names the source column; its comment records it for status and resume.
+        conn.execute(
+            sql.SQL(
+                """
+                CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+                BEGIN
+                    IF TG_OP = 'INSERT' OR NEW.{src} IS DISTINCT FROM OLD.{src} THEN
+                        NEW.{shadow} := NULL;
+                        NEW.{shadow_model} := NULL;
+                    END IF;
+                    RETURN NEW;
+                END
+                $fn$
+                """
+            ).format(
+                fn=_ident(TRIGGER_FUNCTION),
+                src=_ident(spec.source_column),
+                shadow=_ident(SHADOW_COLUMN),
+                shadow_model=_ident(SHADOW_MODEL_COLUMN),
+            )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON FUNCTION {fn}() IS {src}").format(
+                fn=_ident(TRIGGER_FUNCTION), src=sql.Literal(spec.source_column)
+            )
+        )
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(TRIGGER), _ident(TABLE)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION {fn}()"
+            ).format(trigger=_ident(TRIGGER), table=_ident(TABLE), fn=_ident(TRIGGER_FUNCTION))
+        )
+
+
+@dataclass
+class BackfillResult:
+    filled: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    fill_seconds: float = 0.0  # time spent computing values (the embedder), the rest is the database
+
+
+def _base_type(column_type: str) -> str:
+    return column_type.split("(", 1)[0].strip()
+
+
+def _write_batch(
+    conn: psycopg.Connection, spec: ShadowSpec, ids: list[uuid.UUID], values: Sequence[Any]
+) -> None:
+    """Set the shadows of ``ids``: the values go by binary COPY into a temporary table (emptied at commit),
+    then one UPDATE joins it."""
+    from psycopg import sql
+
+    from memcli.vector_copy import vector_cursor
+
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (id uuid, v {}) ON COMMIT DELETE ROWS").format(
+            _ident(BATCH_TABLE), sql.SQL(spec.column_type)
+        )
+    )
+    with (
+        vector_cursor(conn) as cur,
+        cur.copy(sql.SQL("COPY {} (id, v) FROM STDIN (FORMAT BINARY)").format(_ident(BATCH_TABLE))) as copy,
+    ):
+        copy.set_types(["uuid", _base_type(spec.column_type)])
+        for row_id, value in zip(ids, values, strict=True):
+            copy.write_row((row_id, value))
+    conn.execute(
+        sql.SQL(
+            "UPDATE {table} t SET {shadow} = b.v, {shadow_model} = %s FROM {batch} b WHERE t.id = b.id"
+        ).format(
+            table=_ident(TABLE),
+            shadow=_ident(SHADOW_COLUMN),
+            shadow_model=_ident(SHADOW_MODEL_COLUMN),
+            batch=_ident(BATCH_TABLE),
+        ),
+        (spec.model,),
+    )
+
+
+def backfill(
+    conn: psycopg.Connection,
+    spec: ShadowSpec,
+    fill: Fill,
+    *,
+    batch_size: int = 256,
+    max_rows: int | None = None,
+    progress: ProgressCallback | None = None,
+    total: int | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    pause_seconds: float = 0.0,
+) -> BackfillResult:
+    """Fill the shadow of every row that has a source value and no shadow yet, in id order, in batches.
+
+    ``conn`` must be in autocommit mode (each batch commits on its own). ``pause_seconds`` between batches
+    leaves room to the application on a busy server.
+    """
+    from psycopg import sql
+
+    result = BackfillResult()
+    started = time.perf_counter()
+    query = sql.SQL(
+        "SELECT id, {src} FROM {table} WHERE {shadow} IS NULL AND {src} IS NOT NULL AND id > %s "
+        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+    ).format(src=_ident(spec.source_column), table=_ident(TABLE), shadow=_ident(SHADOW_COLUMN))
+    last = uuid.UUID(int=0)
+
+    def batch(size: int) -> int:
+        rows = conn.execute(query, (last, size)).fetchall()
+        if rows:
+            t0 = time.perf_counter()
+            values = fill([r[1] for r in rows])
+            result.fill_seconds += time.perf_counter() - t0
+            _write_batch(conn, spec, [r[0] for r in rows], values)
+        batch.last = rows[-1][0] if rows else None  # type: ignore[attr-defined]
+        return len(rows)
+
+    def book(n: int) -> None:
+        if n:
+            result.filled += n
+            result.batches += 1
+
+    while max_rows is None or result.filled < max_rows:
+        size = batch_size if max_rows is None else min(batch_size, max_rows - result.filled)
+        n = in_batch(conn, timeouts, lambda size=size: batch(size), book)
+        if not n:
+            break
+        last = batch.last  # type: ignore[attr-defined]
+        if progress:
+            progress(result.filled, total)
+        if pause_seconds:
+            time.sleep(pause_seconds)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def build_index(conn: psycopg.Connection, spec: ShadowSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+    """CREATE INDEX CONCURRENTLY on the shadow column (``conn`` in autocommit mode)."""
+    from psycopg import sql
+
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeouts.ddl_lock_timeout_ms}ms",))
+    conn.execute("SET statement_timeout = 0")
+    try:
+        state = shadow_progress(conn).index
+        if state == "building":  # left invalid by an interrupted build
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(SHADOW_INDEX)))
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} USING hnsw ({col} {ops}) {opts}"
+            ).format(
+                index=_ident(SHADOW_INDEX),
+                table=_ident(TABLE),
+                col=_ident(SHADOW_COLUMN),
+                ops=sql.SQL(spec.opclass),
+                opts=sql.SQL(spec.index_options),
+            )
+        )
+    finally:
+        conn.execute("RESET lock_timeout")
+        conn.execute("RESET statement_timeout")
+
+
+@dataclass
+class SwapResult:
+    caught_up: int = 0  # rows filled inside the swap transaction
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def swap(
+    conn: psycopg.Connection,
+    spec: ShadowSpec,
+    fill: Fill,
+    finalize: Callable[[psycopg.Connection], None],
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_catchup: int = MAX_SWAP_CATCHUP,
+) -> SwapResult:
+    """Make the shadows live in one transaction; ``finalize`` records the new model in the same one."""
+    from psycopg import sql
+
+    result = SwapResult()
+    started = time.perf_counter()
+    with maintenance_transaction(conn, timeouts):
+        # Writers wait for the few milliseconds of the catalog change; readers of the old column too.
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_ident(TABLE)))
+        valid = conn.execute(
+            "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(%s)",
+            (f"public.{SHADOW_INDEX}",),
+        ).fetchone()
+        if not (valid and valid[0]):
+            raise SwapNotReady(
+                "the new vector index is missing or not valid yet", hint="run the change again"
+            )
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT id, {src} FROM {table} WHERE {shadow} IS NULL AND {src} IS NOT NULL LIMIT %s"
+            ).format(src=_ident(spec.source_column), table=_ident(TABLE), shadow=_ident(SHADOW_COLUMN)),
+            (max_catchup + 1,),
+        ).fetchall()
+        if len(rows) > max_catchup:
+            raise SwapNotReady(
+                f"more than {max_catchup} rows still lack the new value",
+                hint="run the change again: it backfills them first",
+            )
+        if rows:
+            _write_batch(conn, spec, [r[0] for r in rows], fill([r[1] for r in rows]))
+        result.caught_up = len(rows)
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(TRIGGER), _ident(TABLE)))
+        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(TRIGGER_FUNCTION)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {table} DROP COLUMN {live}, DROP COLUMN {live_model}").format(
+                table=_ident(TABLE), live=_ident(LIVE_COLUMN), live_model=_ident(LIVE_MODEL_COLUMN)
+            )
+        )
+        for old, new in ((SHADOW_COLUMN, LIVE_COLUMN), (SHADOW_MODEL_COLUMN, LIVE_MODEL_COLUMN)):
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                    _ident(TABLE), _ident(old), _ident(new)
+                )
+            )
+        conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(_ident(SHADOW_INDEX), _ident(LIVE_INDEX)))
+        finalize(conn)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def abort(conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> bool:
+    """Drop the shadows, their index and the trigger; the live columns are untouched. False if none."""
+    from psycopg import sql
+
+    if not shadow_progress(conn).exists:
+        return False
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeouts.ddl_lock_timeout_ms}ms",))
+    try:
+        conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(SHADOW_INDEX)))
+    finally:
+        conn.execute("RESET lock_timeout")
+    with maintenance_transaction(conn, timeouts):
+        conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(_ident(TRIGGER), _ident(TABLE)))
+        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_ident(TRIGGER_FUNCTION)))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}, DROP COLUMN IF EXISTS {}").format(
+                _ident(TABLE), _ident(SHADOW_COLUMN), _ident(SHADOW_MODEL_COLUMN)
+            )
+        )
+    return True

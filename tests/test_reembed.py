@@ -1,0 +1,199 @@
+"""memcli reembed: another model and another dimension on the demo database while searches run; resume,
+status, abort, locks; the old model keeps working until the swap."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import psycopg
+import pytest
+
+from memcli.embeddings.hashing import HashingEmbedder
+from memcli.errors import NotReadyError
+from memcli.imports.engine import VECTORS_LOCK
+from memcli.jobs.locks import lock_key
+from memcli.reembed import reembed, reembed_abort, reembed_status
+from memcli.search import search
+from memcli.seed import seed_demo
+from tests.importing import scalar, stored_vector
+
+OLD = HashingEmbedder()
+
+
+@pytest.fixture
+def demo_db(migrated_db: str) -> str:
+    with psycopg.connect(migrated_db) as conn:
+        seed_demo(conn, OLD, businesses=3, sessions=40, random_seed=7)
+    return migrated_db
+
+
+def column_type(dsn: str) -> str:
+    return scalar(
+        dsn,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'semantic_memory'::regclass AND attname = 'embedding_vector' AND NOT attisdropped",
+    )
+
+
+def columns(dsn: str) -> set[str]:
+    rows = psycopg.connect(dsn).execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'semantic_memory'::regclass AND attnum > 0 "
+        "AND NOT attisdropped"
+    )
+    return {r[0] for r in rows}
+
+
+class Searcher(threading.Thread):
+    """Searches the whole time, with the database's model: the old one until the swap, then the new one."""
+
+    def __init__(self, dsn: str, new) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.new = dsn, new
+        self.stop = threading.Event()
+        self.by_model: dict[tuple[str, int], int] = {}
+        self.errors: list[BaseException] = []
+        self.empty = 0
+
+    def run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            embedder = OLD
+            while not self.stop.is_set():
+                try:
+                    result = search(conn, embedder, "vegetarian dinner for two", min_similarity=-1.0, top_k=5)
+                except NotReadyError:
+                    embedder = self.new  # the swap happened: the old model is refused, rightly
+                    continue
+                except BaseException as exc:  # pragma: no cover - the test reports it
+                    self.errors.append(exc)
+                    return
+                key = (embedder.name, embedder.dimension)
+                self.by_model[key] = self.by_model.get(key, 0) + 1
+                self.empty += not result.hits
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("new", "spec"),
+    [(HashingEmbedder(variant="b"), "hashing:b"), (HashingEmbedder(dimension=256), "hashing")],
+    ids=["other-model", "other-dimension"],
+)
+def test_reembed_while_searches_run(demo_db: str, new: HashingEmbedder, spec: str) -> None:
+    rows = scalar(demo_db, "SELECT count(*) FROM semantic_memory")
+    assert rows > 50
+    searcher = Searcher(demo_db, new)
+    searcher.start()
+    time.sleep(0.3)
+    with psycopg.connect(demo_db) as conn:
+        result = reembed(conn, new, spec, batch_size=50, pause_seconds=0.01)
+    time.sleep(0.3)
+    searcher.stop.set()
+    searcher.join(10)
+    assert not searcher.errors and searcher.empty == 0
+    # searches ran with the old model during the change and with the new one after it, none empty
+    assert (
+        searcher.by_model[(OLD.name, OLD.dimension)] > 0 and searcher.by_model[(new.name, new.dimension)] > 0
+    )
+    # rows the searches held locked (recording their access) were skipped, then caught up by the swap
+    assert result.phase == "swapped" and result.filled + result.caught_up == rows
+    assert column_type(demo_db) == f"vector({new.dimension})"
+    assert scalar(demo_db, "SELECT value FROM memory_settings WHERE key = 'embedding.model'") == new.name
+    assert (
+        scalar(demo_db, "SELECT value FROM memory_settings WHERE key = 'embedding.dimension'")
+        == new.dimension
+    )
+    assert scalar(demo_db, "SELECT count(*) FROM memory_settings WHERE key = 'reembed.target'") == 0
+    assert (
+        scalar(demo_db, "SELECT count(*) FROM semantic_memory WHERE embedding_model <> %s", (new.name,)) == 0
+    )
+    assert "embedding_vector_next" not in columns(demo_db) and "embedding_model_next" not in columns(demo_db)
+    index = scalar(
+        demo_db,
+        "SELECT pg_get_indexdef(indexrelid) || ' ' || indisvalid FROM pg_index "
+        "WHERE indexrelid = 'idx_semantic_memory_vector'::regclass",
+    )
+    assert "hnsw (embedding_vector vector_cosine_ops)" in index and index.endswith("true")
+    memory_id, text = (
+        psycopg.connect(demo_db).execute("SELECT id, content_text FROM semantic_memory").fetchone()
+    )
+    np.testing.assert_allclose(stored_vector(demo_db, memory_id), new.embed([text])[0], rtol=1e-5, atol=1e-7)
+    with psycopg.connect(demo_db) as conn:
+        assert search(conn, new, text, top_k=1).hits[0].id == memory_id
+        with pytest.raises(NotReadyError):
+            search(conn, OLD, text)
+
+
+def test_interrupted_reembed_leaves_the_old_model_working_then_resumes(cli, demo_db: str) -> None:
+    new = HashingEmbedder(variant="b")
+    rows = scalar(demo_db, "SELECT count(*) FROM semantic_memory")
+    with psycopg.connect(demo_db) as conn:
+        stopped = reembed(conn, new, "hashing:b", batch_size=40, max_rows=80)
+    assert stopped.phase == "stopped" and stopped.filled == 80
+    status = json.loads(cli("reembed", "status", "--json", dsn=demo_db).stdout)
+    assert status["target"]["model"] == "hashing-v1:b" and status["progress"]["done"] == 80
+    assert status["progress"]["total"] == rows and status["model"] == "hashing-v1"
+    # the old model still serves search and writes; a memory written now is re-embedded too
+    found = cli("search", "vegetarian", "--min-similarity", "0", "--json", dsn=demo_db)
+    assert found.exit_code == 0 and json.loads(found.stdout)["hits"]
+    assert cli("remember", "written during the change", "--session", "s-new", dsn=demo_db).exit_code == 0
+    # another model cannot start over it
+    other = cli("reembed", "--embedder", "hashing:c", dsn=demo_db)
+    assert other.exit_code == 2 and "under way" in other.stderr
+    done = cli("reembed", "--embedder", "hashing:b", "--json", dsn=demo_db)
+    assert done.exit_code == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["resumed"] and report["already_filled"] == 80 and report["filled"] == rows + 1 - 80
+    found = cli("search", "written during the change", "--embedder", "hashing:b", "--json", dsn=demo_db)
+    assert json.loads(found.stdout)["hits"][0]["content_text"] == "written during the change"
+
+
+def test_edited_text_is_embedded_again(demo_db: str) -> None:
+    new = HashingEmbedder(variant="b")
+    with psycopg.connect(demo_db) as conn:
+        rows = scalar(demo_db, "SELECT count(*) FROM semantic_memory")
+        assert reembed(conn, new, "hashing:b", batch_size=1000, max_rows=rows).phase == "stopped"
+        memory_id = conn.execute("SELECT id FROM semantic_memory LIMIT 1").fetchone()[0]
+        conn.execute(
+            "UPDATE semantic_memory SET content_text = 'edited meanwhile' WHERE id = %s", (memory_id,)
+        )
+        conn.commit()
+        reembed(conn, new, "hashing:b")
+    np.testing.assert_allclose(
+        stored_vector(demo_db, memory_id), new.embed(["edited meanwhile"])[0], rtol=1e-5
+    )
+
+
+def test_abort_and_dry_run(cli, demo_db: str) -> None:
+    before = columns(demo_db)
+    plan = cli("reembed", "--embedder", "hashing", "--dimension", "128", "--dry-run", "--json", dsn=demo_db)
+    estimate = json.loads(plan.stdout)
+    assert estimate["estimated_seconds"] is not None and estimate["sample_rows"] > 0
+    assert columns(demo_db) == before
+    with psycopg.connect(demo_db) as conn:
+        reembed(conn, HashingEmbedder(dimension=128), "hashing", max_rows=50)
+    assert "embedding_vector_next" in columns(demo_db)
+    aborted = cli("reembed", "abort", dsn=demo_db)
+    assert aborted.exit_code == 0 and "50 new vectors discarded" in aborted.stdout
+    assert columns(demo_db) == before and column_type(demo_db) == "vector(384)"
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        assert reembed_status(conn).target is None
+        assert search(conn, OLD, "vegetarian", min_similarity=-1).hits
+        assert not reembed_abort(conn).aborted
+    same = cli("reembed", "--embedder", "hashing", dsn=demo_db)
+    assert same.exit_code == 0 and "nothing to do" in same.stdout
+
+
+def test_reembed_while_an_import_runs_exits_75(cli, demo_db: str) -> None:
+    with psycopg.connect(demo_db, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(VECTORS_LOCK),))
+        result = cli("reembed", "--embedder", "hashing:b", dsn=demo_db)
+    assert result.exit_code == 75
+    assert "embedding_vector_next" not in columns(demo_db)
+
+
+def test_a_dimension_hnsw_cannot_index_is_refused_before_any_work(cli, demo_db: str) -> None:
+    result = cli("reembed", "--embedder", "hashing", "--dimension", "3072", dsn=demo_db)
+    assert result.exit_code == 2 and "at most 2000" in result.stderr
+    assert "embedding_vector_next" not in columns(demo_db)
