@@ -513,7 +513,7 @@ def downgrade(
 REVISION_DROPS: dict[str, list[str]] = {
     "0009_partitioned_layout": [
         "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
-        "memcli_memory_expiry(...) and memcli_conversation_memory_unique()",
+        "memcli_memory_expiry(...), memcli_lock_memory_key(text, text), memcli_conversation_memory_unique()",
         "the partitioned layout, if chosen: its rows are copied back into plain tables",
     ],
     "0008_vector_index_parameters": [

@@ -7,6 +7,8 @@
 - ``create_memory_partition(date)``: the source document's function, for ``conversation_memory``.
 - ``memcli_memory_expiry(expires_at, created_at, memory_type)``: ``conversation_memory``'s partition key,
   its ``expires_at`` as the expiry trigger will set it.
+- ``memcli_lock_memory_key(session_id, context_key)``: the transaction lock that writers of one
+  ``(session_id, context_key)`` share (the trigger below, and upserts on either layout).
 - ``memcli_conversation_memory_unique()``: keeps ``(session_id, context_key)`` unique on the partitioned
   layout, where a unique index would have to contain ``expires_at``.
 - With ``memcli migrate --partitioned`` (a new database): ``conversation_memory``,
@@ -120,6 +122,17 @@ def upgrade() -> None:
     # Writers of one (session_id, context_key) take the same transaction lock, then look across all
     # partitions: the second sees the first's row once it commits, as a unique index would make it wait.
     # The keys share 1024 locks, so a bulk load holds at most 1024 entries of the server's lock table.
+    # An upsert (look up, then update or insert) takes it first, on either layout.
+    op.execute(
+        """
+        CREATE FUNCTION memcli_lock_memory_key(p_session_id text, p_context_key text) RETURNS void
+        LANGUAGE sql AS $fn$
+            SELECT pg_advisory_xact_lock(
+                hashtext('memcli.unique.conversation_memory'),
+                hashtext(p_session_id || chr(31) || p_context_key) & 1023)
+        $fn$
+        """
+    )
     op.execute(
         """
         CREATE FUNCTION memcli_conversation_memory_unique() RETURNS trigger
@@ -128,9 +141,7 @@ def upgrade() -> None:
             IF TG_OP = 'UPDATE' AND NEW.session_id = OLD.session_id AND NEW.context_key = OLD.context_key THEN
                 RETURN NEW;
             END IF;
-            PERFORM pg_advisory_xact_lock(
-                hashtext('memcli.unique.conversation_memory'),
-                hashtext(NEW.session_id || chr(31) || NEW.context_key) & 1023);
+            PERFORM memcli_lock_memory_key(NEW.session_id, NEW.context_key);
             IF EXISTS (SELECT 1 FROM conversation_memory
                         WHERE session_id = NEW.session_id AND context_key = NEW.context_key
                           AND id IS DISTINCT FROM NEW.id) THEN
@@ -163,6 +174,7 @@ def downgrade() -> None:
 
         unpartition_tables(op.get_bind().connection.driver_connection)
     op.execute("DROP FUNCTION memcli_conversation_memory_unique()")
+    op.execute("DROP FUNCTION memcli_lock_memory_key(text, text)")
     op.execute("DROP FUNCTION create_memory_partition(date)")
     op.execute("DROP FUNCTION memcli_memory_expiry(timestamptz, timestamptz, text)")
     op.execute("DROP FUNCTION memcli_create_partition(regclass, date)")

@@ -89,6 +89,7 @@ FUNCTIONS: tuple[str, ...] = (
     "create_memory_partition(date)",
     "memcli_create_partition(regclass, date)",
     "memcli_conversation_memory_unique()",
+    "memcli_lock_memory_key(text, text)",
     "memcli_memory_expiry(timestamp with time zone, timestamp with time zone, text)",
 )
 TRIGGERS: tuple[tuple[str, str], ...] = (
