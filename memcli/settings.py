@@ -22,6 +22,10 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
         names.DEFAULT_EMBEDDING_DIMENSION,
         "dimension of semantic_memory.embedding_vector",
     ),
+    "embedding.vector_type": (
+        names.DEFAULT_VECTOR_TYPE,
+        "type of semantic_memory.embedding_vector: vector or halfvec (memcli vectors convert)",
+    ),
     "embedding.min_similarity": (
         None,
         "memcli search's cosine similarity floor for the recorded model; null: its calibrated default",

@@ -16,8 +16,14 @@ OPERATORS = {
     "vector_l2_ops": "<->",
     "vector_ip_ops": "<#>",
     "vector_l1_ops": "<+>",
+    "halfvec_cosine_ops": "<=>",
+    "halfvec_l2_ops": "<->",
+    "halfvec_ip_ops": "<#>",
+    "halfvec_l1_ops": "<+>",
 }
 SEARCH_OPCLASS = "vector_cosine_ops"
+# Cosine search on either vector type (names.VECTOR_TYPES; memcli vectors convert switches them).
+SEARCH_OPCLASSES = (SEARCH_OPCLASS, "halfvec_cosine_ops")
 RECALL_K = 10
 RECALL_MIN_ROWS = 20
 
@@ -37,9 +43,9 @@ def vector_indexes(ctx: Context) -> list[dict[str, Any]]:
             JOIN pg_opclass opc ON opc.oid = i.indclass[0]
             WHERE i.indrelid = %s::regclass AND a.attname = 'embedding_vector'
               AND am.amname IN ('hnsw', 'ivfflat')
-            ORDER BY i.indisvalid DESC, (opc.opcname = %s) DESC, c.relname
+            ORDER BY i.indisvalid DESC, (opc.opcname = ANY(%s)) DESC, c.relname
             """,
-            (ctx.qualified("semantic_memory"), SEARCH_OPCLASS),
+            (ctx.qualified("semantic_memory"), list(SEARCH_OPCLASSES)),
         )
 
     return ctx.memo("vector_indexes", compute)
@@ -81,7 +87,7 @@ def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
             details=details,
             message=f"vector index {', '.join(i['index'] for i in indexes)} is invalid (failed build)",
         )
-    usable = [i for i in valid if i["opclass"] == SEARCH_OPCLASS and not i["partial"]]
+    usable = [i for i in valid if i["opclass"] in SEARCH_OPCLASSES and not i["partial"]]
     best = (usable or valid)[0]
     described = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
     if not usable:

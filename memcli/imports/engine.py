@@ -42,6 +42,7 @@ from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own
 from memcli.jobs.locks import job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
 from memcli.vector_copy import vector_cursor
+from memcli.vector_index import column_type
 
 if TYPE_CHECKING:
     import numpy
@@ -359,9 +360,11 @@ class _Importer:
         name = self.source.name
         written = dict.fromkeys(TARGET_TABLES, 0)
         keys: list[tuple[str, str, str, uuid.UUID, uuid.UUID]] = []
+        # The vectors go in binary as the column's own type (vector or halfvec: memcli vectors convert).
+        kind = column_type(self.conn)[0]
         with vector_cursor(self.conn) as cur:
             with cur.copy(f"COPY semantic_memory ({_SEMANTIC_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_SEMANTIC_TYPES)
+                copy.set_types([kind if t == "vector" else t for t in _SEMANTIC_TYPES])
                 for item in prepared:
                     r = item.record
                     row_id = target_id(name, r.source_key, SEMANTIC)

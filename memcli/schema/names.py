@@ -109,6 +109,11 @@ DEFAULT_EMBEDDING_DIMENSION = 384
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 # HNSW indexes on pgvector's `vector` type support at most 2000 dimensions.
 MAX_EMBEDDING_DIMENSION = 2000
+# The types semantic_memory.embedding_vector may have: `vector` (4-byte floats) or `halfvec` (2-byte floats,
+# half the table and index; docs/vector-index.md says when it serves). Chosen at the first migration
+# (--vector-type), changed online by `memcli vectors convert`, recorded as "embedding.vector_type".
+VECTOR_TYPES: tuple[str, ...] = ("vector", "halfvec")
+DEFAULT_VECTOR_TYPE = "vector"
 
 # The HNSW index on semantic_memory.embedding_vector and the parameters new builds use (measured in
 # benchmarks/vector_bench.py, docs/vector-index.md): 24 links a node and a build list of 128 hold recall@10

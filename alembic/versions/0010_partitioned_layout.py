@@ -17,8 +17,8 @@
 
 Downgrade turns partitioned tables back into plain ones (their rows copied) and drops the functions.
 
-Revision ID: 0009_partitioned_layout
-Revises: 0008_vector_index_parameters
+Revision ID: 0010_partitioned_layout
+Revises: 0009_vector_type
 Create Date: 2026-11-30 00:00:05
 """
 
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 
 from alembic import context, op
 
-revision: str = "0009_partitioned_layout"
-down_revision: str | Sequence[str] | None = "0008_vector_index_parameters"
+revision: str = "0010_partitioned_layout"
+down_revision: str | Sequence[str] | None = "0009_vector_type"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
