@@ -116,7 +116,7 @@ def reembed(
     embedder: Embedder,
     embedder_spec: str,
     *,
-    batch_size: int = 256,
+    batch_size: int = shadow.DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,

@@ -6,32 +6,28 @@ rows in a default partition are counted through the key's index, capped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, health_check
 from memcli.partitions import upkeep
 from memcli.partitions.layout import BY_TABLE, partition_name, partitioned_tables
-
-if TYPE_CHECKING:
-    import psycopg
 
 PLAIN = "plain layout: no partitioned table"
 
 
-def _partitions(conn: psycopg.Connection, ctx: Context) -> list[upkeep.PartitionInfo]:
-    return ctx.memo("partitions", lambda: upkeep.list_partitions(conn))
+def _partitions(ctx: Context) -> list[upkeep.PartitionInfo]:
+    return ctx.memo("partitions", lambda: upkeep.list_partitions(ctx.conn))
 
 
-@register(
+@health_check(
     "partitions_ahead",
     "operations",
     "Partitions exist for the months ahead",
     "run: memcli maintain daily (or memcli partition upkeep); check that the daily job is scheduled",
 )
-def check_partitions_ahead(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_partitions_ahead(ctx: Context) -> CheckResult:
+    conn = ctx.conn
     tables = partitioned_tables(conn)
     if not tables:
-        return CheckResult("partitions_ahead", Status.OK, threshold="-", message=PLAIN)
+        return CheckResult(Status.OK, threshold="-", message=PLAIN)
     missing: dict[str, list[str]] = {}
     current_missing = False
     for table in tables:
@@ -44,7 +40,6 @@ def check_partitions_ahead(conn: psycopg.Connection, ctx: Context) -> CheckResul
     threshold = "every month up to the longest retention ahead"
     if not count:
         return CheckResult(
-            "partitions_ahead",
             Status.OK,
             value=0,
             unit="count",
@@ -52,9 +47,8 @@ def check_partitions_ahead(conn: psycopg.Connection, ctx: Context) -> CheckResul
             message=f"months ahead present ({', '.join(tables)})",
         )
     first = next(iter(missing.values()))[0]
+    # this month's partition missing: new rows are landing in the default partition right now
     return CheckResult(
-        "partitions_ahead",
-        # this month's partition missing: new rows are landing in the default partition right now
         Status.FAIL if current_missing else Status.WARN,
         value=count,
         unit="count",
@@ -64,24 +58,23 @@ def check_partitions_ahead(conn: psycopg.Connection, ctx: Context) -> CheckResul
     )
 
 
-@register(
+@health_check(
     "partition_default_rows",
     "hygiene",
     "Rows outside every planned month",
     "create their months with SELECT memcli_create_partition('<table>'::regclass, '<month>') (moves them "
     "out of the default partition), or let cleanup remove expired ones",
 )
-def check_partition_default_rows(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    defaults = [p for p in _partitions(conn, ctx) if p.is_default]
+def check_partition_default_rows(ctx: Context) -> CheckResult:
+    defaults = [p for p in _partitions(ctx) if p.is_default]
     if not defaults:
-        return CheckResult("partition_default_rows", Status.OK, threshold="-", message=PLAIN)
+        return CheckResult(Status.OK, threshold="-", message=PLAIN)
     limit = ctx.thresholds["partition_default_rows_warn"]
     counts = {p.table: p.keyed_rows_in_default or 0 for p in defaults}
     total = sum(counts.values())
     status = Status.WARN if total > limit else Status.OK
     stray = ", ".join(f"{t}: {n:,}" for t, n in counts.items() if n)
     return CheckResult(
-        "partition_default_rows",
         status,
         value=total,
         unit="count",
@@ -93,20 +86,19 @@ def check_partition_default_rows(conn: psycopg.Connection, ctx: Context) -> Chec
     )
 
 
-@register(
+@health_check(
     "partitions_overdue",
     "hygiene",
     "Expired partitions dropped",
     "run: memcli cleanup --expired (memories) or memcli maintain daily (logs)",
 )
-def check_partitions_overdue(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    partitions = _partitions(conn, ctx)
+def check_partitions_overdue(ctx: Context) -> CheckResult:
+    partitions = _partitions(ctx)
     if not partitions:
-        return CheckResult("partitions_overdue", Status.OK, threshold="-", message=PLAIN)
+        return CheckResult(Status.OK, threshold="-", message=PLAIN)
     overdue = [p for p in partitions if p.droppable]
     if not overdue:
         return CheckResult(
-            "partitions_overdue",
             Status.OK,
             value=0,
             unit="count",
@@ -114,7 +106,6 @@ def check_partitions_overdue(conn: psycopg.Connection, ctx: Context) -> CheckRes
             message="no partition past its expiry",
         )
     return CheckResult(
-        "partitions_overdue",
         Status.WARN,
         value=len(overdue),
         unit="count",

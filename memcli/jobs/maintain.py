@@ -276,65 +276,16 @@ def cleanup_steps(options: CleanupOptions, progress: ProgressCallback | None = N
 
 
 def consolidate_steps(options: ConsolidateOptions, progress: ProgressCallback | None = None) -> list[Step]:
-    """The merge, then the parts ``options`` asks for; the one place options become the parts' arguments."""
-    o = options
-    steps = [
-        Step(
-            "consolidate",
-            lambda conn: consolidate_mod.merge_sessions(
-                conn,
-                session=o.session,
-                older_than=o.older_than,
-                dry_run=o.dry_run,
-                progress=progress,
-                timeouts=o.timeouts,
-            ),
-        )
+    """The merge, then the parts ``options`` asks for, each given the same options."""
+    parts = (
+        ("decay", options.decay, consolidate_mod.decay_relevance),
+        ("archive", options.archive, consolidate_mod.archive_memories),
+        ("forget", options.forget, consolidate_mod.forget_memories),
+    )
+    return [
+        Step("consolidate", lambda conn: consolidate_mod.merge_sessions(conn, options, progress=progress)),
+        *(Step(name, lambda conn, part=part: part(conn, options)) for name, wanted, part in parts if wanted),
     ]
-    if o.decay:
-        steps.append(
-            Step(
-                "decay",
-                lambda conn: consolidate_mod.decay_relevance(
-                    conn,
-                    session=o.session,
-                    interval=o.decay_interval,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    if o.archive:
-        steps.append(
-            Step(
-                "archive",
-                lambda conn: consolidate_mod.archive_memories(
-                    conn,
-                    session=o.session,
-                    max_importance=o.archive_max_importance,
-                    min_age=o.archive_min_age,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    if o.forget:
-        steps.append(
-            Step(
-                "forget",
-                lambda conn: consolidate_mod.forget_memories(
-                    conn,
-                    session=o.session,
-                    min_age=o.forget_min_age,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    return steps
 
 
 def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from memcli.errors import ConfigError, NotFoundError
 from memcli.jobs.common import DEFAULT_TIMEOUTS, TIERS, Timeouts, check_batch_size, in_batch, own_transactions
 from memcli.people import audit
-from memcli.schema.models import CONTENT_TYPES
+from memcli.schema.names import CONTENT_TYPES, EXPIRING_TIERS
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 Kind = Literal["conversation", "semantic"]
 KINDS: tuple[str, ...] = ("conversation", "semantic")
 TABLE_OF: dict[str, str] = {"conversation": "conversation_memory", "semantic": "semantic_memory"}
-STORABLE_TIERS = ("short_term", "long_term", "archived")
+STORABLE_TIERS = EXPIRING_TIERS  # a conversation memory is stored in a tier that expires
 PREVIEW = 200  # characters of a memory's content in a listing (show has all of it)
 
 

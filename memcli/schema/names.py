@@ -74,6 +74,15 @@ CORE_TABLES: tuple[str, ...] = (
 # Expected even when adopted: the memory schema references it.
 ALWAYS_EXPECTED_CORE: tuple[str, ...] = (BUSINESSES,)
 
+# --- the schema's enumerations (the CHECK constraints of revision 0002) ---------------------------------
+
+EXPIRING_TIERS: tuple[str, ...] = ("short_term", "long_term", "archived")  # each has a retention setting
+MEMORY_TYPES: tuple[str, ...] = (*EXPIRING_TIERS, "semantic")  # conversation_memory.memory_type
+CONTENT_TYPES: tuple[str, ...] = ("conversation", "business_info", "user_preference")  # semantic_memory
+SECTION_TYPES: tuple[str, ...] = ("menu", "services", "hours", "location", "policies", "overview")
+CONSOLIDATION_TYPES: tuple[str, ...] = ("merge", "summarize", "archive", "forget")
+MAINTENANCE_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "skipped")
+
 # --- other objects -----------------------------------------------------------------------------------
 
 VIEWS: tuple[str, ...] = ("active_business_context", "session_memory_summary", "business_memory_overview")
