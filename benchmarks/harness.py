@@ -71,17 +71,26 @@ class Server:
 
 @contextmanager
 def embedded_server(
-    prefix: str, *, keep: bool = False, announce: Callable[[Path], None] | None = None
+    prefix: str,
+    *,
+    keep: bool = False,
+    announce: Callable[[Path], None] | None = None,
+    home: Path | None = None,
 ) -> Iterator[Server]:
     """An embedded Postgres in a fresh temporary MEMCLI_HOME, stopped (and the folder removed unless
     ``keep``) on the way out, whatever happens inside.
 
     MEMCLI_HOME is set in this process too, so anything that falls back to the embedded server, and every
     subprocess started with ``os.environ``, finds this one rather than the user's.
+    A given ``home`` is used (created if missing) and always kept: a later run reuses what it holds.
     """
     from memcli import embedded
 
-    home = Path(tempfile.mkdtemp(prefix=prefix))
+    if home is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        keep = True
+    else:
+        home = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["MEMCLI_HOME"] = str(home)
     try:
         if announce is not None:

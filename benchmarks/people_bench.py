@@ -8,7 +8,8 @@ relevance rows and some semantic memories, then:
    rows) and ``--exact``, timed; target < 2 s for the default;
 2. ``users export`` of that user (``memcli.people.export.export``, JSON Lines through COPY) against a plain
    ``COPY (SELECT * FROM ... WHERE <the same rows>) TO STDOUT`` of the same rows, both into a sink that
-   only counts bytes; target: export rows/s >= 50% of COPY's;
+   only counts bytes, alternated three times after an untimed warm-up pass of each (medians compared);
+   target: export rows/s >= 50% of COPY's;
 3. ``users forget`` of that user on a clone (``memcli.people.erasure.forget``: batches under the jobs'
    lock and timeouts, then the proof) with the cleanup benchmark's application load running beside it: a
    writer inserting memories one per transaction and an updater touching random memories (the user's
@@ -115,42 +116,32 @@ def bench_stats(dsn: str) -> dict[str, Any]:
     return out
 
 
-def bench_export(dsn: str) -> dict[str, Any]:
-    import psycopg
-    from psycopg import sql
+def bench_export(dsn: str, rounds: int = 3) -> dict[str, Any]:
+    """Export and the COPY baseline, alternated ``rounds`` times after one untimed pass of each (so neither
+    pays for reading the table from disk first); the median of each is compared."""
+    import statistics
 
     from memcli.db import connect
-    from memcli.people.export import export
-    from memcli.people.scope import DATA_TABLES, filter_params, row_filters, subject_sessions, user_subject
+    from memcli.people.scope import user_subject
 
     subject = user_subject(USER)
+    export_runs: list[float] = []
+    copy_runs: list[float] = []
     with connect(dsn) as conn:
-        sink = Sink()
-        started = time.perf_counter()
-        result = export(conn, subject, sink)  # type: ignore[arg-type]
-        export_s = time.perf_counter() - started
-    # The same rows, as COPY ... TO STDOUT of each table's own columns (the baseline: no JSON at all).
-    with psycopg.connect(dsn) as conn:
-        sessions = subject_sessions(conn, subject)
-        params = filter_params(subject, sessions)
-        copied, copy_bytes = 0, 0
-        started = time.perf_counter()
-        for table, where in ((t, w) for t in DATA_TABLES for w in row_filters(t, subject)):
-            query = sql.SQL("COPY (SELECT * FROM {} WHERE {}) TO STDOUT").format(
-                sql.Identifier(table.name), sql.SQL(where)
-            )
-            with conn.cursor().copy(query, params) as copy:
-                for chunk in copy:
-                    data = bytes(chunk)
-                    copied += data.count(b"\n")
-                    copy_bytes += len(data)
-        copy_s = time.perf_counter() - started
-    export_rate = result.rows / export_s if export_s else math.nan
+        for round_ in range(rounds + 1):
+            export_s, exported, sink = _time_export(conn, subject)
+            copy_s, copied, copy_bytes = _time_copy(conn, subject)
+            if round_:  # the first round only warms the cache
+                export_runs.append(export_s)
+                copy_runs.append(copy_s)
+    export_s, copy_s = statistics.median(export_runs), statistics.median(copy_runs)
+    export_rate = exported / export_s if export_s else math.nan
     copy_rate = copied / copy_s if copy_s else math.nan
     ratio = export_rate / copy_rate if copy_rate else math.nan
     return {
-        "rows": result.rows,
+        "rows": exported,
         "copy_rows": copied,
+        "rounds": rounds,
         "export_seconds": round(export_s, 3),
         "copy_seconds": round(copy_s, 3),
         "export_rows_per_second": round(export_rate),
@@ -161,6 +152,38 @@ def bench_export(dsn: str) -> dict[str, Any]:
         "target_ratio": TARGET_EXPORT_RATIO,
         "target_met": ratio >= TARGET_EXPORT_RATIO,
     }
+
+
+def _time_export(conn: Any, subject: Any) -> tuple[float, int, Sink]:
+    from memcli.people.export import export
+
+    sink = Sink()
+    started = time.perf_counter()
+    result = export(conn, subject, sink)  # type: ignore[arg-type]
+    return time.perf_counter() - started, result.rows, sink
+
+
+def _time_copy(conn: Any, subject: Any) -> tuple[float, int, int]:
+    """The same rows as ``COPY (SELECT * ...) TO STDOUT`` of each table's own columns: no JSON at all."""
+    from psycopg import sql
+
+    from memcli.people.scope import DATA_TABLES, filter_params, row_filters, subject_sessions
+
+    copied, copy_bytes = 0, 0
+    started = time.perf_counter()
+    with conn.transaction():
+        sessions = subject_sessions(conn, subject)
+        params = filter_params(subject, sessions)
+        for table, where in ((t, w) for t in DATA_TABLES for w in row_filters(t, subject)):
+            query = sql.SQL("COPY (SELECT * FROM {} WHERE {}) TO STDOUT").format(
+                sql.Identifier(table.name), sql.SQL(where)
+            )
+            with conn.cursor().copy(query, params) as copy:
+                for chunk in copy:
+                    data = bytes(chunk)
+                    copied += data.count(b"\n")
+                    copy_bytes += len(data)
+    return time.perf_counter() - started, copied, copy_bytes
 
 
 def bench_forget(dsn: str, rows: int, sessions: int, batch_size: int) -> dict[str, Any]:

@@ -42,12 +42,14 @@ from typing import Any
 import numpy as np
 from harness import embedded_server, migrate, percentile
 
-DIM = 384
+from memcli.schema import names
+
+DIM = names.DEFAULT_EMBEDDING_DIMENSION
 TOP_K = 10
 TARGET_P50_MS = 5.0
 TARGET_RECALL = 0.95
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+CONTENT_TYPES = names.CONTENT_TYPES
+MINILM = names.DEFAULT_EMBEDDING_MODEL
 
 
 class FixedEmbedder:

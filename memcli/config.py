@@ -64,6 +64,13 @@ def _dimension(value: Any) -> int:
     return number
 
 
+def _vector_type(value: Any) -> str:
+    text = _text(value).strip().lower()
+    if text not in names.VECTOR_TYPES:
+        raise ValueError(f"must be one of {', '.join(names.VECTOR_TYPES)}")
+    return text
+
+
 def _whole(value: Any) -> int:
     # TOML gives int; the environment and flags give text. 1536.0 or "abc" is a mistake, not a number.
     if isinstance(value, bool) or not isinstance(value, int | str):
@@ -139,6 +146,14 @@ SETTINGS: tuple[Setting, ...] = (
         flag="--embedding-dim",
         env=("MEMCLI_EMBEDDING_DIM",),
         parse=_dimension,
+    ),
+    Setting(
+        "embedding.vector_type",
+        "vector | halfvec: the vectors' type, chosen at the first migration (memcli vectors convert)",
+        default=names.DEFAULT_VECTOR_TYPE,
+        flag="--vector-type",
+        env=("MEMCLI_VECTOR_TYPE",),
+        parse=_vector_type,
     ),
     Setting(
         "embedding.base_url",

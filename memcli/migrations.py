@@ -103,6 +103,8 @@ def alembic_config(
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     output: io.StringIO | None = None,
+    partitioned: bool = False,
+    vector_type: str | None = None,
 ) -> AlembicConfig:
     """An Alembic Config built in code (no alembic.ini needed); env.py reads the ``memcli.*`` attributes."""
     from alembic.config import Config
@@ -113,6 +115,8 @@ def alembic_config(
     if connection is not None:
         cfg.attributes["connection"] = connection  # env.py migrates over it: no connection of its own
     cfg.attributes["memcli.embedding_dim"] = embedding_dim
+    cfg.attributes["memcli.partitioned"] = partitioned
+    cfg.attributes["memcli.vector_type"] = vector_type
     cfg.attributes["memcli.lock_timeout_ms"] = lock_timeout_ms
     cfg.attributes["memcli.lock_wait_seconds"] = lock_wait_seconds
     return cfg
@@ -187,6 +191,31 @@ def migration_lock(
             pass  # the connection is gone, and the server released the session's lock with it
 
 
+def _check_vector_type(conn: Connection, kind: str, source: str) -> None:
+    """Refuse a vector type other than the column's on a table that holds memories (an empty one is
+    retyped by the migration)."""
+    from sqlalchemy import text
+
+    try:
+        row = conn.execute(
+            text(
+                "SELECT t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "WHERE a.attrelid = to_regclass('semantic_memory') AND a.attname = 'embedding_vector' "
+                "AND NOT a.attisdropped"
+            )
+        ).first()
+        full = (
+            row is not None and conn.execute(text("SELECT EXISTS (SELECT 1 FROM semantic_memory)")).scalar()
+        )
+    finally:
+        conn.rollback()
+    if row is not None and full and row[0] != kind:
+        raise ConfigError(
+            f"this database's vectors are of type {row[0]}, not {kind} ({source}), and it holds memories",
+            hint=f"convert them online: memcli vectors convert {kind}",
+        )
+
+
 def _database_state(conn: Connection) -> tuple[str | None, int | None]:
     """The database's memcli revision and its embedding dimension.
 
@@ -214,6 +243,32 @@ def _database_state(conn: Connection) -> tuple[str | None, int | None]:
     except ValueError:
         dimension = None
     return revision, dimension
+
+
+PARTITIONED_LAYOUT_REVISION = "0010_partitioned_layout"
+
+
+def _require_partitioned(conn: Connection) -> None:
+    """``--partitioned`` on a database past the first migration: fine if it is partitioned already."""
+    from sqlalchemy import text
+
+    from memcli.partitions.layout import SPECS
+
+    plain = [
+        spec.table
+        for spec in SPECS
+        if conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": spec.table}
+        ).scalar()
+        != "p"
+    ]
+    conn.rollback()
+    if plain:
+        raise ConfigError(
+            f"this database is migrated with plain tables ({', '.join(plain)}); the layout is chosen at the "
+            "first migration",
+            hint="convert it online: memcli partition convert",
+        )
 
 
 def require_pgvector_creatable(conn: Connection) -> None:
@@ -345,14 +400,22 @@ def upgrade(
     embedding_dim: int | None = None,
     *,
     dimension_source: str = "--embedding-dim",
+    partitioned: bool = False,
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    vector_type: str | None = None,
+    vector_type_source: str = "--vector-type",
 ) -> MigrationResult:
     """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database).
 
+    ``partitioned`` chooses the partitioned layout of the growing tables; it takes effect at the revision
+    that introduces it, on tables still empty (a database migrated plain is converted with ``memcli
+    partition convert``).
+
     ``embedding_dim`` is the dimension a first migration gives the vectors (None: the default); on a
-    database that has one already, a different one is refused, naming ``dimension_source``. The whole run
-    uses one connection.
+    database that has one already, a different one is refused, naming ``dimension_source``. Likewise
+    ``vector_type`` (vector or halfvec; None: the default, vector): a database holding memories of another
+    type is refused with the command that converts it online. The whole run uses one connection.
     """
     from alembic.script import ScriptDirectory
 
@@ -366,9 +429,10 @@ def upgrade(
         if embedding_dim is None
         else checked("embedding.dimension", embedding_dim, dimension_source)
     )
+    kind = None if vector_type is None else checked("embedding.vector_type", vector_type, vector_type_source)
     if sql:
         out = io.StringIO()
-        cfg = alembic_config(None, embedding_dim=dim, output=out)
+        cfg = alembic_config(None, embedding_dim=dim, output=out, vector_type=kind)
         _run(command.upgrade, cfg, revision, sql=True)
         return MigrationResult(
             "upgrade", revision, sql=out.getvalue(), embedding_dimension=dim, duration_seconds=_since(started)
@@ -384,16 +448,22 @@ def upgrade(
                 "chosen at the first migration",
                 hint="drop the setting for this database, or migrate a new database for another dimension",
             )
+        if kind is not None:
+            _check_vector_type(conn, kind, vector_type_source)
         if before in (None, "0001_core_tables"):
             require_pgvector_creatable(conn)
         cfg = alembic_config(
             dsn,
             connection=conn,
             embedding_dim=dim,
+            vector_type=kind,
             lock_timeout_ms=lock_timeout_ms,
             lock_wait_seconds=lock_wait_seconds,
+            partitioned=partitioned,
         )
         script = ScriptDirectory.from_config(cfg)
+        if partitioned and before is not None and PARTITIONED_LAYOUT_REVISION in _path(script, None, before):
+            _require_partitioned(conn)
         try:
             _run(command.upgrade, cfg, revision)
         except MemcliError:
@@ -475,6 +545,11 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0010_partitioned_layout": [
+        "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
+        "memcli_memory_expiry(...), memcli_lock_memory_key(text, text), memcli_conversation_memory_unique()",
+        "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
     "0008_vector_index_parameters": [
         "nothing: a small table's vector index is rebuilt with pgvector's default parameters",
     ],
@@ -628,6 +703,8 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
             "dsn": attributes.get("memcli.dsn"),
             "config": None,
             "embedding_dim": attributes["memcli.embedding_dim"],
+            "partitioned": bool(attributes.get("memcli.partitioned")),
+            "vector_type": attributes.get("memcli.vector_type"),
             "lock_timeout_ms": attributes["memcli.lock_timeout_ms"],
             "lock_wait_seconds": attributes["memcli.lock_wait_seconds"],
         }
@@ -640,6 +717,7 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
         dsn=dsn,
         flags={
             "embedding.dimension": x_args.get("embedding_dim"),
+            "embedding.vector_type": x_args.get("vector_type"),
             "migrate.lock_timeout": x_args.get("lock_timeout"),
             "migrate.lock_wait": x_args.get("lock_wait"),
         },
@@ -648,6 +726,8 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
         "dsn": None,  # resolved (maybe starting the embedded server) only when going online
         "config": config,
         "embedding_dim": config.value("embedding.dimension"),
+        "partitioned": x_args.get("partitioned", "").strip().lower() in ("1", "true", "yes", "on"),
+        "vector_type": config.value("embedding.vector_type"),
         "lock_timeout_ms": int(config.value("migrate.lock_timeout") * 1000),
         "lock_wait_seconds": config.value("migrate.lock_wait"),
     }

@@ -69,10 +69,14 @@ def _current(conn: psycopg.Connection) -> tuple[str | None, int | None]:
     return get_setting(conn, "embedding.model"), stored_dimension(conn)
 
 
-def spec_for(embedder: Embedder) -> shadow.ShadowSpec:
+def spec_for(embedder: Embedder, vector_type: str = names.DEFAULT_VECTOR_TYPE) -> shadow.ShadowSpec:
+    """The new vectors keep the stored type (vector or halfvec): a re-embed changes the model only."""
+    from memcli.vector_convert import column_type_sql
+    from memcli.vector_index import OPCLASSES
+
     return shadow.ShadowSpec(
-        column_type=f"vector({int(embedder.dimension)})",
-        opclass="vector_cosine_ops",
+        column_type=column_type_sql(vector_type, int(embedder.dimension)),
+        opclass=OPCLASSES[vector_type],
         source_column="content_text",
         model=embedder.name,
     )
@@ -112,7 +116,7 @@ def reembed(
     embedder: Embedder,
     embedder_spec: str,
     *,
-    batch_size: int = 256,
+    batch_size: int = shadow.DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,
@@ -130,6 +134,8 @@ def reembed(
     from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
     from memcli.readiness import require_migrated
     from memcli.settings import get_setting, set_setting
+    from memcli.vector_convert import STATE_KEY as CONVERT_STATE_KEY
+    from memcli.vector_index import column_type
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -165,7 +171,12 @@ def reembed(
             _estimate(conn, embedder, result)
             result.duration_seconds = round(time.perf_counter() - started, 3)
             return result
-        spec = spec_for(embedder)
+        if get_setting(conn, CONVERT_STATE_KEY):
+            raise ConfigError(
+                "a vector type conversion is under way; it uses the same shadow columns",
+                hint="finish it (memcli vectors convert) or drop it (memcli vectors convert --abort) first",
+            )
+        spec = spec_for(embedder, column_type(conn)[0])
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed"):
             log = RunLog(conn, "reembed")
             log.close_interrupted()

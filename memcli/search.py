@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memcli.durations import DurationTooLongError, parse_duration
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema import names
 from memcli.semantic import check_content_type, parse_uuid, use_vectors
 
 if TYPE_CHECKING:
@@ -43,7 +46,6 @@ if TYPE_CHECKING:
 
     from memcli.embeddings import Embedder
 
-SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the weight of the very first ranks
 MAX_SCAN_TUPLES = 20_000  # iterative scans stop after this many index tuples (pgvector's default)
 MAX_TOP_K = 1000
@@ -181,37 +183,196 @@ def default_ef_search(top_k: int) -> int:
     return min(1000, max(EF_SEARCH_FLOOR, 4 * top_k))
 
 
-def _tune_index_scan(conn: psycopg.Connection, top_k: int, ef_search: int | None = None) -> None:
-    """Per-transaction settings (``set_config(..., true)`` is SET LOCAL), in one round trip.
+def _tune_index_scan(
+    conn: psycopg.Connection,
+    top_k: int,
+    ef_search: int | None = None,
+    *,
+    iterative: bool | None = None,
+    async_commit: bool = False,
+) -> None:
+    """Per-transaction settings (``set_config(..., true)`` is SET LOCAL) in one statement.
 
     A candidate list well beyond the answer keeps recall high (see ``EF_SEARCH_FLOOR``). Iterative
-    scans exist from pgvector 0.8 on (older versions would warn about an unknown hnsw.* parameter).
+    scans exist from pgvector 0.8 on (older versions would warn about an unknown hnsw.* parameter):
+    ``iterative`` says whether this server has them (None: ask pg_extension in the same statement).
     Custom plans always: psycopg prepares a statement run five times, and a generic plan (made without
     the query's values) could take the HNSW index for a filter so selective that the session's btree index
-    is the right path, or keep a plan made for another case.
+    is the right path, or keep a plan made for another case. ``async_commit``: see :func:`_record_access`.
     """
+    if iterative is None:
+        iterative_sql = (
+            "(SELECT string_to_array(v.extversion, '.')::int[] >= '{0,8}' FROM pg_extension v"
+            " WHERE v.extname = 'vector')"
+        )
+    else:
+        iterative_sql = "true" if iterative else "false"
     conn.execute(
-        """
-        SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-               set_config('hnsw.ef_search', %(ef)s, true),
-               CASE WHEN string_to_array(v.extversion, '.')::int[] >= '{0,8}' THEN
-                   set_config('hnsw.iterative_scan', 'relaxed_order', true)
-                   || set_config('hnsw.max_scan_tuples', %(max_scan)s, true)
-               END
-        FROM pg_extension v WHERE v.extname = 'vector'
-        """,
-        {"ef": str(ef_search or default_ef_search(top_k)), "max_scan": str(MAX_SCAN_TUPLES)},
+        _compose(
+            """
+            SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+                   set_config('hnsw.ef_search', %(ef)s, true),
+                   CASE WHEN {iterative} THEN
+                       set_config('hnsw.iterative_scan', 'relaxed_order', true)
+                       || set_config('hnsw.max_scan_tuples', %(max_scan)s, true)
+                   END,
+                   CASE WHEN %(async_commit)s THEN set_config('synchronous_commit', 'off', true) END
+            """,
+            iterative=iterative_sql,
+        ),
+        {
+            "ef": str(ef_search or default_ef_search(top_k)),
+            "max_scan": str(MAX_SCAN_TUPLES),
+            "async_commit": async_commit,
+        },
     )
 
 
-def _order(exact: bool) -> str:
+def _cast(vector_type: str) -> str:
+    """The query vector's cast: the column's own type, so the index's operator class applies."""
+    if vector_type not in names.VECTOR_TYPES:
+        raise NotReadyError(
+            f"semantic_memory.embedding_vector is of type {vector_type}, which memcli does not search",
+            hint=f"memcli stores {' or '.join(names.VECTOR_TYPES)}",
+        )
+    return vector_type
+
+
+def _order(exact: bool, cast: str = names.DEFAULT_VECTOR_TYPE) -> str:
     # "+ 0" makes the sort key an expression the HNSW index cannot serve, so an exact search is a full scan
     # whatever the planner settings or a cached plan say.
-    return "(embedding_vector <=> %(q)s::vector) + 0" if exact else "embedding_vector <=> %(q)s::vector"
+    distance = f"embedding_vector <=> %(q)s::{cast}"
+    return f"({distance}) + 0" if exact else distance
+
+
+@contextmanager
+def _search_transaction(conn: psycopg.Connection) -> Iterator[bool]:
+    """One transaction for a search; yields whether the search owns it.
+
+    Under load every round trip waits for the server's (and the client's) turn on a CPU, so a search makes
+    four: the context read with BEGIN (:func:`_read_context`), the index scan's settings, the query, and the
+    access update with COMMIT (:func:`_finish`). The first and the last go out as pipelines, so psycopg,
+    which waits for BEGIN on its own and syncs before COMMIT, does not manage this transaction: the
+    connection is in autocommit while the search sends BEGIN and COMMIT itself. The settings and the query
+    are not pipelined: measured on 2 loaded cores, a pipelined query took 2 to 4 ms where the same two
+    statements sent one after the other took 1 to 1.5 ms. In a caller's transaction the search is a
+    savepoint, as any other call.
+    """
+    from psycopg.pq import TransactionStatus
+
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        with conn.transaction():
+            yield False
+        return
+    autocommit = conn.autocommit
+    conn.autocommit = True
+    try:
+        try:
+            yield True
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if not conn.closed:
+            conn.autocommit = autocommit
+
+
+def _finish(conn: psycopg.Connection, ids: list[uuid.UUID], *, commit: bool) -> None:
+    """Record access to ``ids`` (:func:`_record_access`) and COMMIT the search's own transaction, in one
+    round trip."""
+    if not ids and not commit:
+        return
+    with conn.pipeline():
+        if ids:
+            _record_access(conn, ids)
+        if commit:
+            conn.execute("COMMIT")
+
+
+@dataclass
+class _Context:
+    """What a search reads before it runs, in one round trip (see :func:`_read_context`)."""
+
+    model: Any  # embedding.model
+    settings_dimension: Any  # embedding.dimension
+    column_dimension: int | None
+    vector_type: str  # the column's type: vector or halfvec
+    floor: Any  # embedding.min_similarity
+    generic_floor: Any  # search.min_similarity
+    ef_search: Any  # search.ef_search
+    iterative: bool  # pgvector >= 0.8: iterative index scans
+
+    @property
+    def expected_dimension(self) -> int | None:
+        return self.column_dimension or (int(self.settings_dimension) if self.settings_dimension else None)
+
+
+_CONTEXT_SQL = """
+SELECT (SELECT value FROM memory_settings WHERE key = 'embedding.model'),
+       (SELECT value FROM memory_settings WHERE key = 'embedding.dimension'),
+       c.typmod, c.typname,
+       (SELECT value FROM memory_settings WHERE key = %(floor)s),
+       (SELECT value FROM memory_settings WHERE key = %(generic)s),
+       (SELECT value FROM memory_settings WHERE key = %(ef)s),
+       coalesce((SELECT string_to_array(v.extversion, '.')::int[] >= '{0,8}'
+                 FROM pg_extension v WHERE v.extname = 'vector'), false)
+FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT nullif(a.atttypmod, -1) AS typmod, t.typname
+    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    WHERE a.attrelid = to_regclass('public.semantic_memory') AND a.attname = 'embedding_vector'
+      AND NOT a.attisdropped
+) AS c ON true
+"""
+
+
+def _read_context(conn: psycopg.Connection, *, begin: bool) -> _Context:
+    """Check the schema, hold the table, read the model, floor and ef_search settings: one round trip.
+
+    The statements (after BEGIN when ``begin``: see :func:`_search_transaction`) go together in a
+    pipeline. The table is held (ACCESS SHARE) before the model and dimension are read: a re-embed's or a
+    type conversion's swap then either committed before this check or waits for this search to end.
+    """
+    import psycopg as pg
+
+    from memcli.embeddings.floors import GENERIC_SETTING, SETTING
+    from memcli.readiness import MISSING_TABLES_SQL, REQUIRED_TABLES, check_missing
+    from memcli.vector_index import EF_SEARCH_KEY
+
+    try:
+        with conn.pipeline():
+            if begin:
+                conn.execute("BEGIN")
+            missing = conn.execute(MISSING_TABLES_SQL, (list(REQUIRED_TABLES),))
+            conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
+            context = conn.execute(
+                _CONTEXT_SQL, {"floor": SETTING, "generic": GENERIC_SETTING, "ef": EF_SEARCH_KEY}
+            )
+        row = missing.fetchone()
+        check_missing(list(row[0]) if row else [])
+        values = context.fetchone()
+    except pg.errors.UndefinedTable as exc:  # a table the lock or the settings read needs
+        raise NotReadyError(
+            f"the memory schema is not migrated ({exc.diag.message_primary})", hint="run: memcli migrate"
+        ) from None
+    assert values is not None
+    return _Context(
+        model=values[0],
+        settings_dimension=values[1],
+        column_dimension=int(values[2]) if values[2] is not None else None,
+        vector_type=values[3] or names.DEFAULT_VECTOR_TYPE,
+        floor=values[4],
+        generic_floor=values[5],
+        ef_search=values[6],
+        iterative=bool(values[7]),
+    )
 
 
 def _stored_vector(conn: psycopg.Connection, memory_id: uuid.UUID) -> Any:
-    row = conn.execute("SELECT embedding_vector FROM semantic_memory WHERE id = %s", (memory_id,)).fetchone()
+    # As a vector whatever the column's type: the adapter reads it as a numpy array.
+    row = conn.execute(
+        "SELECT embedding_vector::vector FROM semantic_memory WHERE id = %s", (memory_id,)
+    ).fetchone()
     if row is None:
         raise ConfigError(
             f"no semantic memory with id {memory_id}", hint="take an id from memcli search --json"
@@ -231,14 +392,14 @@ def _compose(template: str, **parts: str) -> sql.Composed:
     return sql.SQL(template).format(**{name: sql.SQL(text) for name, text in parts.items()})  # type: ignore[arg-type]
 
 
-def _vector_query(where: str, exact: bool = False) -> sql.Composed:
+def _vector_query(where: str, exact: bool = False, cast: str = names.DEFAULT_VECTOR_TYPE) -> sql.Composed:
     # The inner query is the one the HNSW index serves (ORDER BY distance LIMIT k); the outer ORDER BY
     # re-sorts relaxed_order output. The floor is applied by the caller, which counts what it holds back.
     return _compose(
         """
         WITH nearest AS MATERIALIZED (
             SELECT id, content_type, session_id, user_id, created_at, content_text,
-                   embedding_vector <=> %(q)s::vector AS distance
+                   embedding_vector <=> %(q)s::{cast} AS distance
             FROM semantic_memory
             WHERE embedding_vector IS NOT NULL{where}
             ORDER BY {order}
@@ -249,16 +410,17 @@ def _vector_query(where: str, exact: bool = False) -> sql.Composed:
         ORDER BY distance, id
         """,
         where=where,
-        order=_order(exact),
+        order=_order(exact, cast),
+        cast=cast,
     )
 
 
-def _hybrid_query(where: str, exact: bool = False) -> sql.Composed:
+def _hybrid_query(where: str, exact: bool = False, cast: str = names.DEFAULT_VECTOR_TYPE) -> sql.Composed:
     # Both sides apply the filters, so every fused id passes them: the final join only fetches columns.
     return _compose(
         """
         WITH vec AS MATERIALIZED (
-            SELECT id, embedding_vector <=> %(q)s::vector AS distance
+            SELECT id, embedding_vector <=> %(q)s::{cast} AS distance
             FROM semantic_memory
             WHERE embedding_vector IS NOT NULL{where}
             ORDER BY {order}
@@ -288,7 +450,7 @@ def _hybrid_query(where: str, exact: bool = False) -> sql.Composed:
         )
         SELECT m.id,
                CASE WHEN m.embedding_vector IS NULL THEN NULL
-                    ELSE 1 - (m.embedding_vector <=> %(q)s::vector) END AS similarity,
+                    ELSE 1 - (m.embedding_vector <=> %(q)s::{cast}) END AS similarity,
                m.content_type, m.session_id, m.user_id, m.created_at, m.content_text,
                f.score, f.vector_rank, f.text_rank
         FROM fused f JOIN semantic_memory m ON m.id = f.id
@@ -296,11 +458,12 @@ def _hybrid_query(where: str, exact: bool = False) -> sql.Composed:
         LIMIT %(k)s
         """,
         where=where,
-        order=_order(exact),
+        order=_order(exact, cast),
+        cast=cast,
     )
 
 
-def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transaction: bool) -> None:
+def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
     """Count the returned rows as read, at a fraction of the query's cost.
 
     The update stays HOT (heap-only: no index entry written, the HNSW graph untouched) because no index
@@ -308,17 +471,14 @@ def _record_access(conn: psycopg.Connection, ids: list[uuid.UUID], owns_transact
     access commits without waiting for the WAL flush (``synchronous_commit = off``, which would otherwise
     cost more than the search): a crash may lose the counts of the last fraction of a second of searches,
     never anything else, and never leaves them half-written. A caller's own transaction keeps its
-    durability: the setting is only changed when the search owns the transaction.
+    durability: the setting is only changed when the search owns the transaction (it is set with the
+    index scan's settings, :func:`_tune_index_scan`). The update goes out with the COMMIT (:func:`_finish`).
     """
-    # Both statements in one round trip (pipeline mode): under load every round trip costs a scheduling delay.
-    with conn.pipeline():
-        if owns_transaction:
-            conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
-        conn.execute(
-            "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
-            " WHERE id = ANY(%s)",
-            (ids,),
-        )
+    conn.execute(
+        "UPDATE semantic_memory SET access_count = access_count + 1, last_accessed_at = now()"
+        " WHERE id = ANY(%s)",
+        (ids,),
+    )
 
 
 def search(
@@ -345,9 +505,9 @@ def search(
     ``ef_search`` overrides the HNSW candidate list length (default: the tuned ``search.ef_search``
     through :func:`memcli.vector_index.ef_search_for`).
     """
-    from memcli.embeddings import ensure_compatible
-    from memcli.embeddings.floors import resolve_floor
-    from memcli.readiness import require_migrated
+    from memcli.embeddings import _compare
+    from memcli.embeddings.floors import floor_from
+    from memcli.vector_index import base_ef_search, ef_search_for
 
     started = time.perf_counter()
     if not 1 <= top_k <= MAX_TOP_K:
@@ -369,19 +529,15 @@ def search(
     if like is None and embedder is None:
         raise ConfigError("a query text needs an embedder")
 
-    from psycopg.pq import TransactionStatus
-
-    owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
-    with conn.transaction():
-        require_migrated(conn)
-        # Hold the table (ACCESS SHARE) before reading which model and dimension it stores: a re-embed's
-        # swap then either committed before this check or waits for this search to end, never in between.
-        conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
-        use_vectors(conn)
+    use_vectors(conn)  # the first time on this connection: one catalog query
+    with _search_transaction(conn) as owns_transaction:
+        context = _read_context(conn, begin=owns_transaction)
+        cast = _cast(context.vector_type)
         floor_source = "argument"
         if min_similarity is None:
             model = embedder.name if like is None and embedder is not None else None
-            min_similarity, floor_source = resolve_floor(conn, model)
+            model = model or (context.model if isinstance(context.model, str) else None)
+            min_similarity, floor_source = floor_from(context.floor, context.generic_floor, model)
         if not -1.0 <= min_similarity <= 1.0:
             raise ConfigError(f"min-similarity must be between -1 and 1, got {min_similarity}")
 
@@ -409,7 +565,7 @@ def search(
         else:
             assert embedder is not None and query is not None
             # Compare before embedding: a mismatch must not cost a model load.
-            ensure_compatible(conn, embedder, record=False)
+            _compare(context.model, context.expected_dimension, embedder)
             t0 = time.perf_counter()
             vector = embedder.embed([query])[0]
             timing["embed_ms"] = _ms(time.perf_counter() - t0)
@@ -417,15 +573,19 @@ def search(
         t0 = time.perf_counter()
         where, params = _filters(session, user_id, content_type, since, until, like)
         if ef_search is None:
-            from memcli.vector_index import ef_search_for, stored_ef_search
-
             # The tuned base (memcli tune), widened for top-k and for filters that discard candidates.
             ef_search = ef_search_for(
-                stored_ef_search(conn), top_k, filtered=bool(set(params) - {"f_exclude"})
+                base_ef_search(context.ef_search), top_k, filtered=bool(set(params) - {"f_exclude"})
             )
-        _tune_index_scan(conn, top_k, ef_search)
+        _tune_index_scan(
+            conn,
+            top_k,
+            ef_search,
+            iterative=context.iterative,
+            async_commit=owns_transaction and record_access,
+        )
         if hybrid:
-            sql_text = _hybrid_query(where, exact)
+            sql_text = _hybrid_query(where, exact, cast)
             args = {
                 "q": vector,
                 "min": min_similarity,
@@ -436,7 +596,7 @@ def search(
                 **params,
             }
         else:
-            sql_text = _vector_query(where, exact)
+            sql_text = _vector_query(where, exact, cast)
             args = {"q": vector, "k": top_k, **params}
         rows = conn.execute(sql_text, args).fetchall()
         timing["query_ms"] = _ms(time.perf_counter() - t0)
@@ -461,8 +621,6 @@ def search(
                 hit.score, hit.vector_rank, hit.text_rank = round(float(row[7]), 6), row[8], row[9]
             result.hits.append(hit)
 
-        if result.hits and record_access:
-            _record_access(conn, [hit.id for hit in result.hits], owns_transaction)
         if not result.hits:
             empty, unembedded = conn.execute(
                 """
@@ -471,6 +629,7 @@ def search(
                 """
             ).fetchone()  # type: ignore[misc]
             result.empty_database, result.unembedded = bool(empty), bool(unembedded)
+        _finish(conn, [hit.id for hit in result.hits] if record_access else [], commit=owns_transaction)
 
     timing["total_ms"] = _ms(time.perf_counter() - started)
     result.timing = timing
@@ -505,8 +664,10 @@ def search_sections(
     check_query_length(query)
     if not query or not query.strip():
         raise ConfigError("nothing to search for", hint="give a query text")
-    if section_type is not None and section_type not in SECTION_TYPES:
-        raise ConfigError(f"unknown section type {section_type!r}", hint=f"one of {', '.join(SECTION_TYPES)}")
+    if section_type is not None and section_type not in names.SECTION_TYPES:
+        raise ConfigError(
+            f"unknown section type {section_type!r}", hint=f"one of {', '.join(names.SECTION_TYPES)}"
+        )
     if not 1 <= limit <= MAX_TOP_K:
         raise ConfigError(f"limit must be between 1 and {MAX_TOP_K}, got {limit}")
     business = parse_uuid(business_id, "business id")

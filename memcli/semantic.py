@@ -12,11 +12,10 @@ import uuid
 from typing import TYPE_CHECKING
 
 from memcli.errors import ConfigError, NotReadyError
+from memcli.schema.names import CONTENT_TYPES
 
 if TYPE_CHECKING:
     import psycopg
-
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
 
 
 def parse_uuid(value: str | uuid.UUID | None, what: str) -> uuid.UUID | None:

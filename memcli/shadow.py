@@ -6,9 +6,10 @@ The application keeps reading and writing the live columns while the new values 
    ``embedding_model_next``), and a trigger that clears a row's shadow when the column it is derived from
    changes (a memory's text edited mid-way is computed again, never swapped in stale). Catalog-only DDL under
    ``lock_timeout``: it never rewrites the table.
-2. ``backfill``: fill the shadows in bounded batches (one transaction each, ``FOR UPDATE SKIP LOCKED``, the
-   maintenance timeouts). Rows whose shadow is still NULL are the work left, so an interrupted backfill
-   resumes where it stopped, and rows the application adds meanwhile are picked up by the next batch.
+2. ``backfill``: fill the shadows in bounded batches (one transaction each, the maintenance timeouts), the
+   next batch computed while the current one is written. Rows whose shadow is still NULL are the work
+   left, so an interrupted backfill resumes where it stopped; a row the application changed while its
+   value was computed is not written (its version is checked) and is computed again by another pass.
 3. ``build_index``: the new HNSW index, ``CREATE INDEX CONCURRENTLY`` (writes continue; an invalid index
    left by an interrupted build is dropped and built again).
 4. ``swap``: one short transaction (``lock_timeout``; the table is locked for the catalog changes only):
@@ -24,6 +25,7 @@ model; a type change (``vector`` to ``halfvec``) derives it from ``embedding_vec
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,7 +33,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import MemcliError
-from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, Timeouts, in_batch, maintenance_transaction
+from memcli.jobs.common import (
+    DEFAULT_TIMEOUTS,
+    ProgressCallback,
+    Timeouts,
+    in_batch,
+    maintenance_transaction,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -48,6 +56,9 @@ TRIGGER = "trigger_semantic_memory_shadow"
 TRIGGER_FUNCTION = "memcli_shadow_stale"
 BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
 MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
+DEFAULT_BATCH_SIZE = 1000  # rows per backfill transaction: the commit and round trips cost little per row
+LOCK_ROWS = 100  # rows a backfill transaction updates (and holds locked until it commits)
+MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
 
 # Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
 # or pgvector's Vector / HalfVector objects, one per row).
@@ -186,38 +197,80 @@ def _base_type(column_type: str) -> str:
     return column_type.split("(", 1)[0].strip()
 
 
-def _write_batch(
-    conn: psycopg.Connection, spec: ShadowSpec, ids: list[uuid.UUID], values: Sequence[Any]
+def _stage(
+    conn: psycopg.Connection,
+    spec: ShadowSpec,
+    ids: Sequence[uuid.UUID],
+    values: Sequence[Any],
+    versions: Sequence[str] | None,
+    cur: psycopg.Cursor[Any] | None = None,
 ) -> None:
-    """Set the shadows of ``ids``: the values go by binary COPY into a temporary table (emptied at commit),
-    then one UPDATE joins it."""
+    """Put a batch's new values, numbered from 0, in a temporary table (binary COPY, no row locks)."""
     from psycopg import sql
 
     from memcli.vector_copy import vector_cursor
 
     conn.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (id uuid, v {}) ON COMMIT DELETE ROWS").format(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (n int, id uuid, v {}, x text)").format(
             _ident(BATCH_TABLE), sql.SQL(spec.column_type)
         )
     )
+    conn.execute(sql.SQL("TRUNCATE {}").format(_ident(BATCH_TABLE)))
+    marks = versions if versions is not None else [None] * len(ids)
     with (
-        vector_cursor(conn) as cur,
-        cur.copy(sql.SQL("COPY {} (id, v) FROM STDIN (FORMAT BINARY)").format(_ident(BATCH_TABLE))) as copy,
+        vector_cursor(conn) if cur is None else contextlib.nullcontext(cur) as cursor,
+        cursor.copy(
+            sql.SQL("COPY {} (n, id, v, x) FROM STDIN (FORMAT BINARY)").format(_ident(BATCH_TABLE))
+        ) as copy,
     ):
-        copy.set_types(["uuid", _base_type(spec.column_type)])
-        for row_id, value in zip(ids, values, strict=True):
-            copy.write_row((row_id, value))
-    conn.execute(
+        copy.set_types(["int4", "uuid", _base_type(spec.column_type), "text"])
+        for n, row in enumerate(zip(ids, values, marks, strict=True)):
+            copy.write_row((n, *row))
+
+
+def _apply(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: int) -> int:
+    """Set the shadows of the staged rows numbered ``first`` to ``stop - 1``; returns the rows set.
+
+    A row whose version (``xmin``) is not the one read, or that the application holds locked, is left
+    alone: its shadow stays NULL and a later pass (or the swap) computes it again. The rows are locked in
+    id order, skipping held ones, so the backfill never waits for a row lock and never deadlocks with a
+    search recording its hits; the locks last this one statement's transaction.
+    """
+    from psycopg import sql
+
+    updated = conn.execute(
         sql.SQL(
-            "UPDATE {table} t SET {shadow} = b.v, {shadow_model} = %s FROM {batch} b WHERE t.id = b.id"
+            """
+            WITH locked AS (
+                SELECT t.id FROM {table} t JOIN {batch} b ON b.id = t.id
+                WHERE b.n >= %s AND b.n < %s AND (b.x IS NULL OR t.xmin::text = b.x)
+                ORDER BY t.id FOR UPDATE OF t SKIP LOCKED
+            )
+            UPDATE {table} t SET {shadow} = b.v, {shadow_model} = %s
+            FROM {batch} b JOIN locked USING (id) WHERE t.id = b.id
+            """
         ).format(
             table=_ident(TABLE),
             shadow=_ident(SHADOW_COLUMN),
             shadow_model=_ident(SHADOW_MODEL_COLUMN),
             batch=_ident(BATCH_TABLE),
         ),
-        (spec.model,),
+        (first, stop, spec.model),
     )
+    return updated.rowcount
+
+
+def _write_batch(
+    conn: psycopg.Connection, spec: ShadowSpec, ids: Sequence[uuid.UUID], values: Sequence[Any]
+) -> int:
+    """Set the shadows of ``ids`` to ``values`` in the caller's transaction (the swap's catch-up)."""
+    _stage(conn, spec, ids, values, None)
+    return _apply(conn, spec, 0, len(ids))
+
+
+def _apply_async(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: int) -> int:
+    conn.execute("SET LOCAL synchronous_commit = off")
+    return _apply(conn, spec, first, stop)
 
 
 def backfill(
@@ -225,7 +278,7 @@ def backfill(
     spec: ShadowSpec,
     fill: Fill,
     *,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,
     total: int | None = None,
@@ -236,42 +289,84 @@ def backfill(
 
     ``conn`` must be in autocommit mode (each batch commits on its own). ``pause_seconds`` between batches
     leaves room to the application on a busy server.
+
+    The values of one batch are computed (``fill``, the embedder) in a worker thread while the previous
+    batch is written: the two overlap, and the embedder's pace is the backfill's. Rows are read without
+    locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
+    another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
+    transactions of :data:`LOCK_ROWS` rows, so a search recording its hits never waits long for one.
     """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from psycopg import sql
+
+    from memcli.vector_copy import vector_cursor
 
     result = BackfillResult()
     started = time.perf_counter()
     query = sql.SQL(
-        "SELECT id, {src} FROM {table} WHERE {shadow} IS NULL AND {src} IS NOT NULL AND id > %s "
-        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED"
+        "SELECT id, {src}, xmin::text FROM {table} WHERE {shadow} IS NULL AND {src} IS NOT NULL AND id > %s "
+        "ORDER BY id LIMIT %s"
     ).format(src=_ident(spec.source_column), table=_ident(TABLE), shadow=_ident(SHADOW_COLUMN))
-    last = uuid.UUID(int=0)
+    read = 0  # rows handed to ``fill`` (bounded by max_rows)
 
-    def batch(size: int) -> int:
-        rows = conn.execute(query, (last, size)).fetchall()
-        if rows:
-            t0 = time.perf_counter()
-            values = fill([r[1] for r in rows])
+    def timed_fill(values: list[Any]) -> Sequence[Any]:
+        t0 = time.perf_counter()
+        try:
+            return fill(values)
+        finally:
             result.fill_seconds += time.perf_counter() - t0
-            _write_batch(conn, spec, [r[0] for r in rows], values)
-        batch.last = rows[-1][0] if rows else None  # type: ignore[attr-defined]
-        return len(rows)
+
+    def next_rows(after: uuid.UUID) -> list[tuple[Any, ...]]:
+        nonlocal read
+        size = batch_size if max_rows is None else min(batch_size, max_rows - read)
+        if size <= 0:
+            return []
+        rows = conn.execute(query, (after, size)).fetchall()
+        read += len(rows)
+        return rows
 
     def book(n: int) -> None:
         if n:
             result.filled += n
             result.batches += 1
 
-    while max_rows is None or result.filled < max_rows:
-        size = batch_size if max_rows is None else min(batch_size, max_rows - result.filled)
-        n = in_batch(conn, timeouts, lambda size=size: batch(size), book)
-        if not n:
-            break
-        last = batch.last  # type: ignore[attr-defined]
-        if progress:
-            progress(result.filled, total)
-        if pause_seconds:
-            time.sleep(pause_seconds)
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="memcli-fill") as pool,
+        vector_cursor(conn) as cur,
+    ):
+        try:
+            for _ in range(MAX_PASSES):
+                skipped = 0
+                inflight: tuple[list[tuple[Any, ...]], Future[Sequence[Any]]] | None = None
+                rows = next_rows(uuid.UUID(int=0))
+                while rows or inflight:
+                    # embed this batch while the previous one is written
+                    current = (rows, pool.submit(timed_fill, [r[1] for r in rows])) if rows else None
+                    if inflight is not None:
+                        done_rows, values = inflight[0], inflight[1].result()
+                        _stage(conn, spec, [r[0] for r in done_rows], values, [r[2] for r in done_rows], cur)
+                        # short transactions, so a search that hits a row waits for a few rows' update
+                        # at most; a lost commit only leaves shadows NULL, to compute again: no flush wait
+                        for first in range(0, len(done_rows), LOCK_ROWS):
+                            n = in_batch(
+                                conn,
+                                timeouts,
+                                lambda first=first: _apply_async(conn, spec, first, first + LOCK_ROWS),
+                                book,
+                            )
+                            skipped += min(LOCK_ROWS, len(done_rows) - first) - n
+                        if progress:
+                            progress(result.filled, total)
+                        if pause_seconds:
+                            time.sleep(pause_seconds)
+                    inflight = current
+                    rows = next_rows(current[0][-1][0]) if current is not None else []
+                if not skipped or (max_rows is not None and read >= max_rows):
+                    break
+        finally:
+            # nothing is embedded any more once backfill returns (an interrupt waits for the batch at hand)
+            pool.shutdown(wait=True, cancel_futures=True)
     result.seconds = time.perf_counter() - started
     return result
 

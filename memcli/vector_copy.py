@@ -7,12 +7,16 @@ the caller's connection keeps its own adapters (a search on it still reads vecto
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pgvector import HalfVector
+from pgvector.psycopg.halfvec import HalfVectorBinaryDumper
 
 from memcli.errors import NotReadyError
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.abc import Buffer
 
 
 def vector_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
@@ -29,4 +33,12 @@ def vector_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
     half = TypeInfo.fetch(conn, "halfvec")
     if half is not None:
         register_halfvec_info(cur, half)
+        # pgvector's binary halfvec dumper takes HalfVector objects only; a halfvec column (memcli vectors
+        # convert) is written from the same numpy arrays as a vector one.
+        cur.adapters.register_dumper(HalfVector, type("", (_HalfvecFromArrays,), {"oid": half.oid}))
     return cur
+
+
+class _HalfvecFromArrays(HalfVectorBinaryDumper):
+    def dump(self, obj: Any) -> Buffer | None:
+        return (obj if isinstance(obj, HalfVector) else HalfVector(obj)).to_binary()

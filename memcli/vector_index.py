@@ -80,7 +80,11 @@ def stored_ef_search(conn: psycopg.Connection) -> int:
     """The base ``ef_search`` (``search.ef_search``; ``memcli tune`` sets it)."""
     from memcli.settings import get_setting
 
-    value = get_setting(conn, EF_SEARCH_KEY)
+    return base_ef_search(get_setting(conn, EF_SEARCH_KEY))
+
+
+def base_ef_search(value: Any) -> int:
+    """The base ``ef_search`` from the setting's stored value (None or nonsense: the default)."""
     try:
         return max(1, min(EF_SEARCH_MAX, int(float(value))))
     except (TypeError, ValueError):

@@ -10,6 +10,8 @@ import psycopg
 from psycopg import sql
 
 from memcli.embeddings.hashing import HashingEmbedder
+from memcli.imports.records import TARGET_TABLES
+from memcli.schema import names
 
 LEGACY = Path(__file__).parent / "legacy"
 
@@ -40,8 +42,8 @@ def scalar(dsn: str, query: str, params: Any = None) -> Any:
 
 
 def counts(dsn: str) -> dict[str, int]:
-    tables = ("semantic_memory", "conversation_memory", "context_relevance", "memory_import_keys")
-    return {t: scalar(dsn, f"SELECT count(*) FROM {t}") for t in tables}
+    """Rows in each table an import writes."""
+    return {t: scalar(dsn, f"SELECT count(*) FROM {t}") for t in (*TARGET_TABLES, names.IMPORT_KEYS)}
 
 
 def vec(text: str, dim: int = 384) -> list[float]:

@@ -18,7 +18,7 @@ from memcli.jobs.cleanup import CleanupOptions, cleanup_expired, cleanup_stale_r
 from memcli.jobs.locks import lock_key
 from memcli.schema import names
 
-TIERS = ("short_term", "long_term", "archived", "semantic")
+TIERS = names.MEMORY_TYPES
 # Every table with an id the jobs could touch: a dry run leaves all of them as they were.
 SNAPSHOT_TABLES = (*names.MEMORY_TABLES, names.MAINTENANCE_LOG)
 

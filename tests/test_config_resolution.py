@@ -37,6 +37,7 @@ SAMPLES: dict[str, tuple[Any, Any, Any, Any]] = {
     "embedding.provider": ("hashing", "openai", "local:x", "local"),
     "embedding.model": ("m-flag", "m-env", "m-env2", "m-file"),
     "embedding.dimension": ("16", "768", "512", 1536),
+    "embedding.vector_type": ("halfvec", "vector", "HalfVec", "halfvec"),  # two types: the sources differ
     "embedding.base_url": ("http://flag/v1", "http://env/v1", "http://env2/v1", "http://file/v1"),
     "embedding.api_key_env": ("KEY_FLAG", "KEY_ENV", "KEY_ENV2", "KEY_FILE"),
     "embedding.batch_size": ("8", "16", "24", 32),

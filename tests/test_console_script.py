@@ -78,7 +78,7 @@ def test_embedded_server_start_status_stop_with_no_configuration(tmp_path: Path)
         assert "running" in status.stdout
         url = run("db", "url", env=env).stdout.strip()
         assert url.startswith("postgresql://postgres@/memcli?host=")
-        assert json.loads(run("db", "url", "--json", env=env).stdout) == {"dsn": url}
+        assert json.loads(run("db", "url", "--json", env=env).stdout) == {"dsn": url, "source": "embedded"}
         ping = run("db", "ping", env=env)  # no DSN anywhere: the embedded server answers
         assert ping.returncode == 0, ping.stderr
         assert "pgvector" in ping.stdout

@@ -210,9 +210,9 @@ def test_decay(migrated_db: str) -> None:
                    ('b', 't', 'old', 0.6, 0.9, now() - interval '30 hours')
             """
         )
-        assert decay_relevance(conn, dry_run=True).decayed == 2
-        assert decay_relevance(conn, session="b").decayed == 1
-        result = decay_relevance(conn, batch_size=1)
+        assert decay_relevance(conn, ConsolidateOptions(dry_run=True)).decayed == 2
+        assert decay_relevance(conn, ConsolidateOptions(session="b")).decayed == 1
+        result = decay_relevance(conn, ConsolidateOptions(batch_size=1))
         assert result.decayed == 1 and result.batches == 1
         scores = dict(
             conn.execute("SELECT session_id || context_key, relevance_score FROM context_relevance")
@@ -234,9 +234,9 @@ def test_archive_does_not_count_as_access(migrated_db: str) -> None:
             conn.execute("SELECT id::text, (access_count, last_accessed_at) FROM conversation_memory")
         )
 
-        dry = archive_memories(conn, dry_run=True)
+        dry = archive_memories(conn, ConsolidateOptions(dry_run=True))
         assert (dry.archived, dry.sessions) == (3, 3)
-        result = archive_memories(conn, batch_size=2)
+        result = archive_memories(conn, ConsolidateOptions(batch_size=2))
         assert (result.archived, result.sessions, result.batches) == (3, 3, 2)
 
         rows = conn.execute(
@@ -277,7 +277,9 @@ def test_forget_keeps_ids_in_the_log(migrated_db: str, cli: Any) -> None:
     assert len(log) == 1 and log[0][0] == "s" and sorted(map(str, log[0][1])) == sorted(doomed)
     assert "never accessed" in log[0][2]
     with connect(migrated_db) as conn:
-        assert forget_memories(conn, min_age=timedelta(days=5)).forgotten == 1  # 'recent' is 10 days old
+        assert (
+            forget_memories(conn, ConsolidateOptions(forget_min_age=timedelta(days=5))).forgotten == 1
+        )  # 'recent' is 10 days old
 
 
 def test_archive_and_forget_keep_to_the_session(migrated_db: str) -> None:
@@ -285,9 +287,12 @@ def test_archive_and_forget_keep_to_the_session(migrated_db: str) -> None:
         for session in ("s", "t"):
             add_memory(conn, session, "low", {}, tier="long_term", age="40 days", importance=0.1)
             add_memory(conn, session, "unused", {}, tier="archived", age="100 days")
-        assert archive_memories(conn, session="s", dry_run=True).archived == 1
-        assert forget_memories(conn, session="s", dry_run=True).forgotten == 1
-        archived, forgotten = archive_memories(conn, session="s"), forget_memories(conn, session="s")
+        assert archive_memories(conn, ConsolidateOptions(session="s", dry_run=True)).archived == 1
+        assert forget_memories(conn, ConsolidateOptions(session="s", dry_run=True)).forgotten == 1
+        archived, forgotten = (
+            archive_memories(conn, ConsolidateOptions(session="s")),
+            forget_memories(conn, ConsolidateOptions(session="s")),
+        )
         assert (archived.archived, archived.sessions, archived.log_rows) == (1, 1, 1)
         assert (forgotten.forgotten, forgotten.sessions, forgotten.log_rows) == (1, 1, 1)
         left = conn.execute(

@@ -67,13 +67,13 @@ def test_runs_on_an_autocommit_connection_and_leaves_it_as_it_was(migrated_db: s
 
 
 def test_a_crashing_check_is_reported_and_the_others_still_run(migrated_db: str, monkeypatch) -> None:
-    from memcli.health import core
+    from memcli.health import registry
 
-    def broken(conn, ctx):
+    def broken(ctx):
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.setitem(
-        core.REGISTRY,
+        registry.REGISTRY,
         "connection",
         Check("connection", "server", "broken", "hint", broken),
     )

@@ -28,8 +28,21 @@ PER_USER = "0004_consolidate_per_user"
 AUDIT = "0005_audit_erasure"
 HOT = "0006_semantic_memory_hot_access"
 IMPORTS = "0007_imports"
-HEAD = "0008_vector_index_parameters"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HOT, IMPORTS, HEAD]
+VECTOR_INDEX = "0008_vector_index_parameters"
+VECTOR_TYPE = "0009_vector_type"
+HEAD = "0010_partitioned_layout"
+ALL = [
+    "0001_core_tables",
+    "0002_memory_system",
+    SECURITY,
+    PER_USER,
+    AUDIT,
+    HOT,
+    IMPORTS,
+    VECTOR_INDEX,
+    VECTOR_TYPE,
+    HEAD,
+]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -145,11 +158,20 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
             "UPDATE memory_settings SET value = '14' WHERE key = 'retention.short_term_days';"
         )
     kept = MEMORY_TABLES | {"businesses"}
-    before = rows(migrated_db, kept)
+
+    def kept_rows() -> dict[str, list[str]]:
+        # embedding.vector_type is revision 0009's own row: gone below it, written again on the way up
+        found = rows(migrated_db, kept)
+        found["memory_settings"] = [r for r in found["memory_settings"] if '"embedding.vector_type"' not in r]
+        return found
+
+    before = kept_rows()
     assert all(before[name] for name in kept)
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        VECTOR_TYPE,
+        VECTOR_INDEX,
         IMPORTS,
         HOT,
         AUDIT,
@@ -158,8 +180,18 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
     ]
     assert "system_maintenance_log" not in tables(migrated_db)
     assert rows(migrated_db, kept) == before
-    assert migrations.upgrade(migrated_db).applied == [SECURITY, PER_USER, AUDIT, HOT, IMPORTS, HEAD]
-    assert rows(migrated_db, kept) == before
+    assert kept_rows() == before
+    assert migrations.upgrade(migrated_db).applied == [
+        SECURITY,
+        PER_USER,
+        AUDIT,
+        HOT,
+        IMPORTS,
+        VECTOR_INDEX,
+        VECTOR_TYPE,
+        HEAD,
+    ]
+    assert kept_rows() == before
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute(
             "SELECT relrowsecurity FROM pg_class WHERE relname = 'conversation_memory'"
@@ -310,6 +342,8 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         AUDIT,
         HOT,
         IMPORTS,
+        VECTOR_INDEX,
+        VECTOR_TYPE,
         HEAD,
     ]
 
@@ -427,7 +461,8 @@ def test_embedding_dimension_is_chosen_at_the_first_migration(empty_db: str) -> 
 # --- offline SQL --------------------------------------------------------------------------------------
 
 
-def test_offline_sql_builds_the_same_schema(empty_db: str, migrated_db: str) -> None:
+def test_offline_sql_builds_the_same_schema(empty_db: str, plain_db: str) -> None:
+    # the offline SQL is the plain layout's (the partitioned one is built from the live catalog)
     script = migrations.upgrade(None, sql=True).sql
     assert script is not None
     assert "CREATE TABLE conversation_memory" in script and "CREATE EXTENSION vector" in script
@@ -439,7 +474,7 @@ def test_offline_sql_builds_the_same_schema(empty_db: str, migrated_db: str) -> 
     with psycopg.connect(empty_db, autocommit=True) as conn:
         conn.execute(script)  # as a DBA would run it in psql or the Supabase SQL editor
     assert current(empty_db) == HEAD
-    assert structure(empty_db) == structure(migrated_db)
+    assert structure(empty_db) == structure(plain_db)
 
     down = migrations.downgrade(None, f"{HEAD}:base", sql=True).sql
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -620,7 +655,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         return row[0] or []
 
     assert reloptions() == ["fillfactor=75"]
-    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, IMPORTS, HOT]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_TYPE, VECTOR_INDEX, IMPORTS, HOT]
     assert reloptions() == []
-    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, VECTOR_TYPE, HEAD]
     assert reloptions() == ["fillfactor=75"]

@@ -14,7 +14,9 @@ from people_data import ALICE, BOB, conversation, count, people, relevance, sema
 from memcli.people.erasure import forget
 from memcli.people.scope import DATA_TABLES, session_subject, user_subject
 
-TABLES_WITH_USER = ("conversation_memory", "semantic_memory", "user_context_profiles")
+# The tables that hold a person's rows by user, and those that hold them by session.
+TABLES_WITH_USER = tuple(t.name for t in DATA_TABLES if t.link != "session")
+TABLES_WITH_SESSION = tuple(t.name for t in DATA_TABLES if t.link != "user")
 
 
 def alice_rows(dsn: str) -> int:
@@ -22,7 +24,7 @@ def alice_rows(dsn: str) -> int:
         count(dsn, f"SELECT count(*) FROM {t} WHERE user_id = %s", ALICE) for t in TABLES_WITH_USER
     ) + sum(
         count(dsn, f"SELECT count(*) FROM {t} WHERE session_id IN ('alice-1', 'alice-2')")
-        for t in ("context_relevance", "memory_consolidation_log", "conversation_memory", "semantic_memory")
+        for t in TABLES_WITH_SESSION
     )
 
 

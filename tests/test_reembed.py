@@ -165,6 +165,37 @@ def test_edited_text_is_embedded_again(demo_db: str) -> None:
     )
 
 
+class EditingEmbedder(HashingEmbedder):
+    """Embeds like hashing:b; the first time, the application edits a memory of the batch meanwhile."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(variant="b")
+        self.dsn = dsn
+        self.edited: object = None
+
+    def embed(self, texts):
+        if self.edited is None:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                self.edited = conn.execute(
+                    "UPDATE semantic_memory SET content_text = 'edited while computed' "
+                    "WHERE id = (SELECT id FROM semantic_memory ORDER BY id LIMIT 1) RETURNING id"
+                ).fetchone()[0]
+        return super().embed(texts)
+
+
+def test_text_edited_while_its_batch_is_embedded_is_never_swapped_in_stale(demo_db: str) -> None:
+    new = EditingEmbedder(demo_db)
+    with psycopg.connect(demo_db) as conn:
+        result = reembed(conn, new, "hashing:b", batch_size=50)
+    assert result.phase == "swapped" and result.caught_up == 0  # a second pass took the edited row
+    np.testing.assert_allclose(
+        stored_vector(demo_db, new.edited), new.embed(["edited while computed"])[0], rtol=1e-5
+    )
+    rows = psycopg.connect(demo_db).execute("SELECT content_text, embedding_vector FROM semantic_memory")
+    for text, vector in rows:
+        np.testing.assert_allclose(np.array(json.loads(vector)), new.embed([text])[0], rtol=1e-5, atol=1e-6)
+
+
 def test_abort_and_dry_run(cli, demo_db: str) -> None:
     before = columns(demo_db)
     plan = cli("reembed", "--embedder", "hashing", "--dimension", "128", "--dry-run", "--json", dsn=demo_db)

@@ -13,7 +13,7 @@ from memcli.schema import names
 from memcli.seed import DemoRefusedError, generate_demo, seed_demo
 
 BASE = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
-TIERS = {"short_term", "long_term", "archived", "semantic"}
+TIERS = set(names.MEMORY_TYPES)
 # The memory tables the demo fills.
 SEEDED_TABLES = (
     names.CONVERSATION_MEMORY,

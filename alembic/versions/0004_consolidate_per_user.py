@@ -14,7 +14,9 @@ Create Date: 2026-11-30 00:00:04
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 from alembic import op
 
@@ -139,92 +141,16 @@ PER_USER = (
     """,
 )
 
-# Revision 0002's definitions, as they were: one merged memory per session.
-SINGLE_MERGE = (
-    """
-    CREATE FUNCTION consolidate_session_memories(p_session_id text, p_min_age interval) RETURNS uuid
-    LANGUAGE plpgsql AS $fn$
-    DECLARE
-        v_min_age interval := p_min_age;
-        v_new_id uuid := gen_random_uuid();
-        v_ids uuid[] := '{}';
-        v_keys text[] := '{}';
-        v_merged jsonb := '{}'::jsonb;
-        v_overridden jsonb := '{}'::jsonb;
-        v_value jsonb;
-        v_key text;
-        v_importance real;
-        v_accesses bigint := 0;
-        v_user uuid;
-        v_last_access timestamptz;
-        r record;
-    BEGIN
-        IF v_min_age IS NULL THEN
-            v_min_age := coalesce(
-                (SELECT (v #>> '{}')::double precision
-                   FROM memcli_setting('consolidation.min_age_days') AS v
-                  WHERE jsonb_typeof(v) IN ('number', 'string')),
-                5) * interval '1 day';
-        END IF;
-        FOR r IN
-            SELECT id, user_id, context_key, context_value, importance_score, access_count,
-                   last_accessed_at
-              FROM conversation_memory
-             WHERE session_id = p_session_id
-               AND memory_type = 'short_term'
-               AND created_at < now() - v_min_age
-               -- an expired memory is due for deletion, not for a new lease of life in long_term
-               AND (expires_at IS NULL OR expires_at >= now())
-             ORDER BY created_at, id
-               FOR UPDATE
-        LOOP
-            v_ids := v_ids || r.id;
-            v_keys := v_keys || r.context_key;
-            v_value := CASE WHEN jsonb_typeof(r.context_value) = 'object' THEN r.context_value
-                            ELSE jsonb_build_object(r.context_key, r.context_value) END;
-            FOR v_key IN SELECT jsonb_object_keys(v_value) LOOP
-                IF v_merged ? v_key AND (v_merged -> v_key) IS DISTINCT FROM (v_value -> v_key) THEN
-                    v_overridden := jsonb_set(
-                        v_overridden, ARRAY[v_key],
-                        coalesce(v_overridden -> v_key, '[]'::jsonb)
-                            || jsonb_build_array(v_merged -> v_key));
-                END IF;
-            END LOOP;
-            v_merged := v_merged || v_value;
-            v_importance := greatest(v_importance, r.importance_score);
-            v_accesses := v_accesses + coalesce(r.access_count, 0);
-            v_user := coalesce(r.user_id, v_user);
-            v_last_access := greatest(v_last_access, r.last_accessed_at);
-        END LOOP;
 
-        IF cardinality(v_ids) = 0 THEN
-            RETURN NULL;
-        END IF;
-
-        INSERT INTO conversation_memory (id, session_id, user_id, memory_type, context_key, context_value,
-                                         importance_score, access_count, last_accessed_at, created_at,
-                                         expires_at)
-        VALUES (v_new_id, p_session_id, v_user, 'long_term', 'consolidated:' || v_new_id, v_merged,
-                coalesce(v_importance, 0.5), least(v_accesses, 2147483647)::integer,
-                coalesce(v_last_access, now()), now(),
-                now() + coalesce(memory_retention('long_term'), interval '90 days'));
-        INSERT INTO memory_consolidation_log (session_id, consolidation_type, old_memory_ids,
-                                              new_memory_id, consolidation_reason, details)
-        VALUES (p_session_id, 'merge', v_ids, v_new_id,
-                'merged ' || cardinality(v_ids) || ' short_term memories older than ' || v_min_age::text,
-                jsonb_build_object('overridden', v_overridden, 'source_keys', to_jsonb(v_keys)));
-        DELETE FROM conversation_memory WHERE id = ANY (v_ids);
-        RETURN v_new_id;
-    END
-    $fn$
-    """,
-    """
-    CREATE FUNCTION consolidate_session_memories(p_session_id text) RETURNS uuid
-    LANGUAGE sql AS $fn$
-        SELECT consolidate_session_memories(p_session_id, NULL::interval)
-    $fn$
-    """,
-)
+def _single_merge() -> tuple[str, ...]:
+    """Revision 0002's definitions, as that revision creates them: one merged memory per session."""
+    # The revision's file name is not an importable module name: load it from its path.
+    path = Path(__file__).with_name("0002_memory_system.py")
+    spec = importlib.util.spec_from_file_location("memcli_revision_0002_memory_system", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.CONSOLIDATE_SESSION_MEMORIES)
 
 
 def upgrade() -> None:
@@ -233,5 +159,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in (*_DROP, *SINGLE_MERGE):
+    for statement in (*_DROP, *_single_merge()):
         op.execute(statement)

@@ -83,13 +83,21 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 @app.command(epilog=epilog(examples=('psql "$(memcli db url)"', "export DATABASE_URL=$(memcli db url)")))
 def url(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    """Print the embedded server's DSN, for psql and the application (starts it if needed)."""
+    """Print the database's DSN, for psql and the application: the embedded server's (started if needed),
+    or the configured one with its password masked (the password never leaves the configuration)."""
     from memcli import embedded
+    from memcli.dsn import mask_dsn
 
     state = get_state(ctx, json_)
-    dsn = embedded.start(state.config().home.value).dsn
+    config = state.config()
+    if config.dsn.value is not None:
+        dsn = mask_dsn(state.resolve_dsn()) or ""
+        source = f"configured ({config.dsn.source})"
+    else:
+        dsn = embedded.start(config.home.value).dsn
+        source = "embedded"
     if state.json:
-        print_json({"dsn": dsn})
+        print_json({"dsn": dsn, "source": source})
     else:
         typer.echo(dsn)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.choices import ContentType, MemoryType, StoredTier
 from memcli.cli.render import print_json, to_jsonable
 from memcli.cli.state import State, get_state
 
@@ -51,30 +52,13 @@ class Kind(StrEnum):
     semantic = "semantic"
 
 
-class Tier(StrEnum):
-    short_term = "short_term"
-    long_term = "long_term"
-    archived = "archived"
-    semantic = "semantic"
-
-
-class StoredTier(StrEnum):
-    short_term = "short_term"
-    long_term = "long_term"
-    archived = "archived"
-
-
-class ContentType(StrEnum):
-    conversation = "conversation"
-    business_info = "business_info"
-    user_preference = "user_preference"
-
-
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 KindOpt = Annotated[Kind | None, typer.Option("--kind", help="Only conversation or only semantic memories.")]
 SessionOpt = Annotated[str | None, typer.Option("--session", help="Only this session's memories.")]
 UserOpt = Annotated[str | None, typer.Option("--user", metavar="UUID", help="Only this user's memories.")]
-TierOpt = Annotated[Tier | None, typer.Option("--tier", help="Only conversation memories of this tier.")]
+TierOpt = Annotated[
+    MemoryType | None, typer.Option("--tier", help="Only conversation memories of this tier.")
+]
 TypeOpt = Annotated[
     ContentType | None, typer.Option("--type", help="Only semantic memories of this content type.")
 ]
@@ -92,7 +76,7 @@ def _filter(
     kind: Kind | None,
     session: str | None,
     user: str | None,
-    tier: Tier | None,
+    tier: MemoryType | None,
     content_type: ContentType | None,
     expired: bool | None,
     older_than: str | None,

@@ -31,6 +31,8 @@ app = typer.Typer(
         examples=(
             "memcli migrate",
             "memcli migrate --embedding-dim 1536    # the first migration only",
+            "memcli migrate --partitioned           # the first migration only",
+            "memcli migrate --vector-type halfvec   # a new database; else: memcli vectors convert",
             "memcli migrate --sql > memory_schema.sql",
             "memcli migrate status",
             "memcli migrate down base --dry-run",
@@ -94,8 +96,28 @@ def migrate(
             "Also MEMCLI_EMBEDDING_DIM or [embedding] dimension in memcli.toml.",
         ),
     ] = None,
+    vector_type: Annotated[
+        str | None,
+        typer.Option(
+            "--vector-type",
+            metavar="TYPE",
+            help="vector or halfvec (half the size; docs/vector-index.md says when), chosen at the first "
+            "migration; a database with memories converts online: memcli vectors convert. Also "
+            "MEMCLI_VECTOR_TYPE or [embedding] vector_type in memcli.toml.",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOpt = None,
     lock_wait: LockWaitOpt = None,
+    partitioned: Annotated[
+        bool,
+        typer.Option(
+            "--partitioned",
+            envvar="MEMCLI_PARTITIONED",
+            help="Partition the growing tables (conversation_memory and the two logs) by month, so expired "
+            "rows leave by dropping partitions; chosen at the first migration (later: memcli partition "
+            "convert). Also MEMCLI_PARTITIONED=1.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Migrate the database to memcli's memory schema (Alembic). Without a subcommand: upgrade to head.
@@ -109,7 +131,9 @@ def migrate(
     from memcli import migrations
 
     state = get_state(ctx, json_)
-    dimension = state.config({"embedding.dimension": embedding_dim}).values["embedding.dimension"]
+    configured = state.config({"embedding.dimension": embedding_dim, "embedding.vector_type": vector_type})
+    dimension = configured.values["embedding.dimension"]
+    kind = configured.values["embedding.vector_type"]
     dsn = None if sql else state.resolve_dsn()
     result = migrations.upgrade(
         dsn,
@@ -118,6 +142,10 @@ def migrate(
         # the default only applies to a first migration; a configured dimension must match the database's
         embedding_dim=None if dimension.source == "default" else dimension.value,
         dimension_source=dimension.source,
+        partitioned=partitioned,
+        # likewise: the default type is vector; a configured one must match a database with memories
+        vector_type=None if kind.source == "default" else kind.value,
+        vector_type_source=kind.source,
         **_locks(state, lock_timeout, lock_wait),
     )
     if sql:

@@ -9,6 +9,7 @@ import typer
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import get_state
 from memcli.jobs.interrupts import stop_on_signals
+from memcli.shadow import DEFAULT_BATCH_SIZE
 
 REEMBED_EXIT_CODES = (
     "Exit codes: 0 done (or planned, or nothing to do); 2 bad option, or a change to another model is under "
@@ -45,7 +46,7 @@ def reembed(
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, max=10_000, help="Memories per batch (one transaction each)."),
-    ] = 256,
+    ] = DEFAULT_BATCH_SIZE,
     pause: Annotated[
         float, typer.Option("--pause", min=0.0, help="Seconds to rest between batches on a busy server.")
     ] = 0.0,

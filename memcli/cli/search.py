@@ -8,11 +8,11 @@ JSON document with ``--json``). The embedding model loads only when a text must 
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from memcli.cli.choices import ContentType, SectionType, StoredTier
 from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import State, get_state
@@ -31,26 +31,8 @@ CONNECT_MEANING = "cannot connect (or reach the embedding endpoint)"
 MODEL_MEANING = "not migrated, or the embedder differs from the model that wrote the stored vectors"
 
 
-class ContentType(StrEnum):
-    conversation = "conversation"
-    business_info = "business_info"
-    user_preference = "user_preference"
-
-
-class MemoryTier(StrEnum):
-    short_term = "short_term"
-    long_term = "long_term"
-    archived = "archived"
-
-
-class SectionType(StrEnum):
-    menu = "menu"
-    services = "services"
-    hours = "hours"
-    location = "location"
-    policies = "policies"
-    overview = "overview"
-
+DEFAULT_CONTENT_TYPE = ContentType("conversation")
+DEFAULT_TIER = StoredTier("short_term")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (full texts, timings).")]
 EmbedderOpt = Annotated[
@@ -257,9 +239,7 @@ def remember(
     text: Annotated[str | None, typer.Argument(help="The memory, in plain words.")] = None,
     session: Annotated[str, typer.Option("--session", help="The session the memory belongs to.")] = "",
     user: Annotated[str | None, typer.Option("--user", metavar="UUID", help="The user it is about.")] = None,
-    content_type: Annotated[
-        ContentType, typer.Option("--type", help="Content type.")
-    ] = ContentType.conversation,
+    content_type: Annotated[ContentType, typer.Option("--type", help="Content type.")] = DEFAULT_CONTENT_TYPE,
     metadata: Annotated[
         str | None, typer.Option("--metadata", metavar="JSON", help="A JSON object stored with the memory.")
     ] = None,
@@ -274,8 +254,8 @@ def remember(
         str | None, typer.Option("--value", metavar="JSON", help="With --key: the value, as JSON.")
     ] = None,
     tier: Annotated[
-        MemoryTier, typer.Option("--tier", help="With --key: the tier (its retention sets the expiry).")
-    ] = MemoryTier.short_term,
+        StoredTier, typer.Option("--tier", help="With --key: the tier (its retention sets the expiry).")
+    ] = DEFAULT_TIER,
     importance: Annotated[
         float, typer.Option("--importance", min=0.0, max=1.0, help="With --key: importance, 0-1.")
     ] = 0.5,

@@ -1,4 +1,5 @@
-"""``memcli users export | forget | receipts``: a user's data read out, erased with proof, and the receipts.
+"""``memcli users list | show | export | forget | receipts``: who memory knows, a user's data read out, erased
+with proof, and the receipts.
 
 ``memcli sessions forget`` shares the erasure rendering below.
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,9 +35,18 @@ FORGET_EXAMPLES = (
     "memcli users forget 3f2b...5f --yes --json · memcli users receipts --user 3f2b...5f"
 )
 RECEIPT_EXAMPLES = "Examples: memcli users receipts · memcli users receipts --user 3f2b...5f --json"
+LIST_EXAMPLES = (
+    "Examples: memcli users list · memcli users list --order memories --limit 10 · "
+    "memcli users show 3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f"
+)
+SHOW_EXIT_CODES = (
+    "Exit codes: 0 shown; 1 nothing about that user (never known, or erased); 2 malformed UUID; "
+    "3 cannot connect; 4 not migrated."
+)
 
 app = typer.Typer(
-    help="A user's data: export it (JSON Lines), forget it with proof, show erasure receipts.",
+    help="Users in memory: list them, show one, export their data (JSON Lines), forget it with proof, "
+    "show erasure receipts.",
     no_args_is_help=True,
     epilog=f"{EXIT_CODES} {FORGET_EXAMPLES}",
 )
@@ -46,6 +57,104 @@ DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Count what would be erased; change nothing (no lock, no receipt).")
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")]
+
+
+class UserOrder(StrEnum):
+    last_active = "last-active"
+    memories = "memories"
+
+
+@app.command("list", epilog=f"{SHOW_EXIT_CODES} {LIST_EXAMPLES}")
+def list_(
+    ctx: typer.Context,
+    order: Annotated[
+        UserOrder, typer.Option("--order", help="Most recently active first, or most memories first.")
+    ] = UserOrder.last_active,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many (0: all).")] = 50,
+    json_: JsonOpt = False,
+) -> None:
+    """Users with memories or a profile: counts, sessions, first and last seen (no content)."""
+    from memcli.people.users import list_users
+
+    state = get_state(ctx, json_)
+    with state.connect() as conn:
+        found = list_users(conn, order=order.value, limit=limit or None)
+    if state.json:
+        print_json({"users": [_user_json(u) for u in found]})
+        return
+    if not found:
+        state.console.print("No users: no memory or profile carries a user id.")
+        return
+    _users_table(state, found)
+
+
+@app.command(epilog=f"{SHOW_EXIT_CODES} {LIST_EXAMPLES}")
+def show(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(metavar="USER", help="The user's id (a UUID).")],
+    json_: JsonOpt = False,
+) -> None:
+    """One user: rows per table (their sessions' anonymous rows included), tiers, sessions, receipts."""
+    from memcli.people.scope import user_subject
+    from memcli.people.users import show_user
+
+    state = get_state(ctx, json_)
+    with state.connect() as conn:
+        info = show_user(conn, user_subject(user))
+    if state.json:
+        print_json(info)
+        return
+    _users_table(state, [info])
+    console = state.console
+    rows = ", ".join(f"{name} {n:,}" for name, n in info.tables.items())
+    console.print(f"Rows about the user (export / forget scope): {rows}.")
+    if info.tiers:
+        console.print("Tiers: " + ", ".join(f"{tier} {n:,}" for tier, n in info.tiers.items()) + ".")
+    if info.session_ids:
+        more = f" (newest {len(info.session_ids)})" if info.sessions > len(info.session_ids) else ""
+        console.print(f"Sessions{more}: " + ", ".join(info.session_ids) + ".")
+    if info.receipts:
+        console.print(
+            f"Erasure receipts naming the user: {info.receipts} (memcli users receipts --user {user})."
+        )
+
+
+def _when(value: Any) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+
+def _users_table(state: State, users: list[Any]) -> None:
+    from memcli.cli.render import Col, FitTable
+
+    table = FitTable(
+        Col("user"),
+        Col("memories", justify="right"),
+        Col("semantic", justify="right", drop=2),
+        Col("sessions", justify="right", drop=1),
+        Col("first seen", drop=3),
+        Col("last active"),
+        Col("profile", drop=4),
+    )
+    for u in users:
+        table.add_row(
+            str(u.user_id),
+            f"{u.memories:,}",
+            f"{u.semantic:,}",
+            f"{u.sessions:,}",
+            _when(u.first_seen),
+            _when(u.last_active),
+            "yes" if u.profile else "no",
+        )
+    state.console.print(table)
+
+
+def _user_json(u: Any) -> dict[str, Any]:
+    from memcli.cli.render import to_jsonable
+
+    data = to_jsonable(u)
+    for key in ("tables", "tiers", "session_ids", "receipts"):  # filled by show only
+        data.pop(key, None)
+    return data
 
 
 @app.command(epilog=f"{EXIT_CODES} {EXPORT_EXAMPLES}")
@@ -183,8 +292,7 @@ def receipts(
     json_: JsonOpt = False,
 ) -> None:
     """Erasure receipts: when, by whom, rows per table and the proof; no personal data."""
-    from rich.table import Table
-
+    from memcli.cli.render import Col, FitTable
     from memcli.people.erasure import receipts as load
     from memcli.people.scope import session_subject, user_subject
 
@@ -198,7 +306,16 @@ def receipts(
     if not found:
         state.console.print("No erasure receipts" + (" for that subject." if subject else "."))
         return
-    table = Table("receipt", "subject", "status", "started", "by", "rows", "proof", box=None)
+    # The receipt id is the key and stays whole; at 80 columns the rest folds into the proof text.
+    table = FitTable(
+        Col("receipt"),
+        Col("rows", justify="right"),
+        Col("status", drop=3),
+        Col("started", drop=1),
+        Col("subject", drop=2),
+        Col("by", drop=4),
+        Col("proof", text=True),
+    )
     for r in found:
         proof = r.proof or {}
         proven = "zero rows" if r.status == "completed" else "-"
@@ -206,11 +323,11 @@ def receipts(
             proven += " (rls)"
         table.add_row(
             str(r.id),
-            r.subject_kind,
-            r.status,
-            r.started_at.astimezone().strftime("%Y-%m-%d %H:%M"),
-            f"{r.db_role}/{r.os_user or '?'}",
             f"{sum(int(n) for n in r.erased.values()):,}",
+            r.status,
+            _when(r.started_at),
+            r.subject_kind,
+            f"{r.db_role}/{r.os_user or '?'}",
             proven,
         )
     state.console.print(table)

@@ -1,4 +1,5 @@
-"""``memcli tune`` and ``memcli index status|rebuild``: the vector index's recall, search breadth and builds.
+"""``memcli tune``, ``memcli index status|rebuild`` and ``memcli vectors convert``: the vector index's recall,
+search breadth and builds, and the vectors' type.
 
 They parse options, call memcli.vector_recall / memcli.vector_index, and render (a table or one JSON
 document; a progress bar on a terminal while an index builds).
@@ -232,6 +233,102 @@ def rebuild(
     )
 
 
+CONVERT_EXIT_CODES = (
+    "Exit codes: 0 done (or planned, or nothing to do); 2 bad type or option, or another change is under "
+    "way; 3 cannot connect; 4 not migrated; 75 an import, a re-embed or another conversion is running."
+)
+vectors_app = typer.Typer(
+    name="vectors",
+    help="The stored vectors' type: vector (4-byte floats) or halfvec (2-byte floats, half the size).",
+    epilog=epilog(examples=("memcli vectors convert halfvec --dry-run", "memcli vectors convert halfvec")),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def convert(
+    ctx: typer.Context,
+    to_type: Annotated[
+        str | None, typer.Argument(metavar="TYPE", help="vector or halfvec.", show_default=False)
+    ] = None,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Drop a conversion under way; the vectors stay as they were.")
+    ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", min=1, max=100_000, help="Memories per batch (one transaction each)."),
+    ] = 1000,
+    pause: Annotated[
+        float, typer.Option("--pause", min=0.0, help="Seconds to rest between batches on a busy server.")
+    ] = 0.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what would change and the new index's size; change nothing."),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Convert the stored vectors to another type online, casting them (no model needed).
+
+    The new column is filled beside the live one in resumable batches and indexed concurrently while
+    search and writes go on; one short transaction swaps it in. Run it again after an interruption to
+    continue. docs/vector-index.md says when halfvec serves.
+    """
+    from memcli.errors import ConfigError
+    from memcli.jobs.interrupts import stop_on_signals
+    from memcli.vector_convert import convert as run_convert
+    from memcli.vector_convert import convert_abort
+
+    state = get_state(ctx, json_)
+    if abort:
+        with state.connect() as conn:
+            aborted = convert_abort(conn)
+        if state.json:
+            print_json(to_jsonable(aborted))
+        elif aborted.aborted:
+            state.console.print(
+                f"Dropped the conversion to {aborted.target.get('to') if aborted.target else '?'} "
+                f"({aborted.filled:,} rows had been converted); the vectors are as they were."
+            )
+        else:
+            state.console.print("No conversion under way.")
+        return
+    if not to_type:
+        raise ConfigError("convert to which type? vector or halfvec", hint="memcli vectors convert halfvec")
+    bar = progress(state.console, disable=state.quiet or state.json or dry_run)
+    with state.connect() as conn, bar, stop_on_signals():
+        task = bar.add_task(f"converting to {to_type}", total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = run_convert(
+            conn, to_type, batch_size=batch_size, dry_run=dry_run, progress=advance, pause_seconds=pause
+        )
+    if state.json:
+        print_json(to_jsonable(result))
+        return
+    console = state.console
+    if result.phase == "nothing-to-do":
+        console.print(f"The stored vectors are {result.to_type} already; nothing to do.")
+    elif result.dry_run:
+        before = (result.index_bytes_before or 0) / 1048576
+        after = (result.estimated_index_bytes or 0) / 1048576
+        console.print(
+            f"Would convert {result.rows:,} vectors from {result.from_type} to {result.to_type}: index "
+            f"{before:,.0f} MB now, ~{after:,.0f} MB fresh. Nothing changed."
+        )
+    else:
+        before = (result.index_bytes_before or 0) / 1048576
+        after = (result.index_bytes_after or 0) / 1048576
+        console.print(
+            f"Converted to {result.to_type}: {result.filled + result.already_filled:,} vectors"
+            f"{' (resumed)' if result.resumed else ''}, {result.caught_up:,} written meanwhile caught up in "
+            f"the swap ({result.swap_seconds * 1000:.0f} ms); index {before:,.0f} -> {after:,.0f} MB; "
+            f"{result.duration_seconds:.1f}s in all.",
+            highlight=False,
+        )
+
+
 def register(root: typer.Typer) -> None:
     root.command(
         epilog=epilog(
@@ -252,3 +349,15 @@ def register(root: typer.Typer) -> None:
         )
     )(rebuild)
     root.add_typer(app, name="index")
+    vectors_app.command(
+        epilog=epilog(
+            CONVERT_EXIT_CODES,
+            examples=(
+                "memcli vectors convert halfvec --dry-run",
+                "memcli vectors convert halfvec",
+                "memcli vectors convert vector --json",
+                "memcli vectors convert --abort",
+            ),
+        )
+    )(convert)
+    root.add_typer(vectors_app, name="vectors")

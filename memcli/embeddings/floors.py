@@ -37,8 +37,6 @@ def calibrated_floor(model: str | None) -> float | None:
 
 def resolve_floor(conn: psycopg.Connection, model: str | None = None) -> tuple[float, str]:
     """The similarity floor for searches with ``model`` (default: the recorded model) and its source."""
-    from memcli.settings import DEFAULTS
-
     row = conn.execute(
         "SELECT (SELECT value FROM memory_settings WHERE key = %s), "
         "(SELECT value FROM memory_settings WHERE key = %s), "
@@ -46,7 +44,14 @@ def resolve_floor(conn: psycopg.Connection, model: str | None = None) -> tuple[f
         (SETTING, GENERIC_SETTING),
     ).fetchone()
     recorded, generic, stored_model = row if row is not None else (None, None, None)
-    model = model or (stored_model if isinstance(stored_model, str) else None)
+    return floor_from(recorded, generic, model or (stored_model if isinstance(stored_model, str) else None))
+
+
+def floor_from(recorded: Any, generic: Any, model: str | None) -> tuple[float, str]:
+    """The floor from the two settings' stored values (None: unset) and the model (search reads the
+    settings in the same round trip as the rest of its context)."""
+    from memcli.settings import DEFAULTS
+
     if _number(recorded) is not None:
         return float(recorded), f"setting {SETTING}"
     calibrated = calibrated_floor(model)

@@ -7,21 +7,17 @@ run is read-only (one READ ONLY transaction, rolled back).
 
 from memcli.health.core import (
     GROUPS,
-    REGISTRY,
     Check,
     CheckResult,
     CheckSkipped,
     Context,
     HealthReport,
     Status,
-    _load_checks,
-    register,
-    resolve_names,
-    run_checks,
+    health_check,
 )
+from memcli.health.registry import REGISTRY, resolve_names
+from memcli.health.runner import run_checks
 from memcli.health.thresholds import THRESHOLDS, Threshold, Thresholds, load_thresholds
-
-_load_checks()  # registers every check, so REGISTRY is complete once memcli.health is imported
 
 __all__ = [
     "GROUPS",
@@ -35,8 +31,8 @@ __all__ = [
     "Status",
     "Threshold",
     "Thresholds",
+    "health_check",
     "load_thresholds",
-    "register",
     "resolve_names",
     "run_checks",
 ]

@@ -6,12 +6,9 @@ Counts are exact on tables up to ``exact_count_max_rows`` rows and estimated fro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, human_duration, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, counted, health_check, human_duration
 
 EXPIRED_COUNT_CAP = 100_000  # counting further through the index would cost more than it tells
 
@@ -27,15 +24,14 @@ def _count_text(count: int, estimated: bool, capped: bool = False) -> str:
     return f"{prefix}{count:,}"
 
 
-@register(
+@health_check(
     "expired_backlog",
     "hygiene",
     "Expired memories removed by cleanup",
     "run: memcli cleanup (and check that memcli maintain daily is scheduled)",
+    reads=("conversation_memory",),
 )
-def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    ctx.require_tables("conversation_memory")
-    ctx.require_visible_rows("conversation_memory")
+def check_expired_backlog(ctx: Context) -> CheckResult:
     max_age_h = ctx.thresholds["expired_backlog_max_age_hours"]
     row = ctx.row(
         _sql(
@@ -57,37 +53,29 @@ def check_expired_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult
         "oldest_expires_at": row["oldest"],
         "oldest_age_seconds": age,
     }
-    if count == 0:
-        return CheckResult(
-            "expired_backlog",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message="no expired memory waiting",
-            details=details,
-        )
-    status = Status.WARN if age > max_age_h * 3600 else Status.OK
+    message = (
+        f"{_count_text(count, False, capped)} expired, oldest expired {human_duration(age)} ago"
+        if count
+        else "no expired memory waiting"
+    )
     return CheckResult(
-        "expired_backlog",
-        status,
+        Status.WARN if count and age > max_age_h * 3600 else Status.OK,
         value=count,
         unit="count",
         threshold=threshold,
-        message=f"{_count_text(count, False, capped)} expired, oldest expired {human_duration(age)} ago",
+        message=message,
         details=details,
     )
 
 
-@register(
+@health_check(
     "consolidation_backlog",
     "hygiene",
     "Short-term memories consolidated once past the threshold",
     "run: memcli consolidate (and check that memcli maintain weekly is scheduled)",
+    reads=("conversation_memory",),
 )
-def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    ctx.require_tables("conversation_memory")
-    ctx.require_visible_rows("conversation_memory")
+def check_consolidation_backlog(ctx: Context) -> CheckResult:
     min_age_days = float(ctx.settings().get("consolidation.min_age_days") or 5)
     grace_h = ctx.thresholds["consolidation_grace_hours"]
     seconds = min_age_days * 86400 + grace_h * 3600
@@ -101,18 +89,14 @@ def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> Check
         [seconds],
     )
     threshold = f"0 short_term older than {min_age_days:g} d + {grace_h:g} h"
-    status = Status.WARN if count > 0 else Status.OK
     message = (
         f"{_count_text(count, estimated)} short_term memories older than consolidation.min_age_days "
         f"({min_age_days:g} d) + {grace_h:g} h"
         if count
         else "no short_term memory past the consolidation threshold"
     )
-    return CheckResult(
-        "consolidation_backlog",
-        status,
-        value=count,
-        unit="count",
+    return counted(
+        count,
         threshold=threshold,
         message=message,
         estimate=estimated,
@@ -120,15 +104,14 @@ def check_consolidation_backlog(conn: psycopg.Connection, ctx: Context) -> Check
     )
 
 
-@register(
+@health_check(
     "missing_embeddings",
     "hygiene",
     "Semantic memories have an embedding",
     "run: memcli embed (embeds rows without a vector)",
+    reads=("semantic_memory",),
 )
-def check_missing_embeddings(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    ctx.require_tables("semantic_memory")
-    ctx.require_visible_rows("semantic_memory")
+def check_missing_embeddings(ctx: Context) -> CheckResult:
     grace_min = ctx.thresholds["missing_embedding_grace_minutes"]
     count, estimated = ctx.count_where(
         "semantic_memory",
@@ -136,11 +119,8 @@ def check_missing_embeddings(conn: psycopg.Connection, ctx: Context) -> CheckRes
         [grace_min * 60],
     )
     threshold = f"0 without a vector after {grace_min:g} min"
-    return CheckResult(
-        "missing_embeddings",
-        Status.WARN if count else Status.OK,
-        value=count,
-        unit="count",
+    return counted(
+        count,
         threshold=threshold,
         message=f"{_count_text(count, estimated)} semantic memories without an embedding"
         if count
@@ -158,16 +138,15 @@ def _dimension(value: Any) -> int | None:
     return int(number) if number.is_integer() and number > 0 else None
 
 
-@register(
+@health_check(
     "embedding_mismatch",
     "hygiene",
     "Embeddings match the recorded model and dimension",
     "clear the odd rows' vectors (SET embedding_vector = NULL) and run memcli embed with the recorded "
     "model, or correct memory_settings",
+    reads=("semantic_memory",),
 )
-def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    ctx.require_tables("semantic_memory")
-    ctx.require_visible_rows("semantic_memory")
+def check_embedding_mismatch(ctx: Context) -> CheckResult:
     settings = ctx.settings()
     dim = _dimension(settings.get("embedding.dimension"))
     model = settings.get("embedding.model")
@@ -182,7 +161,6 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
     threshold = f"column, rows and settings agree (dimension {dim}, model {model or 'not recorded'})"
     if column is None:
         return CheckResult(
-            "embedding_mismatch",
             Status.FAIL,
             threshold=threshold,
             message="semantic_memory has no embedding_vector column",
@@ -235,38 +213,26 @@ def check_embedding_mismatch(conn: psycopg.Connection, ctx: Context) -> CheckRes
                 status = max(status, Status.WARN, key=lambda s: s.severity)
                 problems.append(f"{_count_text(n, est)} rows name a model but memory_settings records none")
                 estimated = estimated or est
-    if not problems:
-        return CheckResult(
-            "embedding_mismatch",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"column {column['type']} matches settings; no row from another model",
-            details=details,
-        )
     return CheckResult(
-        "embedding_mismatch",
         status,
         value=mismatched,
         unit="count",
         threshold=threshold,
-        message="; ".join(problems),
-        estimate=estimated,
+        message="; ".join(problems) or f"column {column['type']} matches settings; no row from another model",
+        estimate=estimated and bool(problems),
         details=details,
     )
 
 
-@register(
+@health_check(
     "orphaned_rows",
     "hygiene",
     "No rows pointing at memories or businesses that are gone",
     "run: memcli cleanup (removes relevance rows of sessions without memories); deactivate the sections "
     "of inactive businesses",
+    reads=("context_relevance", "conversation_memory", "semantic_memory"),
 )
-def check_orphaned_rows(conn: psycopg.Connection, ctx: Context) -> CheckResult:
-    ctx.require_tables("context_relevance", "conversation_memory", "semantic_memory")
-    ctx.require_visible_rows("context_relevance", "conversation_memory", "semantic_memory")
+def check_orphaned_rows(ctx: Context) -> CheckResult:
     found: dict[str, int] = {}
     estimated = False
     n, est = ctx.count_where(
@@ -296,11 +262,8 @@ def check_orphaned_rows(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         estimated |= est
     total = sum(found.values())
     listing = ", ".join(f"{_count_text(v, estimated)} {k}" for k, v in found.items() if v)
-    return CheckResult(
-        "orphaned_rows",
-        Status.WARN if total else Status.OK,
-        value=total,
-        unit="count",
+    return counted(
+        total,
         threshold="0",
         message=listing or "no orphaned rows",
         estimate=estimated,

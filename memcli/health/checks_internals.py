@@ -7,22 +7,20 @@ estimates by nature.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from memcli.health.core import (
     CheckResult,
     CheckSkipped,
     Context,
     Status,
+    counted,
+    health_check,
     human_bytes,
     human_duration,
-    register,
 )
 from memcli.health.expected import expected_objects
 from memcli.schema.names import MEMORY_TABLES, REQUIRED_TABLES
-
-if TYPE_CHECKING:
-    import psycopg
 
 # Schemas managed by the platform, not by the application or memcli (the Supabase CLI skips the same).
 SYSTEM_SCHEMAS = [
@@ -51,13 +49,13 @@ SYSTEM_SCHEMAS = [
 XID_LIMIT = 2_146_483_648
 
 
-@register(
+@health_check(
     "table_sizes",
     "internals",
     "Table and index sizes (informational)",
     "large memory tables: check that cleanup runs and retention settings fit",
 )
-def check_table_sizes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_table_sizes(ctx: Context) -> CheckResult:
     rows = ctx.rows(
         """
         SELECT n.nspname AS schema, c.relname AS table, c.reltuples::bigint AS rows_estimate,
@@ -76,7 +74,6 @@ def check_table_sizes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     top = rows[:10]
     biggest = ", ".join(f"{r['table']} {human_bytes(r['total_bytes'])}" for r in top[:3])
     return CheckResult(
-        "table_sizes",
         Status.OK,
         value=database,
         unit="bytes",
@@ -143,13 +140,13 @@ LIMIT 20
 """
 
 
-@register(
+@health_check(
     "bloat",
     "internals",
     "Estimated table and index bloat",
     "VACUUM (or pg_repack / REINDEX CONCURRENTLY for indexes) the listed relations; tune autovacuum",
 )
-def check_bloat(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_bloat(ctx: Context) -> CheckResult:
     rows = ctx.rows(BLOAT_SQL, {"skip": SYSTEM_SCHEMAS})
     factor = ctx.thresholds["bloat_factor_warn"]
     min_waste = ctx.thresholds["bloat_min_waste_mb"] * (1 << 20)
@@ -161,24 +158,13 @@ def check_bloat(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         listing = ", ".join(
             f"{r['name']} {r['bloat']:g}x ({human_bytes(r['waste_bytes'])})" for r in flagged[:5]
         )
-        return CheckResult(
-            "bloat",
-            Status.WARN,
-            value=worst,
-            unit="bytes",
-            threshold=threshold,
-            estimate=True,
-            message=f"{len(flagged)} bloated: {listing}",
-            details=details,
-        )
-    message = (
-        f"largest estimated waste {human_bytes(worst)}"
-        if rows
-        else "no statistics yet (tables never analyzed)"
-    )
+        message = f"{len(flagged)} bloated: {listing}"
+    elif rows:
+        message = f"largest estimated waste {human_bytes(worst)}"
+    else:
+        message = "no statistics yet (tables never analyzed)"
     return CheckResult(
-        "bloat",
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=worst,
         unit="bytes",
         threshold=threshold,
@@ -232,13 +218,13 @@ def _overdue(ctx: Context, changes: str, trigger: str, age: str) -> list[dict[st
     ]
 
 
-@register(
+@health_check(
     "dead_tuples",
     "internals",
     "Dead tuples vacuumed (autovacuum keeps up)",
     "VACUUM (ANALYZE) the listed tables; look for long transactions holding back vacuum; tune autovacuum",
 )
-def check_dead_tuples(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_dead_tuples(ctx: Context) -> CheckResult:
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
     rows = _table_stats(ctx)
     flagged = _overdue(ctx, "n_dead_tup", "vacuum_trigger", "vacuum_age")
@@ -259,24 +245,16 @@ def check_dead_tuples(conn: psycopg.Connection, ctx: Context) -> CheckResult:
             + ")"
             for r in flagged[:5]
         )
-        return CheckResult(
-            "dead_tuples",
-            Status.WARN,
-            value=dead,
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            message=f"{len(flagged)} tables need vacuum: {listing}",
-            details=details,
-        )
+        message = f"{len(flagged)} tables need vacuum: {listing}"
+    else:
+        message = f"{dead:,} dead tuples in all; autovacuum keeps up"
     return CheckResult(
-        "dead_tuples",
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=dead,
         unit="count",
         threshold=threshold,
         estimate=True,
-        message=f"{dead:,} dead tuples in all; autovacuum keeps up",
+        message=message,
         details=details,
     )
 
@@ -298,13 +276,13 @@ def _vacuum_row(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in keys}
 
 
-@register(
+@health_check(
     "stale_statistics",
     "internals",
     "Planner statistics current (autoanalyze keeps up)",
     "ANALYZE the listed tables",
 )
-def check_stale_statistics(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_stale_statistics(ctx: Context) -> CheckResult:
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
     flagged = _overdue(ctx, "n_mod_since_analyze", "analyze_trigger", "analyze_age")
     threshold = (
@@ -317,27 +295,19 @@ def check_stale_statistics(conn: psycopg.Connection, ctx: Context) -> CheckResul
             f"(last analyze {human_duration(r['analyze_age'])} ago)"
             for r in flagged[:5]
         )
-        return CheckResult(
-            "stale_statistics",
-            Status.WARN,
-            value=len(flagged),
-            unit="count",
-            threshold=threshold,
-            message=f"{len(flagged)} tables with stale statistics: {listing}",
-            details={"flagged": [_vacuum_row(r) for r in flagged]},
-        )
-    return CheckResult(
-        "stale_statistics",
-        Status.OK,
-        value=0,
-        unit="count",
+        message = f"{len(flagged)} tables with stale statistics: {listing}"
+    else:
+        message = "statistics current on every table"
+    return counted(
+        len(flagged),
         threshold=threshold,
-        message="statistics current on every table",
+        message=message,
+        details={"flagged": [_vacuum_row(r) for r in flagged]} if flagged else {},
     )
 
 
-def _cache_check(name: str, view: str, hit: str, read: str, what: str) -> Any:
-    def check(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def _cache_check(view: str, hit: str, read: str, what: str) -> Any:
+    def check(ctx: Context) -> CheckResult:
         from psycopg import sql
 
         row = ctx.row(
@@ -354,62 +324,58 @@ def _cache_check(name: str, view: str, hit: str, read: str, what: str) -> Any:
         threshold = f"≥ {warn:.0%} once {min_blocks:,.0f} blocks were read"
         details = {"blocks_hit": row["hit"], "blocks_read": row["read"]}
         if ratio is None or total < min_blocks:
-            return CheckResult(
-                name,
-                Status.OK,
-                value=ratio,
-                unit="ratio",
-                threshold=threshold,
-                details=details,
-                message=f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset",
-            )
-        status = Status.WARN if ratio < warn else Status.OK
+            status = Status.OK
+            message = f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset"
+        else:
+            status = Status.WARN if ratio < warn else Status.OK
+            message = f"{ratio:.2%} of {what} block reads served from shared buffers"
+            ratio = round(ratio, 5)
         return CheckResult(
-            name,
-            status,
-            value=round(ratio, 5),
-            unit="ratio",
-            threshold=threshold,
-            details=details,
-            message=f"{ratio:.2%} of {what} block reads served from shared buffers",
+            status, value=ratio, unit="ratio", threshold=threshold, details=details, message=message
         )
 
     return check
 
 
-register(
+check_cache_hit_table = health_check(
     "cache_hit_table",
     "internals",
     "Table cache hit ratio",
     "the working set does not fit in shared_buffers: raise shared_buffers / RAM, or cut what is read",
-)(_cache_check("cache_hit_table", "pg_statio_user_tables", "heap_blks_hit", "heap_blks_read", "table"))
-register(
+)(_cache_check("pg_statio_user_tables", "heap_blks_hit", "heap_blks_read", "table"))
+check_cache_hit_index = health_check(
     "cache_hit_index",
     "internals",
     "Index cache hit ratio",
     "the indexes do not fit in shared_buffers: raise shared_buffers / RAM, drop unused indexes",
-)(_cache_check("cache_hit_index", "pg_statio_user_indexes", "idx_blks_hit", "idx_blks_read", "index"))
+)(_cache_check("pg_statio_user_indexes", "idx_blks_hit", "idx_blks_read", "index"))
 
 
-@register(
+@health_check(
     "unused_indexes",
     "internals",
     "No unused indexes slowing writes",
     "DROP INDEX CONCURRENTLY the listed indexes if no query needs them (check replicas too)",
 )
-def check_unused_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_unused_indexes(ctx: Context) -> CheckResult:
     max_scans = ctx.thresholds["unused_index_max_scans"]
+    # The indexes of a partitioned table's partitions count as the one index they belong to.
     rows = ctx.rows(
         """
-        SELECT ui.schemaname AS schema, ui.relname AS table, ui.indexrelname AS index, ui.idx_scan AS scans,
-               pg_relation_size(i.indexrelid) AS bytes
+        SELECT n.nspname AS schema, tc.relname AS table, ic.relname AS index,
+               sum(ui.idx_scan)::bigint AS scans, sum(pg_relation_size(i.indexrelid))::bigint AS bytes
         FROM pg_stat_user_indexes ui JOIN pg_index i ON i.indexrelid = ui.indexrelid
-        WHERE NOT i.indisunique AND i.indisvalid AND ui.idx_scan < %s
-          AND pg_relation_size(ui.relid) > %s * current_setting('block_size')::bigint
-          AND NOT ui.schemaname = ANY(%s)
-        ORDER BY pg_relation_size(i.indexrelid) DESC
+        CROSS JOIN LATERAL (SELECT coalesce(pg_partition_root(ui.indexrelid), ui.indexrelid) AS idx,
+                                   coalesce(pg_partition_root(ui.relid), ui.relid) AS tbl) root
+        JOIN pg_class ic ON ic.oid = root.idx JOIN pg_class tc ON tc.oid = root.tbl
+        JOIN pg_namespace n ON n.oid = ic.relnamespace
+        WHERE NOT i.indisunique AND i.indisvalid AND NOT n.nspname = ANY(%s)
+        GROUP BY 1, 2, 3
+        HAVING sum(ui.idx_scan) < %s
+           AND sum(pg_relation_size(ui.relid)) > %s * current_setting('block_size')::bigint
+        ORDER BY 5 DESC
         """,
-        (max_scans, ctx.thresholds["unused_index_min_table_pages"], SYSTEM_SCHEMAS),
+        (SYSTEM_SCHEMAS, max_scans, ctx.thresholds["unused_index_min_table_pages"]),
     )
     try:
         ours = set(expected_objects(ctx).indexes)
@@ -427,35 +393,26 @@ def check_unused_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         listing = ", ".join(
             f"{r['index']} ({human_bytes(r['bytes'])}, {r['scans']} scans)" for r in others[:5]
         )
-        counted = f" since the statistics reset at {since:%Y-%m-%d %H:%M}" if since else ""
-        return CheckResult(
-            "unused_indexes",
-            Status.WARN,
-            value=len(others),
-            unit="count",
-            threshold=threshold,
-            message=f"{len(others)} unused{counted}: {listing}",
-            details=details,
-        )
-    note = f"; {len(own)} of memcli's own are little used so far" if own else ""
-    return CheckResult(
-        "unused_indexes",
-        Status.OK,
-        value=0,
-        unit="count",
+        since_text = f" since the statistics reset at {since:%Y-%m-%d %H:%M}" if since else ""
+        message = f"{len(others)} unused{since_text}: {listing}"
+    else:
+        note = f"; {len(own)} of memcli's own are little used so far" if own else ""
+        message = f"no unused index{note}"
+    return counted(
+        len(others),
         threshold=threshold,
-        message=f"no unused index{note}",
+        message=message,
         details=details,
     )
 
 
-@register(
+@health_check(
     "seq_scans",
     "internals",
     "Large memory tables read through indexes",
     "find the query (pg_stat_statements) that scans the table and add or fix its index",
 )
-def check_seq_scans(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_seq_scans(ctx: Context) -> CheckResult:
     min_rows = ctx.thresholds["seq_scan_min_rows"]
     min_share = ctx.thresholds["seq_scan_index_use_warn"]
     min_scans = ctx.thresholds["seq_scan_min_scans"]
@@ -478,35 +435,25 @@ def check_seq_scans(conn: psycopg.Connection, ctx: Context) -> CheckResult:
             f"{r['index_share']:.0%} indexed)"
             for r in flagged
         )
-        return CheckResult(
-            "seq_scans",
-            Status.WARN,
-            value=len(flagged),
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            message=f"sequential scans on large memory tables: {listing}",
-            details=details,
-        )
-    return CheckResult(
-        "seq_scans",
-        Status.OK,
-        value=0,
-        unit="count",
+        message = f"sequential scans on large memory tables: {listing}"
+    else:
+        message = "large memory tables are read through their indexes"
+    return counted(
+        len(flagged),
         threshold=threshold,
         estimate=True,
-        message="large memory tables are read through their indexes",
+        message=message,
         details=details,
     )
 
 
-@register(
+@health_check(
     "long_transactions",
     "internals",
     "No long-running transactions",
     "end it (pg_terminate_backend(pid)) if it is stuck; fix the application that leaves transactions open",
 )
-def check_long_transactions(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_long_transactions(ctx: Context) -> CheckResult:
     warn_s = ctx.thresholds["long_transaction_warn_seconds"]
     fail_s = ctx.thresholds["long_transaction_fail_seconds"]
     rows = ctx.rows(
@@ -546,38 +493,31 @@ def check_long_transactions(conn: psycopg.Connection, ctx: Context) -> CheckResu
             f"{human_duration(r['seconds'])}"
             for r in long_rows[:3]
         ] + [f"prepared transaction {p['gid']} {human_duration(p['seconds'])}" for p in long_prepared[:3]]
-        return CheckResult(
-            "long_transactions",
-            status,
-            value=round(longest, 1),
-            unit="seconds",
-            threshold=threshold,
-            message=f"{len(long_rows) + len(long_prepared)} long: {'; '.join(parts)}",
-            details=details,
-        )
-    if hidden:
+        message = f"{len(long_rows) + len(long_prepared)} long: {'; '.join(parts)}"
+    elif hidden:
         raise CheckSkipped(
             f"cannot see the transactions of {hidden} sessions of other roles",
             hint="grant the role pg_monitor (or pg_read_all_stats)",
         )
+    else:
+        status, message = Status.OK, f"longest open transaction {human_duration(longest)}"
     return CheckResult(
-        "long_transactions",
-        Status.OK,
+        status,
         value=round(longest, 1),
         unit="seconds",
         threshold=threshold,
-        message=f"longest open transaction {human_duration(longest)}",
+        message=message,
         details=details,
     )
 
 
-@register(
+@health_check(
     "blocking_locks",
     "internals",
     "No session blocked by another's locks",
     "find the blocking pid's transaction (often 'idle in transaction') and end it or let it finish",
 )
-def check_blocking_locks(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_blocking_locks(ctx: Context) -> CheckResult:
     warn_s = ctx.thresholds["blocked_warn_seconds"]
     rows = ctx.rows(
         """
@@ -607,39 +547,30 @@ def check_blocking_locks(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     blocked = [r for r in rows if r["waiting_seconds"] is None or r["waiting_seconds"] >= warn_s]
     threshold = f"0 sessions blocked ≥ {warn_s:g} s"
     details = {"blocked": rows, "blockers": blockers}
-    if not blocked:
-        return CheckResult(
-            "blocking_locks",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message="no session waits on another's lock",
-            details=details,
-        )
-    longest = max((r["waiting_seconds"] or 0) for r in blocked)
-    by = ", ".join(
-        f"pid {b['pid']} ({b['state'] or '?'}, transaction {human_duration(b['transaction_seconds'])})"
-        for b in blockers[:3]
-    ) or ", ".join(str(p) for p in blockers_ids)
-    return CheckResult(
-        "blocking_locks",
-        Status.WARN,
-        value=len(blocked),
-        unit="count",
+    if blocked:
+        longest = max((r["waiting_seconds"] or 0) for r in blocked)
+        by = ", ".join(
+            f"pid {b['pid']} ({b['state'] or '?'}, transaction {human_duration(b['transaction_seconds'])})"
+            for b in blockers[:3]
+        ) or ", ".join(str(p) for p in blockers_ids)
+        message = f"{len(blocked)} blocked (longest {human_duration(longest)}) by {by}"
+    else:
+        message = "no session waits on another's lock"
+    return counted(
+        len(blocked),
         threshold=threshold,
-        message=f"{len(blocked)} blocked (longest {human_duration(longest)}) by {by}",
+        message=message,
         details=details,
     )
 
 
-@register(
+@health_check(
     "connections",
     "internals",
     "Connections used vs max_connections",
     "use a connection pooler (PgBouncer / Supavisor) or raise max_connections",
 )
-def check_connections(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_connections(ctx: Context) -> CheckResult:
     row = ctx.row(
         """
         SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
@@ -654,7 +585,6 @@ def check_connections(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     warn, fail = ctx.thresholds["connections_warn_ratio"], ctx.thresholds["connections_fail_ratio"]
     status = Status.FAIL if ratio >= fail else Status.WARN if ratio >= warn else Status.OK
     return CheckResult(
-        "connections",
         status,
         value=round(ratio, 4),
         unit="ratio",
@@ -664,13 +594,13 @@ def check_connections(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "wraparound",
     "internals",
     "Transaction-ID wraparound headroom",
     "VACUUM (FREEZE) the oldest tables now; find what blocks freezing (long transactions, replication slots)",
 )
-def check_wraparound(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_wraparound(ctx: Context) -> CheckResult:
     rows = ctx.rows(
         """
         SELECT datname AS database, age(datfrozenxid)::bigint AS xid_age,
@@ -685,7 +615,6 @@ def check_wraparound(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     fail_left = ctx.thresholds["wraparound_fail_left"]
     status = Status.FAIL if left < fail_left else Status.WARN if age >= warn_age else Status.OK
     return CheckResult(
-        "wraparound",
         status,
         value=age,
         unit="count",
@@ -695,13 +624,13 @@ def check_wraparound(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "sequences",
     "internals",
     "Sequences far from their limit",
     "ALTER the column and sequence to bigint before the sequence runs out",
 )
-def check_sequences(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_sequences(ctx: Context) -> CheckResult:
     rows = ctx.rows(
         """
         SELECT s.schemaname AS schema, s.sequencename AS sequence, s.last_value, s.increment_by,
@@ -731,26 +660,19 @@ def check_sequences(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     details = {"sequences": len(rows), "flagged": flagged, "unreadable": unreadable}
     if flagged:
         listing = ", ".join(f"{r['sequence']} {r['ratio']:.0%}" for r in flagged[:5])
-        return CheckResult(
-            "sequences",
-            Status.WARN,
-            value=round(worst, 6),
-            unit="ratio",
-            threshold=threshold,
-            message=f"{len(flagged)} near their limit: {listing}",
-            details=details,
-        )
-    if unreadable:
+        message = f"{len(flagged)} near their limit: {listing}"
+    elif unreadable:
         raise CheckSkipped(
             f"cannot read {len(unreadable)} of {len(rows)} sequences ({', '.join(unreadable[:3])})",
             hint="grant SELECT on the sequences (GRANT SELECT ON ALL SEQUENCES IN SCHEMA ...)",
         )
+    else:
+        message = f"{len(rows)} sequences, the fullest at {worst:.2%}"
     return CheckResult(
-        "sequences",
-        Status.OK,
+        Status.WARN if flagged else Status.OK,
         value=round(worst, 6),
         unit="ratio",
         threshold=threshold,
-        message=f"{len(rows)} sequences, the fullest at {worst:.2%}",
+        message=message,
         details=details,
     )

@@ -8,12 +8,9 @@ without a successful run fails like a job that stopped.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, human_duration, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, counted, health_check, human_duration
 
 LOG = "system_maintenance_log"
 
@@ -35,15 +32,12 @@ def _installed_age(ctx: Context) -> float | None:
 
 
 def _job_check(job: str) -> Any:
-    def check(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+    def check(ctx: Context) -> CheckResult:
         from psycopg import sql
 
-        ctx.require_tables(LOG, "memory_settings")
-        ctx.require_visible_rows(LOG, "memory_settings")
         period_h = ctx.thresholds[f"maintenance_{job}_hours"]
         factor = ctx.thresholds["maintenance_fail_factor"]
         limit_s = period_h * 3600 * factor
-        name = f"maintenance_{job}"
         threshold = (
             f"succeeded within {human_duration(limit_s)} ({factor:g} x {human_duration(period_h * 3600)})"
         )
@@ -76,29 +70,20 @@ def _job_check(job: str) -> Any:
         if last_success is None:
             installed = _installed_age(ctx)
             details["schema_age_seconds"] = installed
+            hint = None
             if installed is not None and installed <= limit_s:
-                message = f"not run yet; schema created {human_duration(installed)} ago"
+                status, message = Status.OK, f"not run yet; schema created {human_duration(installed)} ago"
                 if last_run and last_run["status"] == "failed":
-                    return CheckResult(
-                        name,
-                        Status.WARN,
-                        threshold=threshold,
-                        unit="seconds",
-                        message=f"{message}, the only run failed: {(last_run.get('error') or '')[:200]}",
-                        details=details,
-                    )
-                return CheckResult(
-                    name, Status.OK, threshold=threshold, unit="seconds", message=message, details=details
+                    status = Status.WARN
+                    message += f", the only run failed: {(last_run.get('error') or '')[:200]}"
+            else:
+                age_text = (
+                    f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
                 )
-            age_text = f" (schema created {human_duration(installed)} ago)" if installed is not None else ""
+                status, message = Status.FAIL, f"never succeeded{age_text}"
+                hint = f"schedule it: memcli schedule (cron runs memcli maintain {job})"
             return CheckResult(
-                name,
-                Status.FAIL,
-                threshold=threshold,
-                unit="seconds",
-                message=f"never succeeded{age_text}",
-                hint=f"schedule it: memcli schedule (cron runs memcli maintain {job})",
-                details=details,
+                status, threshold=threshold, unit="seconds", message=message, hint=hint, details=details
             )
         age = (now - last_success).total_seconds()
         details["age_seconds"] = age
@@ -120,7 +105,6 @@ def _job_check(job: str) -> Any:
                 message += f"; a run has been 'running' for {human_duration(running_for)}"
                 hint = hint or "the run may hang: check pg_stat_activity for application_name memcli"
         return CheckResult(
-            name,
             status,
             value=round(age, 1),
             unit="seconds",
@@ -133,26 +117,28 @@ def _job_check(job: str) -> Any:
     return check
 
 
-for _job, _title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly")):
-    register(
-        f"maintenance_{_job}",
+maintenance_checks = tuple(
+    health_check(
+        f"maintenance_{job}",
         "operations",
-        f"{_title} maintenance succeeded recently",
-        f"run: memcli maintain {_job}; schedule it with memcli schedule",
-    )(_job_check(_job))
+        f"{title} maintenance succeeded recently",
+        f"run: memcli maintain {job}; schedule it with memcli schedule",
+        reads=(LOG, "memory_settings"),
+    )(_job_check(job))
+    for job, title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"))
+)
 
 
-@register(
+@health_check(
     "maintenance_failures",
     "operations",
     "No failed maintenance runs recently",
     "read the error in system_maintenance_log and rerun the job",
+    reads=(LOG,),
 )
-def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_maintenance_failures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
-    ctx.require_tables(LOG)
-    ctx.require_visible_rows(LOG)
     window_h = ctx.thresholds["failed_runs_window_hours"]
     rows = ctx.rows(
         sql.SQL(
@@ -169,45 +155,38 @@ def check_maintenance_failures(conn: psycopg.Connection, ctx: Context) -> CheckR
     # A run whose summary row is missing (killed before writing it) still shows through its failed steps.
     count = len(runs) or len(steps)
     threshold = f"0 failed in the last {window_h:g} h"
-    if not count:
-        return CheckResult(
-            "maintenance_failures",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"no failed run in the last {window_h:g} h",
+    if count:
+        latest = (runs or steps)[0]
+        jobs = sorted({r["job"] for r in rows})
+        message = (
+            f"{count} failed in the last {window_h:g} h ({', '.join(jobs)}); latest: {latest['job']}"
+            + (f"/{latest['step']}" if latest["step"] else "")
+            + f": {latest['error'] or 'no error recorded'}"
         )
-    latest = (runs or steps)[0]
-    jobs = sorted({r["job"] for r in rows})
-    return CheckResult(
-        "maintenance_failures",
-        Status.WARN,
-        value=count,
-        unit="count",
+    else:
+        message = f"no failed run in the last {window_h:g} h"
+    return counted(
+        count,
         threshold=threshold,
-        message=f"{count} failed in the last {window_h:g} h ({', '.join(jobs)}); latest: {latest['job']}"
-        + (f"/{latest['step']}" if latest["step"] else "")
-        + f": {latest['error'] or 'no error recorded'}",
-        details={"failed": rows},
+        message=message,
+        details={"failed": rows} if count else {},
     )
 
 
-@register(
+@health_check(
     "maintenance_stuck",
     "operations",
     "No run left 'running' by a process that is gone",
     "nothing to undo (every batch committed or rolled back whole); the next run of the job closes the "
     "rows as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL)",
+    reads=(LOG,),
 )
-def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_maintenance_stuck(ctx: Context) -> CheckResult:
     from psycopg import sql
 
     from memcli.jobs.locks import lock_key
     from memcli.jobs.maintain import JOB_LOCKS
 
-    ctx.require_tables(LOG)
-    ctx.require_visible_rows(LOG)
     runs = ctx.rows(
         sql.SQL(
             """
@@ -233,25 +212,16 @@ def check_maintenance_stuck(conn: psycopg.Connection, ctx: Context) -> CheckResu
     dead = [r for r in runs if not any(key in held for key in keys[r["job"]])]
     threshold = "0 runs 'running' without a live lock holder"
     details = {"stuck": dead, "running": len(runs)}
-    if not dead:
-        return CheckResult(
-            "maintenance_stuck",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            message=f"{len(runs)} run(s) in progress, each holding its lock"
-            if runs
-            else "no run in progress",
-            details=details,
-        )
-    listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
-    return CheckResult(
-        "maintenance_stuck",
-        Status.WARN,
-        value=len(dead),
-        unit="count",
+    if dead:
+        listing = ", ".join(f"{r['job']} started {r['started_at']:%Y-%m-%d %H:%M}" for r in dead[:5])
+        message = f"{len(dead)} run(s) left 'running' by a process that is gone: {listing}"
+    elif runs:
+        message = f"{len(runs)} run(s) in progress, each holding its lock"
+    else:
+        message = "no run in progress"
+    return counted(
+        len(dead),
         threshold=threshold,
-        message=f"{len(dead)} run(s) left 'running' by a process that is gone: {listing}",
+        message=message,
         details=details,
     )

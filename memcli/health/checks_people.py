@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, counted, health_check
 from memcli.people.retention import TARGETS
 from memcli.people.scope import ERASURE_RECEIPTS
 
-if TYPE_CHECKING:
-    import psycopg
 
-
-@register(
+@health_check(
     "retention",
     "hygiene",
     "Semantic memories, logs and relevance rows within their retention",
     "run memcli maintain daily (its retention step deletes older rows), or change the retention.* settings",
+    reads=tuple(dict.fromkeys(t.table for t in TARGETS)),
 )
-def retention(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def retention(ctx: Context) -> CheckResult:
     from memcli.people.retention import growth
 
-    ctx.require_tables(*{t.table for t in TARGETS}, "memory_settings")
-    ctx.require_visible_rows(*{t.table for t in TARGETS})
-    measured = growth(conn)
+    ctx.require_tables("memory_settings")
+    measured = growth(ctx.conn)
     overdue = sum(g.overdue for g in measured)
     parts = [
         f"{g.name} {g.rows:,} rows (+{g.added_last_day:,}/day, oldest "
@@ -31,28 +26,24 @@ def retention(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         + f", keep {'forever' if g.retention_days is None else f'{g.retention_days:g} d'})"
         for g in measured
     ]
-    return CheckResult(
-        "retention",
-        Status.WARN if overdue else Status.OK,
-        value=overdue,
-        unit="count",
+    return counted(
+        overdue,
         threshold="0 rows older than their retention",
         message=(f"{overdue:,} rows past their retention; " if overdue else "") + "; ".join(parts),
         details={"targets": [g.__dict__ for g in measured]},
     )
 
 
-@register(
+@health_check(
     "erasures",
     "operations",
     "No erasure left unfinished",
     "run the same memcli users forget / sessions forget again: it resumes and ends with the proof",
+    reads=(ERASURE_RECEIPTS,),
 )
-def erasures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def erasures(ctx: Context) -> CheckResult:
     from psycopg import sql
 
-    ctx.require_tables(ERASURE_RECEIPTS)
-    ctx.require_visible_rows(ERASURE_RECEIPTS)
     row = ctx.row(
         sql.SQL(
             "SELECT count(*) FILTER (WHERE status = 'running') AS open, count(*) AS total, "
@@ -61,13 +52,11 @@ def erasures(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
     assert row is not None
     open_ = int(row["open"])
-    return CheckResult(
-        "erasures",
-        Status.FAIL if open_ else Status.OK,
-        value=open_,
-        unit="count",
+    return counted(
+        open_,
         threshold="0 unfinished",
         message=f"{open_} erasure(s) not proven yet (oldest started {row['oldest']})"
         if open_
         else f"{int(row['total'])} erasure(s), all proven",
+        bad=Status.FAIL,
     )

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, counted, health_check
 from memcli.health.expected import expected_objects
-
-if TYPE_CHECKING:
-    import psycopg
 
 
 def _revisions_from_files() -> dict[str, str | None] | None:
@@ -70,19 +67,18 @@ def _script_directory() -> Any:
     return ScriptDirectory.from_config(alembic_config())
 
 
-@register(
+@health_check(
     "schema_revision",
     "schema",
     "Database at the Alembic head revision",
     "run: memcli migrate",
 )
-def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_schema_revision(ctx: Context) -> CheckResult:
     chain = revision_chain()
     head = chain[-1]
     threshold = f"= head {head}"
     if not ctx.has_table("alembic_version"):
         return CheckResult(
-            "schema_revision",
             Status.FAIL,
             threshold=threshold,
             message="no alembic_version table: the memory tables were not created by memcli migrate",
@@ -97,7 +93,6 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
     details: dict[str, Any] = {"head": head, "current": current}
     if len(current_rows) > 1:
         return CheckResult(
-            "schema_revision",
             Status.FAIL,
             threshold=threshold,
             message=f"alembic_version holds {len(current_rows)} revisions "
@@ -105,47 +100,39 @@ def check_schema_revision(conn: psycopg.Connection, ctx: Context) -> CheckResult
             hint="stamp the one revision the schema is at: alembic stamp <revision>",
             details={**details, "current": current_rows},
         )
-    if current == head:
-        return CheckResult(
-            "schema_revision",
-            Status.OK,
-            value=current,
-            unit="revision",
-            threshold=threshold,
-            message=f"at head {head}",
-            details={**details, "pending": []},
-        )
+    hint = None
     if current is not None and current not in chain:
-        return CheckResult(
-            "schema_revision",
-            Status.WARN,
-            value=current,
-            unit="revision",
-            threshold=threshold,
-            message=f"database at revision {current}, which this memcli does not know (newer memcli?)",
-            hint="upgrade memcli to the version that migrated this database",
-            details=details,
+        status = Status.WARN
+        message = f"database at revision {current}, which this memcli does not know (newer memcli?)"
+        hint = "upgrade memcli to the version that migrated this database"
+    else:
+        pending = chain[chain.index(current) + 1 :] if current is not None else chain
+        details["pending"] = pending
+        status = Status.FAIL if pending else Status.OK
+        message = (
+            f"{len(pending)} pending revision{'s' if len(pending) != 1 else ''}: {', '.join(pending)}"
+            + ("" if current else " (alembic_version is empty)")
+            if pending
+            else f"at head {head}"
         )
-    pending = chain[chain.index(current) + 1 :] if current is not None else chain
     return CheckResult(
-        "schema_revision",
-        Status.FAIL,
+        status,
         value=current,
         unit="revision",
         threshold=threshold,
-        message=f"{len(pending)} pending revision{'s' if len(pending) != 1 else ''}: {', '.join(pending)}"
-        + ("" if current else " (alembic_version is empty)"),
-        details={**details, "pending": pending},
+        message=message,
+        hint=hint,
+        details=details,
     )
 
 
-@register(
+@health_check(
     "schema_objects",
     "schema",
     "Every expected table, index, view, function and trigger present",
     "run: memcli migrate; recreate a dropped index with the definition in alembic/versions",
 )
-def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_schema_objects(ctx: Context) -> CheckResult:
     want = expected_objects(ctx)
     relations = ctx.relations()
     missing: dict[str, list[str]] = {
@@ -183,7 +170,7 @@ def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     missing["extensions"] = [e for e in want.extensions if e not in installed]
     missing = {kind: names for kind, names in missing.items() if names}
     total = sum(len(v) for v in missing.values())
-    counted = (
+    expected = (
         len(want.tables)
         + len(want.indexes)
         + len(want.views)
@@ -191,36 +178,24 @@ def check_schema_objects(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         + len(want.triggers)
         + len(want.extensions)
     )
-    details: dict[str, Any] = {"missing": missing, "expected": counted}
-    if not total:
-        return CheckResult(
-            "schema_objects",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold="0 missing",
-            message=f"all {counted} expected objects present",
-            details=details,
-        )
+    details: dict[str, Any] = {"missing": missing, "expected": expected}
     listing = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in missing.items())
-    return CheckResult(
-        "schema_objects",
-        Status.FAIL,
-        value=total,
-        unit="count",
+    return counted(
+        total,
         threshold="0 missing",
-        message=f"{total} missing — {listing}",
+        message=f"{total} missing — {listing}" if total else f"all {expected} expected objects present",
         details=details,
+        bad=Status.FAIL,
     )
 
 
-@register(
+@health_check(
     "invalid_indexes",
     "schema",
     "No invalid indexes (left by failed CREATE/REINDEX CONCURRENTLY)",
     "DROP INDEX CONCURRENTLY the invalid index, then create it again (or REINDEX INDEX CONCURRENTLY)",
 )
-def check_invalid_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_invalid_indexes(ctx: Context) -> CheckResult:
     rows = ctx.rows(
         """
         SELECT n.nspname AS schema, c.relname AS index, t.relname AS table, i.indisready AS ready,
@@ -239,27 +214,19 @@ def check_invalid_indexes(conn: psycopg.Connection, ctx: Context) -> CheckResult
         for r in ctx.rows("SELECT relid::regclass::text AS relid FROM pg_stat_progress_create_index")
     }
     details: dict[str, Any] = {"indexes": rows, "tables_being_indexed": sorted(building)}
-    if not rows:
-        return CheckResult(
-            "invalid_indexes",
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold="0",
-            message="no invalid index",
-            details=details,
-        )
-    expected = expected_objects(ctx).indexes if ctx.has_table("conversation_memory") else {}
-    ours = [r["index"] for r in rows if r["schema"] == ctx.schema and r["index"] in expected]
-    names = ", ".join(f"{r['index']} on {r['table']}" for r in rows)
-    status = Status.FAIL if ours else Status.WARN
-    message = f"{len(rows)} invalid: {names}"
-    if ours:
-        message += " (memcli's own: queries do not use it)"
-    if building:
-        message += f"; a concurrent build is running on {', '.join(sorted(building))}"
+    if rows:
+        expected = expected_objects(ctx).indexes if ctx.has_table("conversation_memory") else {}
+        ours = [r["index"] for r in rows if r["schema"] == ctx.schema and r["index"] in expected]
+        names = ", ".join(f"{r['index']} on {r['table']}" for r in rows)
+        status = Status.FAIL if ours else Status.WARN
+        message = f"{len(rows)} invalid: {names}"
+        if ours:
+            message += " (memcli's own: queries do not use it)"
+        if building:
+            message += f"; a concurrent build is running on {', '.join(sorted(building))}"
+    else:
+        status, message = Status.OK, "no invalid index"
     return CheckResult(
-        "invalid_indexes",
         status,
         value=len(rows),
         unit="count",

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import TYPE_CHECKING
 
-from memcli.health.core import CheckResult, Context, Status, register
+from memcli.health.core import CheckResult, Context, Status, health_check
 from memcli.health.thresholds import PGVECTOR_MIN_VERSION
-
-if TYPE_CHECKING:
-    import psycopg
 
 # End of community support per major version (postgresql.org/support/versioning).
 POSTGRES_EOL = {
@@ -33,23 +29,22 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-@register(
+@health_check(
     "connection",
     "server",
     "Connection round-trip latency",
     "check the network path to the database (same region? connection pooler?)",
 )
-def check_connection(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_connection(ctx: Context) -> CheckResult:
     samples = []
     for _ in range(3):
         started = time.perf_counter()
-        conn.execute("SELECT 1").fetchone()
+        ctx.conn.execute("SELECT 1").fetchone()
         samples.append((time.perf_counter() - started) * 1000)
     latency = round(min(samples), 3)
     warn, fail = ctx.thresholds["latency_warn_ms"], ctx.thresholds["latency_fail_ms"]
     status = Status.FAIL if latency >= fail else Status.WARN if latency >= warn else Status.OK
     return CheckResult(
-        "connection",
         status,
         value=latency,
         unit="ms",
@@ -59,13 +54,13 @@ def check_connection(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "server_version",
     "server",
     "Postgres major version supported",
     "plan an upgrade to a supported Postgres major version (postgresql.org/support/versioning)",
 )
-def check_server_version(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_server_version(ctx: Context) -> CheckResult:
     row = ctx.row("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n")
     assert row is not None
     major = int(row["n"]) // 10000
@@ -83,7 +78,6 @@ def check_server_version(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         until = f", supported until {eol.isoformat()}" if eol else ""
         status, message = Status.OK, f"Postgres {row['v']}{until}"
     return CheckResult(
-        "server_version",
         status,
         value=row["v"],
         unit="version",
@@ -93,13 +87,13 @@ def check_server_version(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "pgvector",
     "server",
     "pgvector installed, version without known index bugs",
     f"upgrade the pgvector package to {PGVECTOR_MIN_VERSION} or later, then ALTER EXTENSION vector UPDATE",
 )
-def check_pgvector(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_pgvector(ctx: Context) -> CheckResult:
     row = ctx.row(
         """
         SELECT e.extversion AS installed, a.default_version AS available
@@ -110,7 +104,6 @@ def check_pgvector(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     threshold = f"≥ {PGVECTOR_MIN_VERSION}"
     if row is None or row["installed"] is None:
         return CheckResult(
-            "pgvector",
             Status.FAIL,
             threshold=threshold,
             message="pgvector is not installed in this database"
@@ -126,20 +119,14 @@ def check_pgvector(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     message = f"pgvector {installed}"
     if version_tuple(available) > version_tuple(installed):
         message += f" (server ships {available}: ALTER EXTENSION vector UPDATE)"
-    if version_tuple(library) < version_tuple(PGVECTOR_MIN_VERSION):
-        return CheckResult(
-            "pgvector",
-            Status.WARN,
-            value=installed,
-            unit="version",
-            threshold=threshold,
-            message=message + f"; releases before {PGVECTOR_MIN_VERSION} have HNSW vacuum bugs "
-            "(index corruption, 'hnsw graph not repaired')",
-            details=details,
+    buggy = version_tuple(library) < version_tuple(PGVECTOR_MIN_VERSION)
+    if buggy:
+        message += (
+            f"; releases before {PGVECTOR_MIN_VERSION} have HNSW vacuum bugs "
+            "(index corruption, 'hnsw graph not repaired')"
         )
     return CheckResult(
-        "pgvector",
-        Status.OK,
+        Status.WARN if buggy else Status.OK,
         value=installed,
         unit="version",
         threshold=threshold,

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memcli.health.core import CheckResult, Context, Status, register
-
-if TYPE_CHECKING:
-    import psycopg
+from memcli.health.core import CheckResult, Context, Status, health_check
 
 # Distance operator each pgvector operator class serves; memcli searches by cosine distance.
 OPERATORS = {
@@ -16,8 +13,14 @@ OPERATORS = {
     "vector_l2_ops": "<->",
     "vector_ip_ops": "<#>",
     "vector_l1_ops": "<+>",
+    "halfvec_cosine_ops": "<=>",
+    "halfvec_l2_ops": "<->",
+    "halfvec_ip_ops": "<#>",
+    "halfvec_l1_ops": "<+>",
 }
 SEARCH_OPCLASS = "vector_cosine_ops"
+# Cosine search on either vector type (names.VECTOR_TYPES; memcli vectors convert switches them).
+SEARCH_OPCLASSES = (SEARCH_OPCLASS, "halfvec_cosine_ops")
 RECALL_K = 10
 RECALL_MIN_ROWS = 20
 
@@ -37,9 +40,9 @@ def vector_indexes(ctx: Context) -> list[dict[str, Any]]:
             JOIN pg_opclass opc ON opc.oid = i.indclass[0]
             WHERE i.indrelid = %s::regclass AND a.attname = 'embedding_vector'
               AND am.amname IN ('hnsw', 'ivfflat')
-            ORDER BY i.indisvalid DESC, (opc.opcname = %s) DESC, c.relname
+            ORDER BY i.indisvalid DESC, (opc.opcname = ANY(%s)) DESC, c.relname
             """,
-            (ctx.qualified("semantic_memory"), SEARCH_OPCLASS),
+            (ctx.qualified("semantic_memory"), list(SEARCH_OPCLASSES)),
         )
 
     return ctx.memo("vector_indexes", compute)
@@ -49,79 +52,56 @@ def _options(index: dict[str, Any]) -> dict[str, str]:
     return dict(option.split("=", 1) for option in index["options"] if "=" in option)
 
 
-@register(
+@health_check(
     "vector_index",
     "vector",
     "Vector index on embedding_vector exists and is valid",
     "CREATE INDEX CONCURRENTLY idx_semantic_memory_vector ON semantic_memory USING hnsw "
     "(embedding_vector vector_cosine_ops) (drop the invalid one first)",
 )
-def check_vector_index(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_index(ctx: Context) -> CheckResult:
     indexes = vector_indexes(ctx)
     threshold = f"a valid hnsw/ivfflat index with {SEARCH_OPCLASS}"
     details = {"indexes": indexes}
     valid = [i for i in indexes if i["valid"]]
+    usable = [i for i in valid if i["opclass"] in SEARCH_OPCLASSES and not i["partial"]]
+    hint = None
     if not indexes:
-        return CheckResult(
-            "vector_index",
-            Status.FAIL,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message="no vector index on semantic_memory.embedding_vector: every search scans the table",
-        )
-    if not valid:
-        return CheckResult(
-            "vector_index",
-            Status.FAIL,
-            value=0,
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message=f"vector index {', '.join(i['index'] for i in indexes)} is invalid (failed build)",
-        )
-    usable = [i for i in valid if i["opclass"] == SEARCH_OPCLASS and not i["partial"]]
-    best = (usable or valid)[0]
-    described = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
-    if not usable:
-        return CheckResult(
-            "vector_index",
-            Status.WARN,
-            value=len(valid),
-            unit="count",
-            threshold=threshold,
-            details=details,
-            message=f"{described} does not serve cosine search (<=>), which memcli uses",
-            hint="create the index with vector_cosine_ops",
-        )
-    extra = f"; {len(indexes) - len(valid)} invalid" if len(valid) < len(indexes) else ""
+        status, value = Status.FAIL, 0
+        message = "no vector index on semantic_memory.embedding_vector: every search scans the table"
+    elif not valid:
+        status, value = Status.FAIL, 0
+        message = f"vector index {', '.join(i['index'] for i in indexes)} is invalid (failed build)"
+    else:
+        best = (usable or valid)[0]
+        message = f"{best['index']} ({best['method']}, {best['opclass']}, {best['bytes'] / 1048576:.1f} MB)"
+        if not usable:
+            status, value = Status.WARN, len(valid)
+            message += " does not serve cosine search (<=>), which memcli uses"
+            hint = "create the index with vector_cosine_ops"
+        elif len(valid) < len(indexes):
+            status, value = Status.WARN, len(usable)
+            message += f"; {len(indexes) - len(valid)} invalid"
+            hint = "drop the invalid vector index: DROP INDEX CONCURRENTLY ..."
+        else:
+            status, value = Status.OK, len(usable)
     return CheckResult(
-        "vector_index",
-        Status.OK if not extra else Status.WARN,
-        value=len(usable),
-        unit="count",
-        threshold=threshold,
-        message=f"{described}{extra}",
-        details=details,
-        hint="drop the invalid vector index: DROP INDEX CONCURRENTLY ..." if extra else None,
+        status, value=value, unit="count", threshold=threshold, message=message, details=details, hint=hint
     )
 
 
-@register(
+@health_check(
     "ivfflat_lists",
     "vector",
     "ivfflat lists fit the row count",
     "rebuild the ivfflat index with lists = rows/1000 (sqrt(rows) above 1M rows), or switch to hnsw",
 )
-def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_ivfflat_lists(ctx: Context) -> CheckResult:
     ivf = [i for i in vector_indexes(ctx) if i["method"] == "ivfflat" and i["valid"]]
     factor = ctx.thresholds["ivfflat_lists_factor"]
     threshold = f"lists within {factor:g}x of rows/1000 (sqrt(rows) over 1M)"
     if not ivf:
-        return CheckResult(
-            "ivfflat_lists", Status.OK, threshold=threshold, message="not applicable: no ivfflat index"
-        )
+        return CheckResult(Status.OK, threshold=threshold, message="not applicable: no ivfflat index")
     rows = ctx.row_estimate("semantic_memory")
     recommended = rows / 1000 if rows <= 1_000_000 else math.sqrt(rows)
     results = []
@@ -133,24 +113,19 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     details = {"rows_estimate": rows, "indexes": results}
     if rows < 10_000:
-        return CheckResult(
-            "ivfflat_lists",
-            Status.OK,
-            value=results[0]["lists"],
-            unit="count",
-            threshold=threshold,
-            estimate=True,
-            details=details,
-            message=f"not judged: ~{rows:,.0f} rows (ivfflat recall suffers when built on few rows)",
+        first, status = results[0], Status.OK
+        message = f"not judged: ~{rows:,.0f} rows (ivfflat recall suffers when built on few rows)"
+    else:
+        off = [
+            r for r in results if r["ratio"] is not None and (r["ratio"] > factor or r["ratio"] < 1 / factor)
+        ]
+        first, status = (off or results)[0], Status.WARN if off else Status.OK
+        message = (
+            f"{first['index']}: lists {first['lists']}, recommended ~{first['recommended']} "
+            f"for ~{rows:,.0f} rows"
         )
-    off = [r for r in results if r["ratio"] is not None and (r["ratio"] > factor or r["ratio"] < 1 / factor)]
-    first = (off or results)[0]
-    message = (
-        f"{first['index']}: lists {first['lists']}, recommended ~{first['recommended']} for ~{rows:,.0f} rows"
-    )
     return CheckResult(
-        "ivfflat_lists",
-        Status.WARN if off else Status.OK,
+        status,
         value=first["lists"],
         unit="count",
         threshold=threshold,
@@ -160,14 +135,14 @@ def check_ivfflat_lists(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "vector_recall",
     "vector",
     "Vector index recall@10 against an exact scan, at memcli's ef_search (--deep)",
     "memcli tune (sets ef_search, or says which rebuild reaches the target)",
     deep=True,
 )
-def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_recall(ctx: Context) -> CheckResult:
     from dataclasses import asdict
 
     from psycopg import sql
@@ -175,18 +150,15 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     from memcli import vector_recall
 
     ctx.require_visible_rows("semantic_memory")
-    target = vector_recall.recall_target(conn)
+    target = vector_recall.recall_target(ctx.conn)
     queries = max(1, int(ctx.thresholds["recall_queries"]))
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target) over {queries} sampled queries"
     index = next((i for i in vector_indexes(ctx) if i["valid"]), None)
     if index is None:
-        return CheckResult(
-            "vector_recall", Status.SKIP, threshold=threshold, message="no valid vector index to probe"
-        )
+        return CheckResult(Status.SKIP, threshold=threshold, message="no valid vector index to probe")
     embedded, _ = ctx.count_where("semantic_memory", sql.SQL("embedding_vector IS NOT NULL"))
     if embedded < RECALL_MIN_ROWS:
         return CheckResult(
-            "vector_recall",
             Status.OK,
             threshold=threshold,
             details={"embedded_rows": embedded},
@@ -203,11 +175,10 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         with ctx.local_settings({"enable_seqscan": "off"}):
             plan = ctx.scalar(sql.SQL("EXPLAIN (FORMAT JSON) ") + search, [RECALL_K])
             uses_index = index["index"] in str(plan)
-        measurement = vector_recall.measure(conn, queries) if uses_index else None
+        measurement = vector_recall.measure(ctx.conn, queries) if uses_index else None
     details: dict[str, Any] = {"index": index["index"], "index_used": uses_index, "k": RECALL_K}
     if measurement is None:
         return CheckResult(
-            "vector_recall",
             Status.WARN,
             threshold=threshold,
             details=details,
@@ -217,7 +188,6 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
         )
     details.update(queries=measurement.queries, measurement=asdict(measurement))
     return CheckResult(
-        "vector_recall",
         Status.WARN if measurement.recall < target else Status.OK,
         value=measurement.recall,
         unit="ratio",
@@ -230,21 +200,20 @@ def check_vector_recall(conn: psycopg.Connection, ctx: Context) -> CheckResult:
     )
 
 
-@register(
+@health_check(
     "vector_recall_measured",
     "vector",
     "Last measured recall@10 meets search.recall_target",
     "memcli tune (sets ef_search, or says which rebuild reaches the target)",
 )
-def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_vector_recall_measured(ctx: Context) -> CheckResult:
     from memcli import vector_recall
 
-    target = vector_recall.recall_target(conn)
+    target = vector_recall.recall_target(ctx.conn)
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target)"
-    last = vector_recall.last_measurement(conn)
+    last = vector_recall.last_measurement(ctx.conn)
     if last is None:
         return CheckResult(
-            "vector_recall_measured",
             Status.OK,
             threshold=threshold,
             message="recall not measured yet (memcli health --deep, or memcli tune, measures and records it)",
@@ -255,7 +224,6 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     note = f"; the table has grown to ~{rows:,.0f} rows since: measure again" if grown else ""
     below = last.recall < target
     return CheckResult(
-        "vector_recall_measured",
         Status.WARN if below else Status.OK,
         value=last.recall,
         unit="ratio",
@@ -276,7 +244,7 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     )
 
 
-@register(
+@health_check(
     "embedding_drift",
     "vector",
     "Stored vectors match what the configured model gives for their texts (--deep)",
@@ -284,11 +252,13 @@ def check_vector_recall_measured(conn: psycopg.Connection, ctx: Context) -> Chec
     "model that wrote the stored vectors",
     deep=True,
 )
-def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult:
+def check_embedding_drift(ctx: Context) -> CheckResult:
     """Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
     provider that swapped its model) shows as a low cosine similarity long before searches look wrong."""
     import numpy as np
     from psycopg import sql
+
+    from memcli.semantic import use_vectors
 
     ctx.require_visible_rows("semantic_memory")
     floor = float(ctx.thresholds["drift_min_similarity"])
@@ -296,49 +266,43 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
     threshold = f"cosine ≥ {floor:g} for each of {samples} sampled memories"
     embedder = ctx.embedder
     if embedder is None:
-        return CheckResult(
-            "embedding_drift", Status.SKIP, threshold=threshold, message="no embedder configured"
-        )
+        return CheckResult(Status.SKIP, threshold=threshold, message="no embedder configured")
     recorded = ctx.settings().get("embedding.model")
     if recorded is None:
         # Nothing embedded yet, so nothing can have drifted: a finding, not a check that could not run.
         return CheckResult(
-            "embedding_drift",
             Status.OK,
             threshold=threshold,
             message="no embedding model recorded yet: no stored vectors to compare",
         )
     if recorded != embedder.name:
         return CheckResult(
-            "embedding_drift",
             Status.SKIP,
             threshold=threshold,
             message=f"the configured embedder {embedder.name!r} is not the stored model {recorded!r} "
             "(see embedding_mismatch)",
         )
+    use_vectors(ctx.conn)  # stored vectors (cast to vector: a halfvec column too) come back as Vectors
     table = ctx.table("semantic_memory")
     rows = ctx.rows(
         sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} "
+            "SELECT id, content_text AS text, embedding_vector::vector AS v FROM {} "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) ORDER BY random() LIMIT %s"
         ).format(table)
         if ctx.row_estimate("semantic_memory") <= ctx.thresholds["exact_count_max_rows"]
         else sql.SQL(
-            "SELECT id, content_text AS text, embedding_vector::text AS v FROM {} TABLESAMPLE SYSTEM (1) "
+            "SELECT id, content_text AS text, embedding_vector::vector AS v FROM {} TABLESAMPLE SYSTEM (1) "
             "WHERE embedding_vector IS NOT NULL AND content_text IS NOT NULL "
             "AND (embedding_model IS NULL OR embedding_model = %s) LIMIT %s"
         ).format(table),
         [embedder.name, samples],
     )
     if not rows:
-        return CheckResult(
-            "embedding_drift", Status.OK, threshold=threshold, message="not probed: no embedded memories"
-        )
-    stored = np.array([[float(x) for x in r["v"].strip("[]").split(",")] for r in rows], dtype=np.float64)
+        return CheckResult(Status.OK, threshold=threshold, message="not probed: no embedded memories")
+    stored = np.array([r["v"].to_numpy() for r in rows], dtype=np.float64)
     if stored.shape[1] != embedder.dimension:
         return CheckResult(
-            "embedding_drift",
             Status.FAIL,
             threshold=threshold,
             message=f"stored vectors have {stored.shape[1]} dimensions, {embedder.name!r} gives "
@@ -357,22 +321,17 @@ def check_embedding_drift(conn: psycopg.Connection, ctx: Context) -> CheckResult
         "drifted_ids": drifted[:20],
     }
     if drifted:
-        return CheckResult(
-            "embedding_drift",
-            Status.FAIL,
-            value=round(float(cosines.min()), 4),
-            unit="ratio",
-            threshold=threshold,
-            details=details,
-            message=f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
-            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed",
+        message = (
+            f"{len(drifted)} of {len(rows)} sampled memories re-embed differently with "
+            f"{embedder.name!r} (lowest cosine {cosines.min():.3f}): the model behind the name changed"
         )
+    else:
+        message = f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})"
     return CheckResult(
-        "embedding_drift",
-        Status.OK,
+        Status.FAIL if drifted else Status.OK,
         value=round(float(cosines.min()), 4),
         unit="ratio",
         threshold=threshold,
         details=details,
-        message=f"{len(rows)} sampled memories re-embed the same (lowest cosine {cosines.min():.4f})",
+        message=message,
     )

@@ -1,14 +1,12 @@
-"""The check registry, the shared context checks read through, and ``run_checks``.
+"""What checks are made of: their result, their declaration, and the context they read the database through.
 
-Every check is a function ``(conn, ctx) -> CheckResult`` registered under a unique name and a group. The
-whole run happens in one READ ONLY transaction that is rolled back at the end; each check runs inside its
-own savepoint so a check that fails (permission denied, timeout, a missing table) is reported and the
-others still run.
+A check is a function ``(ctx) -> CheckResult`` declared with ``@health_check(name, group, title, hint)``;
+it returns its verdict without its name, which the runner fills in from the declaration. The check modules
+import this one; this one imports none of them (``registry.py`` collects them, ``runner.py`` runs them).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,15 +14,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import ConfigError, ExitCode, NotReadyError, first_line
-from memcli.health.thresholds import Thresholds, load_thresholds
-from memcli.schema.names import REQUIRED_TABLES
+from memcli.errors import ExitCode
 
 if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
     from memcli.embeddings import Embedder
+    from memcli.health.thresholds import Thresholds
 
 
 class Status(StrEnum):
@@ -48,10 +45,12 @@ class CheckResult:
     ``value`` is what was measured (a number where one exists, so monitoring can graph it), ``unit`` says
     how to read it (count, bytes, seconds, ratio, ms, version), ``threshold`` the rule it was judged by,
     ``message`` what was found, ``hint`` what to do about it (set when the status is not OK), ``estimate``
-    whether the value comes from statistics or a sample rather than an exact count.
+    whether the value comes from statistics or a sample rather than an exact count. ``name`` and ``group``
+    come from the check's declaration: the runner fills them in, so a check never repeats its own name.
     """
 
-    name: str
+    # Keyword-only, so a check writes CheckResult(Status.OK, ...) while the JSON keeps name first.
+    name: str = field(default="", kw_only=True)
     status: Status
     value: Any = None
     threshold: str | None = None
@@ -62,6 +61,27 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     group: str = ""
     elapsed_ms: float = 0.0
+
+
+def counted(
+    count: int,
+    *,
+    threshold: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    estimate: bool = False,
+    bad: Status = Status.WARN,
+) -> CheckResult:
+    """The verdict of a check that counts problems: ``bad`` when there is any, OK when there is none."""
+    return CheckResult(
+        bad if count else Status.OK,
+        value=count,
+        unit="count",
+        threshold=threshold,
+        message=message,
+        estimate=estimate,
+        details=details or {},
+    )
 
 
 @dataclass
@@ -122,7 +142,8 @@ def _reason(message: str) -> str:
     return message
 
 
-CheckFunction = Callable[["psycopg.Connection", "Context"], CheckResult]
+CheckFunction = Callable[["Context"], CheckResult]
+GROUPS = ("server", "schema", "hygiene", "operations", "internals", "vector")
 
 
 @dataclass(frozen=True)
@@ -133,22 +154,19 @@ class Check:
     hint: str
     function: CheckFunction
     deep: bool = False  # only with deep=True (expensive: reads many rows)
+    reads: tuple[str, ...] = ()  # tables that must exist with every row visible, or the check is skipped
 
 
-REGISTRY: dict[str, Check] = {}
-GROUPS = ("server", "schema", "hygiene", "operations", "internals", "vector")
-
-
-def register(name: str, group: str, title: str, hint: str, *, deep: bool = False) -> Callable:
-    """Decorator adding a check to the registry; ``hint`` is the default one-line advice."""
+def health_check(
+    name: str, group: str, title: str, hint: str, *, deep: bool = False, reads: tuple[str, ...] = ()
+) -> Callable[[CheckFunction], Check]:
+    """Decorator declaring a check; ``hint`` is the default one-line advice, ``reads`` the memory tables
+    whose rows it counts (the runner skips it when one is missing or hidden). registry.py collects them."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
 
-    def decorate(function: CheckFunction) -> CheckFunction:
-        if name in REGISTRY:
-            raise ValueError(f"check {name!r} registered twice")
-        REGISTRY[name] = Check(name, group, title, hint, function, deep)
-        return function
+    def decorate(function: CheckFunction) -> Check:
+        return Check(name, group, title, hint, function, deep, reads)
 
     return decorate
 
@@ -382,125 +400,7 @@ def _in_transaction() -> Any:
     return TransactionStatus.INTRANS
 
 
-# -- running ---------------------------------------------------------------------------------------------
-
-
-def resolve_names(names: Iterable[str] | None, deep: bool = False) -> list[str]:
-    """Check names to run, in registry order; a group name selects its checks. ConfigError if unknown."""
-    _load_checks()
-    ordered = sorted(REGISTRY.values(), key=lambda c: GROUPS.index(c.group))  # stable: keeps module order
-    if not names:
-        return [check.name for check in ordered if deep or not check.deep]
-    wanted: set[str] = set()
-    unknown: list[str] = []
-    for name in names:
-        key = name.strip().lower().replace("-", "_")
-        if key in REGISTRY:
-            wanted.add(key)
-        elif key in GROUPS:
-            wanted.update(n for n, c in REGISTRY.items() if c.group == key and (deep or not c.deep))
-        else:
-            unknown.append(name)
-    if unknown:
-        raise ConfigError(
-            f"unknown health check {', '.join(unknown)}",
-            hint=f"choose from the groups {', '.join(GROUPS)} or: {', '.join(REGISTRY)}",
-        )
-    return [check.name for check in ordered if check.name in wanted]
-
-
-def _load_checks() -> None:
-    # Importing the modules registers their checks (in this order, which is the report's order).
-    from memcli.health import (  # noqa: F401
-        checks_hygiene,
-        checks_internals,
-        checks_operations,
-        checks_people,
-        checks_schema,
-        checks_server,
-        checks_vector,
-    )
-
-
-def memory_schema(conn: psycopg.Connection) -> str | None:
-    """The schema on the search path that holds the memory tables; None when none of them exists."""
-    row = conn.execute(
-        """
-        SELECT n.nspname, count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relname = ANY(%s) AND c.relkind IN ('r', 'p') AND n.nspname = ANY(current_schemas(false))
-        GROUP BY n.nspname ORDER BY count(*) DESC, array_position(current_schemas(false), n.nspname) LIMIT 1
-        """,
-        (list(REQUIRED_TABLES),),
-    ).fetchone()
-    return str(row[0]) if row else None
-
-
-def _run_one(conn: psycopg.Connection, ctx: Context, check: Check) -> CheckResult:
-    import psycopg
-    from psycopg import errors
-
-    started = time.perf_counter()
-    try:
-        with conn.transaction():  # a savepoint: a failed check rolls back alone
-            result = check.function(conn, ctx)
-    except CheckSkipped as exc:
-        result = CheckResult(check.name, Status.SKIP, message=exc.reason, hint=exc.hint)
-    except errors.InsufficientPrivilege as exc:
-        result = CheckResult(
-            check.name,
-            Status.SKIP,
-            message=f"permission denied: {first_line(exc)}",
-            hint="grant the role pg_monitor (or pg_read_all_stats) and SELECT on the memory tables",
-        )
-    except (errors.UndefinedTable, errors.UndefinedColumn, errors.UndefinedFunction) as exc:
-        result = CheckResult(
-            check.name,
-            Status.SKIP,
-            message=f"schema object missing: {first_line(exc)}",
-            hint="see schema_objects; run: memcli migrate",
-        )
-    except errors.LockNotAvailable as exc:
-        result = CheckResult(
-            check.name,
-            Status.WARN,
-            message=f"could not read within lock_timeout: {first_line(exc)}",
-            hint="another session holds an exclusive lock; see blocking_locks and long_transactions",
-        )
-    except errors.QueryCanceled:
-        timeout = ctx.thresholds["statement_timeout_ms"]
-        result = CheckResult(
-            check.name,
-            Status.WARN,
-            message=f"timed out after {timeout:g} ms",
-            hint="the database is slow or the table very large; raise statement_timeout_ms in "
-            "[health.thresholds]",
-        )
-    except psycopg.OperationalError:
-        raise  # the connection is gone: nothing else can run
-    except psycopg.Error as exc:
-        result = CheckResult(
-            check.name,
-            Status.WARN,
-            message=f"check failed: {exc.__class__.__name__}: {first_line(exc)}",
-            hint="see details.error; report it if the database looks fine",
-            details={"error": str(exc)},
-        )
-    except Exception as exc:
-        # A defect in one check must not hide the others' results from the person on call.
-        import traceback
-
-        result = CheckResult(
-            check.name,
-            Status.WARN,
-            message=f"check crashed: {exc.__class__.__name__}: {first_line(exc)}",
-            hint="a memcli defect: report it with details.traceback",
-            details={"traceback": traceback.format_exc()},
-        )
-    result.group = check.group
-    if result.status in (Status.WARN, Status.FAIL) and not result.hint:
-        result.hint = check.hint
-    result.elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-    return result
+# -- units ----------------------------------------------------------------------------------------------
 
 
 def human_bytes(size: float | None) -> str:
@@ -525,59 +425,3 @@ def human_duration(seconds: float | None) -> str:
     if seconds < 72 * 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
-
-
-def run_checks(
-    conn: psycopg.Connection,
-    names: Iterable[str] | None = None,
-    thresholds: Mapping[str, Any] | Thresholds | None = None,
-    deep: bool = False,
-    embedder: Embedder | None = None,
-) -> HealthReport:
-    """Run the selected checks (all but the deep ones by default) and return the report.
-
-    Read-only: everything runs in one READ ONLY transaction that is rolled back. Raises NotReadyError
-    when the memory schema is missing entirely, ConfigError for unknown names or bad thresholds.
-    """
-    from psycopg.pq import TransactionStatus
-
-    started = time.perf_counter()
-    limits = thresholds if isinstance(thresholds, Thresholds) else load_thresholds(thresholds)
-    selected = resolve_names(names, deep)
-    if conn.info.transaction_status != TransactionStatus.IDLE:
-        raise ValueError("the connection has a transaction open; health runs in its own")
-
-    results: list[CheckResult] = []
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION READ ONLY")
-        conn.execute(
-            "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-            (f"{limits['statement_timeout_ms']:g}", f"{limits['lock_timeout_ms']:g}"),
-        )
-        schema = memory_schema(conn)
-        if schema is None:
-            raise NotReadyError(
-                "the memory schema is not migrated (none of its tables exists)", hint="run: memcli migrate"
-            )
-        info = conn.execute(
-            """
-            SELECT current_database(), current_user, current_setting('server_version'),
-                   current_setting('transaction_read_only') = 'on', statement_timestamp()
-            """
-        ).fetchone()
-        assert info is not None
-        ctx = Context(conn, limits, deep, schema, embedder)
-        for name in selected:
-            results.append(_run_one(conn, ctx, REGISTRY[name]))
-
-    judged = [r.status for r in results if r.status is not Status.SKIP]
-    overall = max(judged, key=lambda s: s.severity) if judged else Status.OK
-    return HealthReport(
-        results=results,
-        status=overall,
-        elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
-        checked_at=info[4],
-        database={"name": info[0], "user": info[1], "server_version": info[2], "schema": schema},
-        read_only=bool(info[3]),
-        deep=deep,
-    )

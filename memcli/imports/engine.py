@@ -7,6 +7,10 @@ therefore either wholly in the database (and its source rows in the map) or not 
 resumes by reading the source again and skipping every row the map already holds, and a source row is never
 written twice (the map's primary key would refuse it).
 
+The source is read, converted and prepared (vectors checked, JSON encoded, ids derived) by a thread of its
+own, a batch or two ahead of the writes (:mod:`memcli.jobs.prefetch`): the server's work on one batch and
+the Python work on the next overlap. A resumed import reads the keys already in the map once, at its start.
+
 Vectors: the source's vectors are kept when their model is the database's recorded model (else the
 configured embedder's, for a database that has none recorded) and their length the column's dimension.
 Otherwise they are re-embedded on the way (``mismatched="reembed"``) or left NULL for ``memcli embed``
@@ -17,7 +21,7 @@ dimension, rejects its whole row: reported by source key, never half-imported.
 from __future__ import annotations
 
 import contextlib
-import copy
+import json
 import time
 import uuid
 from collections import Counter
@@ -40,8 +44,11 @@ from memcli.imports.records import (
 )
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
 from memcli.jobs.locks import job_lock
+from memcli.jobs.prefetch import prefetched
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
+from memcli.schema import names
 from memcli.vector_copy import vector_cursor
+from memcli.vector_index import column_type
 
 if TYPE_CHECKING:
     import numpy
@@ -283,7 +290,10 @@ _CONVERSATION_TYPES = (
 )
 _RELEVANCE_COLUMNS = "id, session_id, context_type, context_key, relevance_score, decay_factor, created_at"
 _RELEVANCE_TYPES = ("uuid", "text", "text", "text", "float4", "float4", "timestamptz")
+_KEY_COLUMNS = "source_name, source_key, target_table, target_id, import_id"
 _KEY_TYPES = ("text", "text", "text", "uuid", "uuid")
+# compact, and without the per-call set-up of json.dumps: metadata is encoded once per imported row
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 
 
 @dataclass
@@ -292,6 +302,26 @@ class _Prepared:
     vector: numpy.ndarray | None
     model: str | None
     kept: bool = False  # the source's own vector (else re-embedded, or None)
+
+
+@dataclass
+class _Rows:
+    """One batch as COPY rows, per target table, and its audit counts per user."""
+
+    semantic: list[tuple[Any, ...]] = field(default_factory=list)
+    conversation: list[tuple[Any, ...]] = field(default_factory=list)
+    relevance: list[tuple[Any, ...]] = field(default_factory=list)
+    keys: list[tuple[Any, ...]] = field(default_factory=list)
+    audit: dict[uuid.UUID | None, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    n_rows: int  # source rows read
+    n_done: int  # of those, already in the key map
+    prepared: list[_Prepared]
+    rejected: list[Rejection]
+    rows: _Rows
 
 
 class _Importer:
@@ -310,13 +340,17 @@ class _Importer:
         self.options = options
         self.plan = plan
         self.result = result
-        self.check_done = _already_imported(conn, source.name) > 0
+        self.done = self._done_keys()
+        self._cursor: psycopg.Cursor[Any]
+        # The vectors go in binary as the column's own type (vector or halfvec: memcli vectors convert).
+        kind = column_type(conn)[0]
+        self._semantic_types = [kind if t == "vector" else t for t in _SEMANTIC_TYPES]
 
-    def _done_keys(self, keys: list[str]) -> set[str]:
+    def _done_keys(self) -> set[str]:
+        """The source's rows already in the key map (an earlier run of this import), read once: while the
+        import lock is held nothing else adds to them."""
         rows = self.conn.execute(
-            "SELECT DISTINCT source_key FROM memory_import_keys "
-            "WHERE source_name = %s AND source_key = ANY(%s)",
-            (self.source.name, keys),
+            "SELECT DISTINCT source_key FROM memory_import_keys WHERE source_name = %s", (self.source.name,)
         ).fetchall()
         return {r[0] for r in rows}
 
@@ -353,146 +387,163 @@ class _Importer:
                 item.vector, item.model = vector, self.embedder.name
         return prepared, rejected
 
-    def _write(self, prepared: list[_Prepared], import_id: uuid.UUID) -> dict[str, int]:
-        from psycopg.types.json import Jsonb
-
+    def _rows(self, prepared: list[_Prepared], import_id: uuid.UUID) -> _Rows:
+        """The COPY rows of one batch, every value converted (JSON encoded, ids derived) here, off the
+        writing thread."""
         name = self.source.name
-        written = dict.fromkeys(TARGET_TABLES, 0)
-        keys: list[tuple[str, str, str, uuid.UUID, uuid.UUID]] = []
-        with vector_cursor(self.conn) as cur:
-            with cur.copy(f"COPY semantic_memory ({_SEMANTIC_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_SEMANTIC_TYPES)
-                for item in prepared:
-                    r = item.record
-                    row_id = target_id(name, r.source_key, SEMANTIC)
-                    copy.write_row(
-                        (
-                            row_id,
-                            r.session_id,
-                            r.user_id,
-                            r.content_type,
-                            r.content_text,
-                            item.vector,
-                            Jsonb(r.metadata),
-                            r.relevance if r.relevance is not None else 0.5,
-                            r.created_at,
-                            item.model,
-                            r.access_count,
-                            r.last_accessed_at,
-                        )
+        out = _Rows()
+        for item in prepared:
+            r = item.record
+            row_id = target_id(name, r.source_key, SEMANTIC)
+            out.semantic.append(
+                (
+                    row_id,
+                    r.session_id,
+                    r.user_id,
+                    r.content_type,
+                    r.content_text,
+                    item.vector,
+                    _jsonb(r.metadata),
+                    r.relevance if r.relevance is not None else 0.5,
+                    r.created_at,
+                    item.model,
+                    r.access_count,
+                    r.last_accessed_at,
+                )
+            )
+            out.keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
+            if r.tier is not None:
+                conversation_id = target_id(name, r.source_key, CONVERSATION)
+                value = {
+                    "text": r.content_text,
+                    "semantic_memory_id": str(row_id),
+                    **{k: v for k, v in r.metadata.items() if k != "source"},
+                    "source": r.metadata.get("source"),
+                }
+                out.conversation.append(
+                    (
+                        conversation_id,
+                        r.session_id,
+                        r.user_id,
+                        r.tier,
+                        context_key(name, r.source_key),
+                        _jsonb(value),
+                        r.importance if r.importance is not None else 0.5,
+                        r.access_count,
+                        r.last_accessed_at or r.created_at,
+                        r.created_at,
+                        r.expires_at,
                     )
-                    keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
-            written[SEMANTIC] = len(prepared)
-            tiered = [p.record for p in prepared if p.record.tier is not None]
-            if tiered:
-                with cur.copy(
-                    f"COPY conversation_memory ({_CONVERSATION_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(_CONVERSATION_TYPES)
-                    for r in tiered:
-                        row_id = target_id(name, r.source_key, CONVERSATION)
-                        value = {
-                            "text": r.content_text,
-                            "semantic_memory_id": str(target_id(name, r.source_key, SEMANTIC)),
-                            **{k: v for k, v in r.metadata.items() if k != "source"},
-                            "source": r.metadata.get("source"),
-                        }
-                        copy.write_row(
-                            (
-                                row_id,
-                                r.session_id,
-                                r.user_id,
-                                r.tier,
-                                context_key(name, r.source_key),
-                                Jsonb(value),
-                                r.importance if r.importance is not None else 0.5,
-                                r.access_count,
-                                r.last_accessed_at or r.created_at,
-                                r.created_at,
-                                r.expires_at,
-                            )
-                        )
-                        keys.append((name, r.source_key, CONVERSATION, row_id, import_id))
-                written[CONVERSATION] = len(tiered)
-            decaying = [p.record for p in prepared if p.record.decay_factor is not None]
-            if decaying:
-                with cur.copy(
-                    f"COPY context_relevance ({_RELEVANCE_COLUMNS}) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(_RELEVANCE_TYPES)
-                    for r in decaying:
-                        row_id = target_id(name, r.source_key, RELEVANCE)
-                        copy.write_row(
-                            (
-                                row_id,
-                                r.session_id,
-                                "imported_memory",
-                                context_key(name, r.source_key),
-                                r.importance if r.importance is not None else 0.5,
-                                r.decay_factor,
-                                r.created_at,
-                            )
-                        )
-                        keys.append((name, r.source_key, RELEVANCE, row_id, import_id))
-                written[RELEVANCE] = len(decaying)
-            with cur.copy(
-                "COPY memory_import_keys (source_name, source_key, target_table, target_id, import_id) "
-                "FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(_KEY_TYPES)
-                for key in keys:
-                    copy.write_row(key)
-        _audit_batch(self.conn, prepared)
+                )
+                out.keys.append((name, r.source_key, CONVERSATION, conversation_id, import_id))
+            if r.decay_factor is not None:
+                relevance_id = target_id(name, r.source_key, RELEVANCE)
+                out.relevance.append(
+                    (
+                        relevance_id,
+                        r.session_id,
+                        "imported_memory",
+                        context_key(name, r.source_key),
+                        r.importance if r.importance is not None else 0.5,
+                        r.decay_factor,
+                        r.created_at,
+                    )
+                )
+                out.keys.append((name, r.source_key, RELEVANCE, relevance_id, import_id))
+        out.audit = _audit_counts(prepared)
+        return out
+
+    def _write(self, rows: _Rows) -> dict[str, int]:
+        """COPY one batch's prepared rows (binary: vectors as float32 bytes, JSON already encoded)."""
+        from memcli.people import audit
+
+        written = dict.fromkeys(TARGET_TABLES, 0)
+        cur = self._cursor
+        for table, columns, types, data in (
+            (SEMANTIC, _SEMANTIC_COLUMNS, self._semantic_types, rows.semantic),
+            (CONVERSATION, _CONVERSATION_COLUMNS, _CONVERSATION_TYPES, rows.conversation),
+            (RELEVANCE, _RELEVANCE_COLUMNS, _RELEVANCE_TYPES, rows.relevance),
+            (names.IMPORT_KEYS, _KEY_COLUMNS, _KEY_TYPES, rows.keys),
+        ):
+            if not data:
+                continue
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in data:
+                    copy.write_row(row)
+            if table in written:
+                written[table] = len(data)
+        # one audit row per user whose memories this batch wrote (rows per table, never content), in the
+        # batch's transaction: the import of a user's data is never committed without its audit row.
+        audit.record_many(
+            self.conn,
+            "import",
+            [("user" if user else "session", user, counts) for user, counts in rows.audit.items()],
+        )
         return written
+
+    def _batches(self, import_id: uuid.UUID) -> Iterator[_Batch]:
+        """Read, convert and prepare the source's batches (run ahead of the writes, in their own thread)."""
+        for stream in self.source.streams():
+            for rows in self.source.batches(stream, self.options.batch_size):
+                records = self.source.to_records(stream, rows)
+                # rows already in the key map (an earlier run of this import) are skipped
+                fresh = [r for r in records if r.source_key not in self.done] if self.done else records
+                prepared, rejected = self._prepare(fresh)
+                yield _Batch(
+                    len(rows), len(records) - len(fresh), prepared, rejected, self._rows(prepared, import_id)
+                )
 
     def run(self, import_id: uuid.UUID, progress: ProgressCallback | None, total: int) -> None:
         from psycopg.types.json import Jsonb
 
         result = self.result
-        for stream in self.source.streams():
-            for rows in self.source.batches(stream, self.options.batch_size):
-                records = self.source.to_records(stream, rows)
-                keys = [r.source_key for r in records]
-                # a source with no row in the map when the run started cannot have any: no lookup then
-                done = self._done_keys(keys) if keys and self.check_done else set()
-                fresh = [r for r in records if r.source_key not in done]
-                prepared, rejected = self._prepare(fresh)
+        batches = self._batches(import_id)
+        # the source is read and prepared ahead of the writes when it has a connection of its own
+        ahead = prefetched(batches) if getattr(self.source, "conn", None) is not self.conn else batches
+        # closed on the way out, whatever happens: the producer thread stops before the caller goes on
+        with contextlib.closing(ahead), vector_cursor(self.conn) as self._cursor:
+            for batch in ahead:
 
-                def work(
-                    prepared: list[_Prepared] = prepared,
-                    rejected: list[Rejection] = rejected,
-                    n_rows: int = len(rows),
-                    n_done: int = len(done),
-                ) -> dict[str, int]:
-                    written = self._write(prepared, import_id) if prepared else {}
+                def work(batch: _Batch = batch) -> dict[str, int]:
+                    written = self._write(batch.rows) if batch.prepared else {}
                     # the counts as they are once this batch commits, stored in the same transaction
-                    projected = copy.deepcopy(result)
-                    _book(projected, written, n_rows, n_done, prepared, rejected)
+                    projected = _projection(result)
+                    _book(projected, written, batch)
                     self.conn.execute(
                         "UPDATE memory_imports SET counts = %s WHERE id = %s",
                         (Jsonb(projected.counts()), import_id),
                     )
                     return written
 
-                def book(
-                    written: dict[str, int],
-                    prepared: list[_Prepared] = prepared,
-                    rejected: list[Rejection] = rejected,
-                    n_rows: int = len(rows),
-                    n_done: int = len(done),
-                ) -> None:
-                    _book(result, written, n_rows, n_done, prepared, rejected)
+                def book(written: dict[str, int], batch: _Batch = batch) -> None:
+                    _book(result, written, batch)
 
                 in_batch(self.conn, DEFAULT_TIMEOUTS, work, book)
                 if progress:
                     progress(result.read, total)
 
 
-def _audit_batch(conn: psycopg.Connection, prepared: list[_Prepared]) -> None:
-    """One audit row per user whose memories this batch wrote (rows per table, never content), in the
-    batch's transaction: the import of a user's data is never committed without its audit row."""
-    from memcli.people import audit
+def _jsonb(value: Any) -> Any:
+    """A JSON value encoded now (by the thread preparing the batch), passed through as it is by COPY."""
+    from psycopg.types.json import Jsonb
 
+    return Jsonb(_ENCODE(value), dumps=_as_is)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _projection(result: ImportResult) -> ImportResult:
+    """A copy of ``result`` that booking a batch into leaves ``result`` as it is."""
+    from dataclasses import replace
+
+    return replace(result, rejected=list(result.rejected), rows_written=dict(result.rows_written))
+
+
+def _audit_counts(prepared: list[_Prepared]) -> dict[uuid.UUID | None, dict[str, int]]:
+    """Rows per table written for each user, for the batch's audit rows."""
     per_user: dict[uuid.UUID | None, Counter[str]] = {}
     for item in prepared:
         r = item.record
@@ -502,8 +553,7 @@ def _audit_batch(conn: psycopg.Connection, prepared: list[_Prepared]) -> None:
             counts[CONVERSATION] += 1
         if r.decay_factor is not None:
             counts[RELEVANCE] += 1
-    for user, counts in per_user.items():
-        audit.record(conn, "import", target="user" if user else "session", user_id=user, counts=dict(counts))
+    return {user: dict(counts) for user, counts in per_user.items()}
 
 
 def _empty(raw: Any) -> bool:
@@ -523,22 +573,15 @@ def require_import_tables(conn: psycopg.Connection) -> None:
         raise NotReadyError("the database has no import bookkeeping yet", hint="run: memcli migrate")
 
 
-def _book(
-    result: ImportResult,
-    written: dict[str, int],
-    n_rows: int,
-    n_done: int,
-    prepared: list[_Prepared],
-    rejected: list[Rejection],
-) -> None:
+def _book(result: ImportResult, written: dict[str, int], batch: _Batch) -> None:
     result.batches += 1
-    result.read += n_rows
-    result.skipped += n_done
-    result.imported += len(prepared)
-    result.rejected.extend(rejected)
+    result.read += batch.n_rows
+    result.skipped += batch.n_done
+    result.imported += len(batch.prepared)
+    result.rejected.extend(batch.rejected)
     for table, count in written.items():
         result.rows_written[table] = result.rows_written.get(table, 0) + count
-    for item in prepared:
+    for item in batch.prepared:
         if item.vector is None:
             result.vectors_missing += 1
         elif item.kept:

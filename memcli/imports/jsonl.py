@@ -22,9 +22,9 @@ from typing import Any
 
 from memcli.errors import ConfigError
 from memcli.imports.records import MemoryRecord, Rejection, as_utc, score, user_uuid
+from memcli.schema.names import CONTENT_TYPES, MEMORY_TYPES
 
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
-TIERS = ("short_term", "long_term", "archived", "semantic")
+TIERS = MEMORY_TYPES
 FIELDS = {
     "id",
     "text",

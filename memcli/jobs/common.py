@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from memcli.errors import ConfigError
 from memcli.jobs import interrupts, runlog
+from memcli.schema.names import MEMORY_TYPES
 
 if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
 
-TIERS = ("short_term", "long_term", "archived", "semantic")
+TIERS = MEMORY_TYPES  # the tiers a job may be limited to
 ProgressCallback = Callable[[int, int | None], None]
 
 

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from memcli.errors import first_line
 from memcli.jobs.common import (
@@ -80,35 +80,48 @@ class DecayResult:
 
 
 @dataclass
-class ArchiveResult:
+class _MoveResult:
+    """What archive and forget both count: the sessions touched, the log rows written, the batches."""
+
     dry_run: bool
-    max_importance: float = 0.0
     min_age_seconds: float = 0.0
-    expires_in_days: float = 0.0
-    archived: int = 0  # dry run: memories that would be archived
     sessions: int = 0
     log_rows: int = 0
     batches: int = 0
     duration_seconds: float = 0.0
+
+    kind: ClassVar[str]  # the consolidation_type of its log rows
+
+    def add(self, moved: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ArchiveResult(_MoveResult):
+    kind: ClassVar[str] = "archive"
+    max_importance: float = 0.0
+    expires_in_days: float = 0.0
+    archived: int = 0  # dry run: memories that would be archived
 
     @property
     def rows(self) -> int:
         return self.archived
 
+    def add(self, moved: int) -> None:
+        self.archived += moved
+
 
 @dataclass
-class ForgetResult:
-    dry_run: bool
-    min_age_seconds: float = 0.0
+class ForgetResult(_MoveResult):
+    kind: ClassVar[str] = "forget"
     forgotten: int = 0  # dry run: memories that would be forgotten
-    sessions: int = 0
-    log_rows: int = 0
-    batches: int = 0
-    duration_seconds: float = 0.0
 
     @property
     def rows(self) -> int:
         return self.forgotten
+
+    def add(self, moved: int) -> None:
+        self.forgotten += moved
 
 
 @dataclass(frozen=True)
@@ -149,29 +162,40 @@ GROUP BY session_id ORDER BY session_id
 """
 
 
+def _batch_size(options: ConsolidateOptions, settings: dict[str, Any]) -> int:
+    return check_batch_size(
+        options.batch_size if options.batch_size is not None else settings["cleanup.batch_size"]
+    )
+
+
+def _cutoff(conn: psycopg.Connection, age: timedelta) -> Any:
+    """``now() - age``, read once so every batch of a run judges by the same moment."""
+    return conn.execute("SELECT now() - %s::interval", (age,)).fetchone()[0]  # type: ignore[index]
+
+
 def merge_sessions(
     conn: psycopg.Connection,
+    options: ConsolidateOptions = ConsolidateOptions(),
     *,
-    session: str | None = None,
-    older_than: timedelta | None = None,
-    dry_run: bool = False,
     progress: ProgressCallback | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> MergeResult:
     """Merge each session's old short-term memories through ``consolidate_session_memories``."""
     from psycopg import errors, sql
 
     started = time.perf_counter()
+    session, timeouts = options.session, options.timeouts
     with own_transactions(conn):
         age = (
-            older_than if older_than is not None else _days(get_settings(conn)["consolidation.min_age_days"])
+            options.older_than
+            if options.older_than is not None
+            else _days(get_settings(conn)["consolidation.min_age_days"])
         )
-        result = MergeResult(dry_run=dry_run, older_than_seconds=age.total_seconds())
+        result = MergeResult(dry_run=options.dry_run, older_than_seconds=age.total_seconds())
         params: dict[str, Any] = {"age": age, "session": session}
         candidates = conn.execute(
             sql.SQL(_CANDIDATES).format(session=_session_filter(session)), params
         ).fetchall()
-        if dry_run:
+        if options.dry_run:
             result.sessions = len(candidates)
             result.memories_merged = sum(int(n) for _, n in candidates)
             result.duration_seconds = time.perf_counter() - started
@@ -246,30 +270,25 @@ WHERE id = ANY(ARRAY(
 
 
 def decay_relevance(
-    conn: psycopg.Connection,
-    *,
-    session: str | None = None,
-    interval: timedelta | None = None,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    conn: psycopg.Connection, options: ConsolidateOptions = ConsolidateOptions()
 ) -> DecayResult:
-    """Multiply relevance by its decay factor where it was last calculated more than ``interval`` ago."""
+    """Multiply relevance by its decay factor where it was last calculated more than ``decay_interval``
+    ago (relevance.decay_interval_hours when None)."""
     from psycopg import sql
 
     started = time.perf_counter()
+    session = options.session
     with own_transactions(conn):
         settings = get_settings(conn)
         every = (
-            interval
-            if interval is not None
+            options.decay_interval
+            if options.decay_interval is not None
             else timedelta(hours=float(settings["relevance.decay_interval_hours"]))
         )
-        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
-        cutoff = conn.execute("SELECT now() - %s::interval", (every,)).fetchone()[0]  # type: ignore[index]
-        result = DecayResult(dry_run=dry_run, interval_seconds=every.total_seconds())
-        params: dict[str, Any] = {"cutoff": cutoff, "session": session, "limit": size}
-        if dry_run:
+        size = _batch_size(options, settings)
+        result = DecayResult(dry_run=options.dry_run, interval_seconds=every.total_seconds())
+        params: dict[str, Any] = {"cutoff": _cutoff(conn, every), "session": session, "limit": size}
+        if options.dry_run:
             row = conn.execute(
                 sql.SQL("SELECT count(*) FROM context_relevance WHERE last_calculated < %(cutoff)s{}").format(
                     _session_filter(session)
@@ -290,7 +309,7 @@ def decay_relevance(
             while True:
                 updated = in_batch(
                     conn,
-                    timeouts,
+                    options.timeouts,
                     lambda: conn.execute(statement, params).rowcount,
                     book_decay,
                     rows=lambda n: max(n, 0),
@@ -310,10 +329,10 @@ _ARCHIVE_WHERE = (
 )
 _FORGET_WHERE = "memory_type = 'archived' AND access_count = 0 AND created_at < %(cutoff)s"
 
-_ARCHIVE = """
+# Archive and forget differ only in what they do to the batch's rows; each logs the ids per session.
+_MOVE = """
 WITH moved AS (
-    UPDATE conversation_memory
-    SET memory_type = 'archived', expires_at = now() + %(expires_days)s * interval '1 day'
+    {change}
     WHERE id = ANY(ARRAY(
         SELECT id FROM conversation_memory
         WHERE {where}
@@ -324,32 +343,17 @@ WITH moved AS (
 ), logged AS (
     INSERT INTO memory_consolidation_log
         (session_id, consolidation_type, old_memory_ids, new_memory_id, consolidation_reason, details)
-    SELECT session_id, 'archive', array_agg(id ORDER BY id), NULL, %(reason)s, %(details)s
+    SELECT session_id, {kind}, array_agg(id ORDER BY id), NULL, %(reason)s, %(details)s
     FROM moved GROUP BY session_id
     RETURNING session_id
 )
 SELECT (SELECT count(*) FROM moved), (SELECT array_agg(session_id) FROM logged)
 """
-
-_FORGET = """
-WITH gone AS (
-    DELETE FROM conversation_memory
-    WHERE id = ANY(ARRAY(
-        SELECT id FROM conversation_memory
-        WHERE {where}
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    ))
-    RETURNING id, session_id
-), logged AS (
-    INSERT INTO memory_consolidation_log
-        (session_id, consolidation_type, old_memory_ids, new_memory_id, consolidation_reason, details)
-    SELECT session_id, 'forget', array_agg(id ORDER BY id), NULL, %(reason)s, %(details)s
-    FROM gone GROUP BY session_id
-    RETURNING session_id
+_ARCHIVE = (
+    "UPDATE conversation_memory "
+    "SET memory_type = 'archived', expires_at = now() + %(expires_days)s * interval '1 day'"
 )
-SELECT (SELECT count(*) FROM gone), (SELECT array_agg(session_id) FROM logged)
-"""
+_FORGET = "DELETE FROM conversation_memory"
 
 
 def _count_memories(conn: psycopg.Connection, where: Any, params: dict[str, Any]) -> tuple[int, int]:
@@ -365,14 +369,29 @@ def _count_memories(conn: psycopg.Connection, where: Any, params: dict[str, Any]
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def _batched_move(
+def _move(
     conn: psycopg.Connection,
-    statement: Any,
+    options: ConsolidateOptions,
+    where: str,
+    change: str,
     params: dict[str, Any],
-    timeouts: Timeouts,
-    result: ArchiveResult | ForgetResult,
+    result: _MoveResult,
 ) -> None:
-    """Run archive/forget batches until none is left, booking each into ``result``."""
+    """Archive or forget the memories matching ``where`` (count them on a dry run), in batches until none
+    is left, booking each into ``result``."""
+    from psycopg import sql
+
+    selected = sql.SQL(where) + _session_filter(options.session)  # type: ignore[arg-type]
+    params = {**params, "session": options.session}
+    if options.dry_run:
+        moved, result.sessions = _count_memories(conn, selected, params)
+        result.add(moved)
+        return
+    statement = sql.SQL(_MOVE).format(
+        change=sql.SQL(change),  # type: ignore[arg-type]
+        where=selected,
+        kind=sql.Literal(result.kind),
+    )
     sessions: set[str] = set()
 
     def run() -> tuple[int, list[str]]:
@@ -387,14 +406,11 @@ def _batched_move(
         result.log_rows += len(logged)
         sessions.update(logged)
         result.sessions = len(sessions)
-        if isinstance(result, ArchiveResult):
-            result.archived += moved
-        else:
-            result.forgotten += moved
+        result.add(moved)
 
     try:
         while True:
-            moved, _ = in_batch(conn, timeouts, run, book, rows=lambda outcome: outcome[0])
+            moved, _ = in_batch(conn, options.timeouts, run, book, rows=lambda outcome: outcome[0])
             if moved < params["limit"]:  # the last batch: SKIP LOCKED found no more candidates
                 break
     except BaseException as exc:
@@ -403,31 +419,28 @@ def _batched_move(
 
 
 def archive_memories(
-    conn: psycopg.Connection,
-    *,
-    session: str | None = None,
-    max_importance: float | None = None,
-    min_age: timedelta | None = None,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    conn: psycopg.Connection, options: ConsolidateOptions = ConsolidateOptions()
 ) -> ArchiveResult:
-    """Archive long-term memories of low importance older than ``min_age`` (settings defaults)."""
-    from psycopg import sql
+    """Archive long-term memories of importance below ``archive_max_importance`` older than
+    ``archive_min_age`` (archive.max_importance and archive.min_age_days when None)."""
     from psycopg.types.json import Jsonb
 
     started = time.perf_counter()
     with own_transactions(conn):
         settings = get_settings(conn)
         importance = float(
-            max_importance if max_importance is not None else settings["archive.max_importance"]
+            options.archive_max_importance
+            if options.archive_max_importance is not None
+            else settings["archive.max_importance"]
         )
-        age = min_age if min_age is not None else _days(settings["archive.min_age_days"])
+        age = (
+            options.archive_min_age
+            if options.archive_min_age is not None
+            else _days(settings["archive.min_age_days"])
+        )
         expires_days = float(settings["retention.archived_days"])
-        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
-        cutoff = conn.execute("SELECT now() - %s::interval", (age,)).fetchone()[0]  # type: ignore[index]
         result = ArchiveResult(
-            dry_run=dry_run,
+            dry_run=options.dry_run,
             max_importance=importance,
             min_age_seconds=age.total_seconds(),
             expires_in_days=expires_days,
@@ -435,53 +448,39 @@ def archive_memories(
         criteria = {"max_importance": importance, "min_age_days": age.total_seconds() / 86400}
         params: dict[str, Any] = {
             "max_importance": importance,
-            "cutoff": cutoff,
-            "session": session,
-            "limit": size,
+            "cutoff": _cutoff(conn, age),
+            "limit": _batch_size(options, settings),
             "expires_days": expires_days,
             "reason": f"long_term, importance below {importance:g}, older than {_fmt_days(age)} days",
             "details": Jsonb({"criteria": criteria, "expires_in_days": expires_days}),
         }
-        selected = sql.SQL(_ARCHIVE_WHERE) + _session_filter(session)
-        if dry_run:
-            result.archived, result.sessions = _count_memories(conn, selected, params)
-        else:
-            _batched_move(conn, sql.SQL(_ARCHIVE).format(where=selected), params, timeouts, result)
+        _move(conn, options, _ARCHIVE_WHERE, _ARCHIVE, params, result)
     result.duration_seconds = time.perf_counter() - started
     return result
 
 
 def forget_memories(
-    conn: psycopg.Connection,
-    *,
-    session: str | None = None,
-    min_age: timedelta | None = None,
-    dry_run: bool = False,
-    batch_size: int | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    conn: psycopg.Connection, options: ConsolidateOptions = ConsolidateOptions()
 ) -> ForgetResult:
-    """Delete archived memories never accessed and older than ``min_age``, logging their ids."""
-    from psycopg import sql
+    """Delete archived memories never accessed and older than ``forget_min_age`` (forget.min_age_days when
+    None), logging their ids."""
     from psycopg.types.json import Jsonb
 
     started = time.perf_counter()
     with own_transactions(conn):
         settings = get_settings(conn)
-        age = min_age if min_age is not None else _days(settings["forget.min_age_days"])
-        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
-        cutoff = conn.execute("SELECT now() - %s::interval", (age,)).fetchone()[0]  # type: ignore[index]
-        result = ForgetResult(dry_run=dry_run, min_age_seconds=age.total_seconds())
+        age = (
+            options.forget_min_age
+            if options.forget_min_age is not None
+            else _days(settings["forget.min_age_days"])
+        )
+        result = ForgetResult(dry_run=options.dry_run, min_age_seconds=age.total_seconds())
         params: dict[str, Any] = {
-            "cutoff": cutoff,
-            "session": session,
-            "limit": size,
+            "cutoff": _cutoff(conn, age),
+            "limit": _batch_size(options, settings),
             "reason": f"archived, never accessed, older than {_fmt_days(age)} days",
             "details": Jsonb({"criteria": {"access_count": 0, "min_age_days": age.total_seconds() / 86400}}),
         }
-        selected = sql.SQL(_FORGET_WHERE) + _session_filter(session)
-        if dry_run:
-            result.forgotten, result.sessions = _count_memories(conn, selected, params)
-        else:
-            _batched_move(conn, sql.SQL(_FORGET).format(where=selected), params, timeouts, result)
+        _move(conn, options, _FORGET_WHERE, _FORGET, params, result)
     result.duration_seconds = time.perf_counter() - started
     return result

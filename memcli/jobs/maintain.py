@@ -7,7 +7,9 @@ A job run uses two kinds of connection:
   a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
 
 Jobs and their steps:
-- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories),
+- ``daily``: ``partitions`` (on the partitioned layout: the months ahead created, log partitions past
+  retention dropped), ``cleanup`` (expired memories, whole partitions first; then relevance rows of
+  sessions without memories),
   ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
   past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
   the logs and relevance rows older than their ``retention.*`` setting);
@@ -39,17 +41,19 @@ from memcli.jobs.consolidate import ConsolidateOptions
 from memcli.jobs.locks import check_direct_connection, job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog, counting_into
 from memcli.jsonable import to_jsonable
+from memcli.partitions import upkeep
 
 if TYPE_CHECKING:
     import psycopg
 
 JOBS = ("daily", "weekly", "monthly")
 JOB_LOCKS: dict[str, tuple[str, ...]] = {
-    "daily": ("daily", "cleanup"),
+    "daily": ("daily", "cleanup", "partitions"),
     "weekly": ("weekly", "consolidate"),
     "monthly": ("monthly",),
     "cleanup": ("cleanup",),
     "consolidate": ("consolidate",),
+    "partitions": ("partitions",),
 }
 
 ConnectFactory = Callable[[], "psycopg.Connection"]
@@ -272,65 +276,16 @@ def cleanup_steps(options: CleanupOptions, progress: ProgressCallback | None = N
 
 
 def consolidate_steps(options: ConsolidateOptions, progress: ProgressCallback | None = None) -> list[Step]:
-    """The merge, then the parts ``options`` asks for; the one place options become the parts' arguments."""
-    o = options
-    steps = [
-        Step(
-            "consolidate",
-            lambda conn: consolidate_mod.merge_sessions(
-                conn,
-                session=o.session,
-                older_than=o.older_than,
-                dry_run=o.dry_run,
-                progress=progress,
-                timeouts=o.timeouts,
-            ),
-        )
+    """The merge, then the parts ``options`` asks for, each given the same options."""
+    parts = (
+        ("decay", options.decay, consolidate_mod.decay_relevance),
+        ("archive", options.archive, consolidate_mod.archive_memories),
+        ("forget", options.forget, consolidate_mod.forget_memories),
+    )
+    return [
+        Step("consolidate", lambda conn: consolidate_mod.merge_sessions(conn, options, progress=progress)),
+        *(Step(name, lambda conn, part=part: part(conn, options)) for name, wanted, part in parts if wanted),
     ]
-    if o.decay:
-        steps.append(
-            Step(
-                "decay",
-                lambda conn: consolidate_mod.decay_relevance(
-                    conn,
-                    session=o.session,
-                    interval=o.decay_interval,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    if o.archive:
-        steps.append(
-            Step(
-                "archive",
-                lambda conn: consolidate_mod.archive_memories(
-                    conn,
-                    session=o.session,
-                    max_importance=o.archive_max_importance,
-                    min_age=o.archive_min_age,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    if o.forget:
-        steps.append(
-            Step(
-                "forget",
-                lambda conn: consolidate_mod.forget_memories(
-                    conn,
-                    session=o.session,
-                    min_age=o.forget_min_age,
-                    dry_run=o.dry_run,
-                    batch_size=o.batch_size,
-                    timeouts=o.timeouts,
-                ),
-            )
-        )
-    return steps
 
 
 def people_steps(*, dry_run: bool = False, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> list[Step]:
@@ -351,6 +306,7 @@ def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | N
     dry_run, timeouts = options.dry_run, options.timeouts
     if job == "daily":
         return [
+            Step("partitions", lambda conn: upkeep.upkeep(conn, dry_run=dry_run, timeouts=timeouts)),
             *cleanup_steps(CleanupOptions(dry_run=dry_run, timeouts=timeouts), progress),
             Step(
                 "stale_relevance",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -71,26 +72,46 @@ def record(
     missing (not migrated) and ConfigError when the role may not append to it: an operation on people's
     data that cannot be audited does not happen.
     """
+    return record_many(conn, operation, [(target, user_id, counts)], subject_digest=subject_digest)[0]
+
+
+def record_many(
+    conn: psycopg.Connection,
+    operation: str,
+    rows: Sequence[tuple[str, uuid.UUID | str | None, dict[str, int] | None]],
+    *,
+    subject_digest: str | None = None,
+) -> list[uuid.UUID]:
+    """Append one audit row per ``(target, user_id, counts)`` in one round trip (a batch that wrote the
+    memories of many users); otherwise as :func:`record`."""
     from psycopg import errors
     from psycopg.types.json import Jsonb
 
     if operation not in OPERATIONS:
         raise ValueError(f"unknown audit operation {operation!r}; one of {', '.join(OPERATIONS)}")
-    if target not in TARGETS:
-        raise ValueError(f"unknown audit target {target!r}; one of {', '.join(TARGETS)}")
-    uid = uuid.UUID(str(user_id)) if user_id is not None else None
-    clean = {str(k): int(v) for k, v in (counts or {}).items()}
-    # the id is made here: INSERT ... RETURNING would need the row to be readable, and under row-level
-    # security a role may append audit rows it may not read back
-    entry_id = uuid.uuid4()
+    who = os_user()
+    params = []
+    ids = []
+    for target, user_id, counts in rows:
+        if target not in TARGETS:
+            raise ValueError(f"unknown audit target {target!r}; one of {', '.join(TARGETS)}")
+        uid = uuid.UUID(str(user_id)) if user_id is not None else None
+        clean = {str(k): int(v) for k, v in (counts or {}).items()}
+        # the id is made here: INSERT ... RETURNING would need the row to be readable, and under row-level
+        # security a role may append audit rows it may not read back
+        entry_id = uuid.uuid4()
+        ids.append(entry_id)
+        params.append((entry_id, operation, target, who, uid, subject_digest, Jsonb(clean)))
+    if not params:
+        return ids
     try:
-        with conn.transaction():
-            conn.execute(
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
                 f"""
                 INSERT INTO {AUDIT_LOG} (id, operation, target, os_user, user_id, subject_digest, counts)
                 VALUES (%s, %s, %s, %s, %s, %s, %s)
                 """,  # noqa: S608 - a constant table name
-                (entry_id, operation, target, os_user(), uid, subject_digest, Jsonb(clean)),
+                params,
             )
     except errors.UndefinedTable:
         raise NotReadyError(f"the audit table {AUDIT_LOG} is missing", hint="run: memcli migrate") from None
@@ -99,7 +120,7 @@ def record(
             f"this database role may not write the audit trail ({AUDIT_LOG}); nothing was changed",
             hint=f"GRANT INSERT ON {AUDIT_LOG} TO the role",
         ) from None
-    return entry_id
+    return ids
 
 
 def pseudonymise(conn: psycopg.Connection, user_id: uuid.UUID, subject_digest: str) -> int:

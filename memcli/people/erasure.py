@@ -114,8 +114,10 @@ def _table_sql(table: str, where: str, select: str) -> Any:
     )
 
 
-def count_rows(conn: psycopg.Connection, subject: Subject, sessions: list[str]) -> dict[str, int]:
-    """Rows of the subject per data table (and, for a user, audit rows still naming them)."""
+def count_rows(
+    conn: psycopg.Connection, subject: Subject, sessions: list[str], *, audit_rows: bool = True
+) -> dict[str, int]:
+    """Rows of the subject per data table (and, for a user with ``audit_rows``, audit rows naming them)."""
     params = filter_params(subject, sessions)
     counts: dict[str, int] = {}
     for table in DATA_TABLES:
@@ -126,7 +128,7 @@ def count_rows(conn: psycopg.Connection, subject: Subject, sessions: list[str]) 
         for where in parts:
             row = conn.execute(_table_sql(table.name, where, "count(*)"), params).fetchone()
             counts[table.name] += int(row[0]) if row else 0
-    if subject.kind == "user":
+    if subject.kind == "user" and audit_rows:
         row = conn.execute(_table_sql(AUDIT_LOG, "user_id = %(u)s", "count(*)"), params).fetchone()
         counts[AUDIT_LOG] = int(row[0]) if row else 0
     return counts

@@ -29,7 +29,7 @@ from memcli.jobs.common import (
     in_batch,
     own_transactions,
 )
-from memcli.schema.models import CONTENT_TYPES
+from memcli.schema.names import CONTENT_TYPES
 from memcli.settings import get_settings
 
 if TYPE_CHECKING:

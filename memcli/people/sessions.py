@@ -199,7 +199,10 @@ def close_session(
         info = show_session(conn, session)
         result = CloseResult(session_id=session, dry_run=dry_run, was=info.state)
         merged = consolidate_mod.merge_sessions(
-            conn, session=session, older_than=timedelta(0), dry_run=dry_run, timeouts=timeouts
+            conn,
+            consolidate_mod.ConsolidateOptions(
+                dry_run=dry_run, session=session, older_than=timedelta(0), timeouts=timeouts
+            ),
         )
         result.merged = merged.memories_merged
         result.new_memory_id = merged.new_memory_ids[0] if merged.new_memory_ids else None

@@ -267,11 +267,11 @@ CORE_TABLES = names.CORE_TABLES
 
 # --- memory system -----------------------------------------------------------------------------------
 
-MEMORY_TYPES = ("short_term", "long_term", "archived", "semantic")
-SECTION_TYPES = ("menu", "services", "hours", "location", "policies", "overview")
-CONTENT_TYPES = ("conversation", "business_info", "user_preference")
-CONSOLIDATION_TYPES = ("merge", "summarize", "archive", "forget")
-MAINTENANCE_STATUSES = ("running", "succeeded", "failed", "skipped")
+MEMORY_TYPES = names.MEMORY_TYPES
+SECTION_TYPES = names.SECTION_TYPES
+CONTENT_TYPES = names.CONTENT_TYPES
+CONSOLIDATION_TYPES = names.CONSOLIDATION_TYPES
+MAINTENANCE_STATUSES = names.MAINTENANCE_STATUSES
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

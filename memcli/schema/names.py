@@ -74,6 +74,15 @@ CORE_TABLES: tuple[str, ...] = (
 # Expected even when adopted: the memory schema references it.
 ALWAYS_EXPECTED_CORE: tuple[str, ...] = (BUSINESSES,)
 
+# --- the schema's enumerations (the CHECK constraints of revision 0002) ---------------------------------
+
+EXPIRING_TIERS: tuple[str, ...] = ("short_term", "long_term", "archived")  # each has a retention setting
+MEMORY_TYPES: tuple[str, ...] = (*EXPIRING_TIERS, "semantic")  # conversation_memory.memory_type
+CONTENT_TYPES: tuple[str, ...] = ("conversation", "business_info", "user_preference")  # semantic_memory
+SECTION_TYPES: tuple[str, ...] = ("menu", "services", "hours", "location", "policies", "overview")
+CONSOLIDATION_TYPES: tuple[str, ...] = ("merge", "summarize", "archive", "forget")
+MAINTENANCE_STATUSES: tuple[str, ...] = ("running", "succeeded", "failed", "skipped")
+
 # --- other objects -----------------------------------------------------------------------------------
 
 VIEWS: tuple[str, ...] = ("active_business_context", "session_memory_summary", "business_memory_overview")
@@ -86,6 +95,11 @@ FUNCTIONS: tuple[str, ...] = (
     "memory_retention(text)",
     "memcli_setting(text)",
     "memcli_current_user_id()",
+    "create_memory_partition(date)",
+    "memcli_create_partition(regclass, date)",
+    "memcli_conversation_memory_unique()",
+    "memcli_lock_memory_key(text, text)",
+    "memcli_memory_expiry(timestamp with time zone, timestamp with time zone, text)",
 )
 TRIGGERS: tuple[tuple[str, str], ...] = (
     (CONVERSATION_MEMORY, "trigger_memory_access"),
@@ -104,6 +118,11 @@ DEFAULT_EMBEDDING_DIMENSION = 384
 DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 # HNSW indexes on pgvector's `vector` type support at most 2000 dimensions.
 MAX_EMBEDDING_DIMENSION = 2000
+# The types semantic_memory.embedding_vector may have: `vector` (4-byte floats) or `halfvec` (2-byte floats,
+# half the table and index; docs/vector-index.md says when it serves). Chosen at the first migration
+# (--vector-type), changed online by `memcli vectors convert`, recorded as "embedding.vector_type".
+VECTOR_TYPES: tuple[str, ...] = ("vector", "halfvec")
+DEFAULT_VECTOR_TYPE = "vector"
 
 # The HNSW index on semantic_memory.embedding_vector and the parameters new builds use (measured in
 # benchmarks/vector_bench.py, docs/vector-index.md): 24 links a node and a build list of 128 hold recall@10

@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 
 # Marks a section memcli built whose source disappeared; a later refresh that builds it again reactivates it.
 RETIRED = "retired"
+# The sections sent to the INSERT and the UPDATE, one JSON array of records (see ``records`` below).
+_SECTIONS = (
+    "jsonb_to_recordset(%s::jsonb) AS r(business_id uuid, section_type text, section_name text, "
+    "section_content jsonb, section_order int, source_hash text)"
+)
 
 
 @dataclass
@@ -195,6 +200,7 @@ def _write_sections(
     refresh: bool,
     dry_run: bool,
 ) -> None:
+    from psycopg import sql
     from psycopg.types.json import Jsonb
 
     existing: dict[tuple[uuid.UUID, str, str], str | None] = {}
@@ -264,46 +270,42 @@ def _write_sections(
         # ON CONFLICT DO NOTHING: a concurrent run that created the section first wins; it is then counted
         # as unchanged here.
         created = conn.execute(
-            """
+            sql.SQL(
+                """
             INSERT INTO business_context_sections
                 (business_id, section_type, section_name, section_content, section_order, source_hash)
             SELECT r.business_id, r.section_type, r.section_name, r.section_content, r.section_order,
                    r.source_hash
-            FROM jsonb_to_recordset(%s::jsonb) AS r(business_id uuid, section_type text, section_name text,
-                                                  section_content jsonb, section_order int, source_hash text)
+            FROM {sections}
             ON CONFLICT (business_id, section_type, section_name) DO NOTHING
             RETURNING section_type
-            """,
+            """
+            ).format(sections=sql.SQL(_SECTIONS)),
             (records(to_create),),
         ).fetchall()
-        for (section_type,) in created:
-            result.sections[section_type].created += 1
-        for section_type in _lost(to_create, created):
-            result.sections[section_type].unchanged += 1
+        _tally(result, "created", to_create, created)
     if to_update:
         # The hash guard makes the UPDATE touch (and stamp last_updated on) changed rows only, even when a
         # concurrent refresh got there first. A retired section that is built again comes back active;
         # one an operator deactivated stays inactive.
         updated = conn.execute(
-            """
+            sql.SQL(
+                """
             UPDATE business_context_sections t
             SET section_content = r.section_content,
                 section_order = r.section_order,
                 source_hash = r.source_hash,
                 is_active = CASE WHEN t.source_hash = %s THEN true ELSE t.is_active END,
                 last_updated = now()
-            FROM jsonb_to_recordset(%s::jsonb) AS r(business_id uuid, section_type text, section_name text,
-                                                  section_content jsonb, section_order int, source_hash text)
+            FROM {sections}
             WHERE t.business_id = r.business_id AND t.section_type = r.section_type
               AND t.section_name = r.section_name AND t.source_hash IS DISTINCT FROM r.source_hash
             RETURNING t.section_type
-            """,
+            """
+            ).format(sections=sql.SQL(_SECTIONS)),
             (RETIRED, records(to_update)),
         ).fetchall()
-        for (section_type,) in updated:
-            result.sections[section_type].updated += 1
-        for section_type in _lost(to_update, updated):
-            result.sections[section_type].unchanged += 1
+        _tally(result, "updated", to_update, updated)
     if to_retire:
         retired = conn.execute(
             """
@@ -322,8 +324,17 @@ def _write_sections(
                 RETIRED,
             ),
         ).fetchall()
-        for (section_type,) in retired:
-            result.sections[section_type].retired += 1
+        _tally(result, "retired", [], retired)
+
+
+def _tally(result: SeedResult, outcome: str, attempted: list[Section], written: list[tuple[str]]) -> None:
+    """Count the sections written under ``outcome``; those attempted but written first by a concurrent
+    run count as unchanged."""
+    for (section_type,) in written:
+        counts = result.sections[section_type]
+        setattr(counts, outcome, getattr(counts, outcome) + 1)
+    for section_type in _lost(attempted, written):
+        result.sections[section_type].unchanged += 1
 
 
 def _lost(attempted: list[Section], done: list[tuple[str]]) -> list[str]:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memcli.bulk import copy_rows
 from memcli.errors import ConfigError, JobFailedError, NotReadyError
+from memcli.schema import names
 from memcli.seed.business import SeedResult, seed_sections
 from memcli.seed.defaults import ensure_default_settings
 from memcli.seed.demo_data import (
     CONVERSATION_COLUMNS,
     DAY,
     DEMO_PREFIX,
-    EXPIRING_TIERS,
     PROFILE_COLUMNS,
     RELEVANCE_COLUMNS,
     SEMANTIC_COLUMNS,
@@ -67,19 +67,26 @@ def non_demo_holders(conn: psycopg.Connection, business_columns: dict[str, str] 
     """The tables holding rows that are not demo data: memories, and the app's businesses (demo restaurants
     would show up in a live application next to the real ones). ``business_columns``: table_columns of
     businesses."""
+    from psycopg import sql
+
     like = DEMO_PREFIX + "%"
     marker = '{"demo": true}'
+    # What tells a memory table's rows that are not demo data.
+    not_demo = {
+        names.CONVERSATION_MEMORY: "session_id NOT LIKE %(like)s",
+        names.SEMANTIC_MEMORY: "session_id NOT LIKE %(like)s",
+        names.USER_CONTEXT_PROFILES: "NOT coalesce(profile_data @> %(marker)s::jsonb, false)",
+    }
     row = conn.execute(
-        """
-        SELECT EXISTS (SELECT 1 FROM conversation_memory WHERE session_id NOT LIKE %s),
-               EXISTS (SELECT 1 FROM semantic_memory WHERE session_id NOT LIKE %s),
-               EXISTS (SELECT 1 FROM user_context_profiles
-                       WHERE NOT coalesce(profile_data @> %s::jsonb, false))
-        """,
-        (like, like, marker),
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("EXISTS (SELECT 1 FROM {} WHERE {})").format(sql.Identifier(table), sql.SQL(where))  # type: ignore[arg-type]
+                for table, where in not_demo.items()
+            )
+        ),
+        {"like": like, "marker": marker},
     ).fetchone()
-    tables = ("conversation_memory", "semantic_memory", "user_context_profiles")
-    holders = [table for table, found in zip(tables, row or (), strict=True) if found]
+    holders = [table for table, found in zip(not_demo, row or (), strict=True) if found]
     if business_columns:
         # Demo businesses carry settings {"demo": true} and a demo- slug; with neither column, no business can
         # be told apart from a real one.
@@ -156,7 +163,7 @@ def seed_demo(
         conn.execute(
             "SELECT tier, extract(epoch FROM memory_retention(tier))::float8 / 86400"
             " FROM unnest(%s::text[]) AS t(tier)",
-            (list(EXPIRING_TIERS),),
+            (list(names.EXPIRING_TIERS),),
         ).fetchall()
     )
     data = generate_demo(
@@ -180,16 +187,16 @@ def seed_demo(
         "working_hours": data.working_hours,
     }
     plans = {table: _app_plan(table, app_columns[table], rows, result) for table, rows in app_rows.items()}
-    memory_rows = {
-        "user_context_profiles": len(data.profiles),
-        "conversation_memory": len(data.conversation),
-        "semantic_memory": len(data.semantic),
-        "context_relevance": len(data.relevance),
+    memory_loads: dict[str, tuple[Sequence[str], list[Any]]] = {
+        names.USER_CONTEXT_PROFILES: (PROFILE_COLUMNS, data.profiles),
+        names.CONVERSATION_MEMORY: (CONVERSATION_COLUMNS, data.conversation),
+        names.SEMANTIC_MEMORY: (SEMANTIC_COLUMNS, data.semantic),  # its vectors are added when loading
+        names.CONTEXT_RELEVANCE: (RELEVANCE_COLUMNS, data.relevance),
     }
+    for table, plan in plans.items():
+        result.counts[table] = len(plan[1]) if plan else 0
     if dry_run:
-        for table, plan in plans.items():
-            result.counts[table] = len(plan[1]) if plan else 0
-        result.counts.update(memory_rows)
+        result.counts.update({table: len(rows) for table, (_, rows) in memory_loads.items()})
         result.embedding_model = embedder.name if embedder is not None else None
         conn.rollback()
         return result
@@ -208,48 +215,16 @@ def seed_demo(
         result.embedding_seconds = round(time.perf_counter() - started, 3)
 
         started = time.perf_counter()
-        for table, plan in plans.items():
-            if plan is None:
-                result.counts[table] = 0
-                continue
-            columns, rows = plan
-            result.counts[table] = copy_rows(conn, table, columns, rows, progress=progress, total=len(rows))
-        result.counts["user_context_profiles"] = copy_rows(
-            conn,
-            "user_context_profiles",
-            PROFILE_COLUMNS,
-            data.profiles,
-            progress=progress,
-            total=len(data.profiles),
-        )
-        result.counts["conversation_memory"] = copy_rows(
-            conn,
-            "conversation_memory",
-            CONVERSATION_COLUMNS,
-            data.conversation,
-            progress=progress,
-            total=len(data.conversation),
-        )
-        semantic_rows = (
-            (*row[:5], vector, row[5], row[6], row[7], embedder.name, row[8], row[9])
-            for row, vector in zip(data.semantic, vectors, strict=True)
-        )
-        result.counts["semantic_memory"] = copy_rows(
-            conn,
-            "semantic_memory",
+        memory_loads[names.SEMANTIC_MEMORY] = (
             SEMANTIC_COLUMNS,
-            semantic_rows,
-            progress=progress,
-            total=len(data.semantic),
+            [
+                (*row[:5], vector, row[5], row[6], row[7], embedder.name, row[8], row[9])
+                for row, vector in zip(data.semantic, vectors, strict=True)
+            ],
         )
-        result.counts["context_relevance"] = copy_rows(
-            conn,
-            "context_relevance",
-            RELEVANCE_COLUMNS,
-            data.relevance,
-            progress=progress,
-            total=len(data.relevance),
-        )
+        loads = {table: plan for table, plan in plans.items() if plan is not None} | memory_loads
+        for table, (columns, rows) in loads.items():
+            result.counts[table] = copy_rows(conn, table, columns, rows, progress=progress, total=len(rows))
         # The demo businesses' context sections, built as `memcli seed` builds them for real ones.
         sections = SeedResult()
         ids = [row["id"] for row in data.businesses]
@@ -302,14 +277,14 @@ def _app_plan(
         return None
     if not rows:
         return [], []
-    names = [
+    kept = [
         name
         for name in rows[0]
         if name in columns
         # Only pass our uuid5 ids where the column is a uuid (an app may number its rows itself).
         and not (name == "id" and columns[name] != "uuid" and table != "businesses")
     ]
-    return names, [tuple(row[name] for name in names) for row in rows]
+    return kept, [tuple(row[name] for name in kept) for row in rows]
 
 
 def _embed(embedder: Embedder, texts: list[str], progress: Progress | None, batch: int = 128) -> list[Any]:

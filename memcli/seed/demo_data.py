@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from memcli.schema.names import EXPIRING_TIERS
 from memcli.seed import vocabulary as v
 from memcli.seed.sections import WEEKDAYS
 
@@ -500,8 +501,6 @@ TOPICS = (
 PREFERENCE_TOPICS = ("dietary_preference", "allergies", "favourite_dish", "seating_preference", "spice_level")
 IMPORTANT_TOPICS = ("allergies", "dietary_preference")
 
-# The tiers whose memories expire (a semantic memory never does).
-EXPIRING_TIERS = ("short_term", "long_term", "archived")
 
 # Session age bands, in days before the base time, cycled so that even a few sessions cover all of them.
 _BANDS = ("recent", "mid", "recent", "old", "mid")
