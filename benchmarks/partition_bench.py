@@ -10,8 +10,9 @@ expiring over the next year), one migrated plain, one ``--partitioned``; each is
    memory per transaction). Reported: wall time, the longest lock held (the longest batch transaction, or
    the detach), the writer's p50/p99/max. Targets: drop >= 10x faster, writer p99 < 50 ms.
 2. **Inserts and reads** at the full row count: single-row inserts without ``expires_at`` (the expiry
-   trigger and, partitioned, the routing and the unique-key trigger) per second; reads of one session's and
-   one user's memories (p50/mean). Target: partitioned within 10% of plain.
+   trigger and, partitioned, the routing and the unique-key trigger), one per transaction, the layouts
+   taking turns in rounds (median round per second, and the server's CPU per insert); reads of one
+   session's and one user's memories (p50/mean). Target: partitioned within 10% of plain.
 3. **Online convert** of a plain table of half the rows while the application writes: wall time, the swap's
    lock, and the longest insert / update the application saw.
 
@@ -28,6 +29,7 @@ import random
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from cleanup_bench import AppLoad
@@ -103,21 +105,71 @@ def run_cleanup(dsn: str, rows: int, sessions: int) -> dict[str, Any]:
     }
 
 
-def run_inserts_and_reads(dsn: str, sessions: int, inserts: int, reads: int) -> dict[str, Any]:
+def _backend_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a server backend (the embedded server runs here), None where unreadable."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_inserts(dsns: dict[str, str], inserts: int, rounds: int) -> dict[str, Any]:
+    """Single-row inserts, one per transaction, the layouts taking turns in ``rounds`` rounds.
+
+    On a shared machine the load changes from one second to the next: taking turns exposes both layouts
+    to the same conditions, and the median round compares them. The server's CPU per insert (from the
+    backend's /proc entry) is reported beside it: it does not count time spent waiting for a core or for
+    the WAL flush, so it shows what the layout itself costs.
+    """
+    import psycopg
+
+    conns = {name: psycopg.connect(dsn, autocommit=True) for name, dsn in dsns.items()}
+    per_round = max(1, inserts // rounds)
+    rates: dict[str, list[float]] = {name: [] for name in dsns}
+    cpu: dict[str, float] = dict.fromkeys(dsns, 0.0)
+    statement = (
+        "INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, context_value) "
+        "VALUES (%s, %s, 'short_term', %s, '{\"said\": 1}')"
+    )
+    try:
+        pids = {name: conn.execute("SELECT pg_backend_pid()").fetchone()[0] for name, conn in conns.items()}  # type: ignore[index]
+        for conn in conns.values():  # warm-up: the plans, the caches
+            for n in range(100):
+                conn.execute(statement, (f"bench-{n % 1000}", None, f"warm-{n}"))
+        for r in range(rounds):
+            order = list(conns) if r % 2 == 0 else list(reversed(conns))
+            for name in order:
+                conn = conns[name]
+                cpu_before = _backend_cpu_seconds(pids[name])
+                started = time.perf_counter()
+                for n in range(per_round):
+                    conn.execute(statement, (f"bench-{n % 1000}", None, f"ins-{r}-{n}"))
+                rates[name].append(per_round / (time.perf_counter() - started))
+                cpu_after = _backend_cpu_seconds(pids[name])
+                if cpu_before is not None and cpu_after is not None:
+                    cpu[name] += cpu_after - cpu_before
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return {
+        name: {
+            "inserts_per_second": round(statistics.median(rates[name])),
+            "rounds": [round(x) for x in rates[name]],
+            "server_cpu_us_per_insert": round(cpu[name] / (per_round * rounds) * 1e6, 1),
+        }
+        for name in dsns
+    }
+
+
+def run_reads(dsn: str, sessions: int, reads: int) -> dict[str, Any]:
     import psycopg
 
     rng = random.Random(11)
     out: dict[str, Any] = {}
     with psycopg.connect(dsn, autocommit=True) as conn:
-        started = time.perf_counter()
-        for n in range(inserts):
-            conn.execute(
-                "INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, "
-                "context_value) VALUES (%s, %s, 'short_term', %s, '{\"said\": 1}')",
-                (f"bench-{n % 1000}", None, f"ins-{n}"),
-            )
-        elapsed = time.perf_counter() - started
-        out["inserts_per_second"] = round(inserts / elapsed)
         for label, query, arg in (
             (
                 "by_session",
@@ -130,7 +182,7 @@ def run_inserts_and_reads(dsn: str, sessions: int, inserts: int, reads: int) -> 
                 lambda: f"user-{rng.randrange(sessions // 4)}",
             ),
         ):
-            for _ in range(50 if reads else 0):  # warm the cache and the prepared statement
+            for _ in range(50):  # warm the cache and the prepared statement
                 conn.execute(query, (arg(),), prepare=True).fetchall()
             samples = []
             for _ in range(reads):
@@ -138,8 +190,6 @@ def run_inserts_and_reads(dsn: str, sessions: int, inserts: int, reads: int) -> 
                 started = time.perf_counter()
                 conn.execute(query, (value,), prepare=True).fetchall()
                 samples.append((time.perf_counter() - started) * 1000)
-            if not samples:
-                continue
             out[label] = {
                 "p50_ms": round(nearest_rank(samples, 0.5), 3),
                 "mean_ms": round(statistics.fmean(samples), 3),
@@ -178,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=2_000_000, help="conversation_memory rows (default 2M)")
     parser.add_argument("--sessions", type=int, default=40_000, help="sessions (default 40k)")
     parser.add_argument("--inserts", type=int, default=20_000, help="single-row inserts timed (default 20k)")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds the layouts' inserts alternate in")
     parser.add_argument("--reads", type=int, default=2_000, help="reads timed per query (default 2000)")
     parser.add_argument(
         "--only", choices=("cleanup", "rw", "convert"), default=None, help="run one of the three parts"
@@ -213,19 +264,22 @@ def main(argv: list[str] | None = None) -> int:
             say(f"cleanup, {layout}, with the application writing ...")
             report[f"cleanup_{layout}"] = run_cleanup(clone, args.rows, args.sessions)
 
-        for layout in ("plain", "partitioned") if args.only in (None, "rw") else ():
-            clone = server.create_database(f"rw_{layout}", template=f"src_{layout}", strategy="FILE_COPY")
-            say(f"inserts and reads, {layout} ...")
-            report[f"rw_{layout}"] = run_inserts_and_reads(clone, args.sessions, args.inserts, args.reads)
         if args.only in (None, "rw"):
-            # the partitioned layout's unique-key trigger is most of its insert cost: measured without it
-            clone = server.create_database("rw_nounique", template="src_partitioned", strategy="FILE_COPY")
-            with psycopg.connect(clone, autocommit=True) as conn:
+            clones = {
+                layout: server.create_database(f"rw_{layout}", template=f"src_{layout}", strategy="FILE_COPY")
+                for layout in ("plain", "partitioned")
+            }
+            # the partitioned layout's unique-key trigger, measured apart
+            clones["partitioned_without_unique_trigger"] = server.create_database(
+                "rw_nounique", template="src_partitioned", strategy="FILE_COPY"
+            )
+            with psycopg.connect(clones["partitioned_without_unique_trigger"], autocommit=True) as conn:
                 conn.execute("ALTER TABLE conversation_memory DISABLE TRIGGER trigger_memory_unique_key")
-            say("inserts, partitioned without the unique-key trigger ...")
-            report["inserts_per_second_partitioned_without_unique_trigger"] = run_inserts_and_reads(
-                clone, args.sessions, args.inserts, 0
-            )["inserts_per_second"]
+            say(f"inserts, the layouts taking turns over {args.rounds} rounds ...")
+            report["inserts"] = run_inserts(clones, args.inserts, args.rounds)
+            for layout in ("plain", "partitioned"):
+                say(f"reads, {layout} ...")
+                report[f"reads_{layout}"] = run_reads(clones[layout], args.sessions, args.reads)
 
         if args.only not in (None, "convert"):
             return _finish(report, args)
@@ -245,9 +299,11 @@ def _finish(report: dict[str, Any], args: argparse.Namespace) -> int:
         return 0
     plain, part = report["cleanup_plain"], report["cleanup_partitioned"]
     report["cleanup_speedup"] = round(plain["seconds"] / part["seconds"], 1) if part["seconds"] else None
-    rw_p, rw_q = report["rw_plain"], report["rw_partitioned"]
+    ins, rw_p, rw_q = report["inserts"], report["reads_plain"], report["reads_partitioned"]
     report["ratios"] = {
-        "insert_throughput": round(rw_p["inserts_per_second"] / rw_q["inserts_per_second"], 3),
+        "insert_throughput": round(
+            ins["plain"]["inserts_per_second"] / ins["partitioned"]["inserts_per_second"], 3
+        ),
         "by_session_mean": round(rw_q["by_session"]["mean_ms"] / rw_p["by_session"]["mean_ms"], 3),
         "by_user_mean": round(rw_q["by_user"]["mean_ms"] / rw_p["by_user"]["mean_ms"], 3),
     }
@@ -276,12 +332,20 @@ def _print(r: dict[str, Any]) -> None:
         for stat in ("p50_ms", "p99_ms", "max_ms"):
             print(f"{'app ' + who + ' ' + stat:32} {p[who][stat]:>24} {q[who][stat]:>20}")
     print(f"speed-up {r['cleanup_speedup']}x (target >= {TARGET_SPEEDUP:g}x)")
-    a, b = r["rw_plain"], r["rw_partitioned"]
+    ins, a, b = r["inserts"], r["reads_plain"], r["reads_partitioned"]
     print(f"{'inserts / reads':32} {'plain':>24} {'partitioned':>20}")
-    print(f"{'single-row inserts/s':32} {a['inserts_per_second']:>24} {b['inserts_per_second']:>20}")
+    print(
+        f"{'single-row inserts/s (median)':32} {ins['plain']['inserts_per_second']:>24} "
+        f"{ins['partitioned']['inserts_per_second']:>20}"
+    )
+    print(
+        f"{'server CPU us per insert':32} {ins['plain']['server_cpu_us_per_insert']:>24} "
+        f"{ins['partitioned']['server_cpu_us_per_insert']:>20}"
+    )
+    nou = ins["partitioned_without_unique_trigger"]
     print(
         f"{'  ... without unique-key trigger':32} {'':>24} "
-        f"{r['inserts_per_second_partitioned_without_unique_trigger']:>20}"
+        f"{str(nou['inserts_per_second']) + '/s, ' + str(nou['server_cpu_us_per_insert']) + ' us':>20}"
     )
     for q_ in ("by_session", "by_user"):
         for stat in ("p50_ms", "mean_ms", "p99_ms"):

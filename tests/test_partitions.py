@@ -330,6 +330,41 @@ def test_convert_catches_up_with_writes_made_while_it_copies(plain_db: str) -> N
         app.close()
 
 
+def test_the_swap_replays_under_its_lock_what_came_after_the_last_pass(
+    plain_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last catch-up pass runs without a lock; the swap's batch takes what was written after it."""
+    with connect(plain_db, autocommit=True) as conn:
+        _fill_plain(conn)
+    app = psycopg.connect(plain_db, autocommit=True)
+    real_pass = convert_mod._catch_up
+    writes = 0
+
+    def pass_then_write(conn: psycopg.Connection, spec: Any, size: int, timeouts: Any) -> int:
+        nonlocal writes
+        taken = real_pass(conn, spec, size, timeouts)
+        writes += 1
+        app.execute(
+            "UPDATE conversation_memory SET importance_score = %s WHERE context_key = 'k3'", (writes / 100,)
+        )
+        return taken
+
+    monkeypatch.setattr(convert_mod, "_catch_up", pass_then_write)
+    try:
+        with connect(plain_db) as conn:
+            result = convert_mod.convert(conn, ["conversation_memory"], batch_size=50)
+        table = result.tables[0]
+        assert table.status == "converted" and table.lock_ms > 0
+        with connect(plain_db) as conn:
+            assert layout(conn)["conversation_memory"] == "p"
+            score = conn.execute(
+                "SELECT importance_score FROM conversation_memory WHERE context_key = 'k3'"
+            ).fetchone()[0]
+        assert writes >= 2 and float(score) == pytest.approx(writes / 100)
+    finally:
+        app.close()
+
+
 class Stop(Exception):
     pass
 

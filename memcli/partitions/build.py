@@ -7,7 +7,7 @@ partitioned layout copies the rows back into plain tables (under the migration's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memcli.partitions.layout import SPECS, PartitionSpec, is_partitioned
 from memcli.partitions.twin import build_twin, swap
@@ -31,15 +31,17 @@ def copy_columns(conn: psycopg.Connection, table: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def set_triggers(conn: psycopg.Connection, table: str, enabled: bool) -> None:
+def triggers_statement(table: str, enabled: bool) -> Any:
     """Turn the table's own (not internal) triggers off while rows are copied in, and on again."""
     from psycopg import sql
 
-    conn.execute(
-        sql.SQL("ALTER TABLE {} {} TRIGGER USER").format(
-            sql.Identifier(table), sql.SQL("ENABLE" if enabled else "DISABLE")
-        )
+    return sql.SQL("ALTER TABLE {} {} TRIGGER USER").format(
+        sql.Identifier(table), sql.SQL("ENABLE" if enabled else "DISABLE")
     )
+
+
+def set_triggers(conn: psycopg.Connection, table: str, enabled: bool) -> None:
+    conn.execute(triggers_statement(table, enabled))
 
 
 def _lock(conn: psycopg.Connection, table: str) -> None:

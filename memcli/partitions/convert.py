@@ -9,9 +9,10 @@
    comment, in the batch's transaction, so a killed run resumes after the last committed batch.
 3. **Catch up**: the ids in the change log are taken in batches and their rows refreshed in the twin from
    the original (deleted, then copied again if the row still exists), until little is left.
-4. **Swap** under ``LOCK TABLE ... ACCESS EXCLUSIVE``, taken with a short ``lock_timeout`` and retried: the
-   last changes, the twin's triggers on, the twin renamed into place (see ``twin.swap``), the change log
-   dropped, commit. The lock is held for the final catch-up and catalog renames only.
+4. **Swap**: a last catch-up pass without any lock, then one batch sent in a single round trip: ``LOCK
+   TABLE ... ACCESS EXCLUSIVE`` (a short ``lock_timeout``, retried), the changes made since, the twin's
+   triggers on, the twin renamed into place (``twin.swap_statements``, read from the catalog beforehand);
+   commit. The lock is held for that server-side work only; the change log is dropped afterwards.
 
 Until the swap commits the original serves the application unchanged (its triggers add one insert into
 the change log per statement). ``abandon`` removes the twin, the triggers and the change log.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
 from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, check_batch_size, in_batch, own_transactions
-from memcli.partitions.build import copy_columns, set_triggers
+from memcli.partitions.build import copy_columns, set_triggers, triggers_statement
 from memcli.partitions.layout import (
     CAPTURE_TRIGGER,
     SPECS,
@@ -36,7 +37,7 @@ from memcli.partitions.layout import (
     is_partitioned,
     month_start,
 )
-from memcli.partitions.twin import build_twin, swap
+from memcli.partitions.twin import build_twin, swap_statements
 from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_timeouts, required_months
 from memcli.settings import get_setting
 
@@ -209,26 +210,67 @@ def _copy_batch(
     return last, n
 
 
-def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
-    """Refresh in the twin the rows of (up to ``size``) logged ids; how many log entries were taken."""
+def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> Any:
+    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took."""
     from psycopg import sql
 
     columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
     pk = _q(spec.primary_key[0])
     limit = sql.SQL("ORDER BY seq LIMIT {}").format(sql.Literal(size)) if size else sql.SQL("")
-    row = conn.execute(
+    return sql.SQL(
+        "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
+        "ids AS (SELECT DISTINCT id FROM taken), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids)), "
+        "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
+        "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)) "
+        "SELECT 'caught_up', count(*)::float8 FROM taken"
+    ).format(log=_q(spec.changes), limit=limit, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
+
+
+def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
+    row = conn.execute(_catch_up_statement(conn, spec, size)).fetchone()
+    return int(row[1]) if row else 0
+
+
+def _catch_up(conn: psycopg.Connection, spec: PartitionSpec, size: int, timeouts: Timeouts) -> int:
+    """One pass over the change log, a batch per transaction; how many entries it took."""
+    taken = 0
+    while True:
+        n = in_batch(conn, timeouts, lambda: _catch_up_batch(conn, spec, size))
+        taken += n
+        if n < size:
+            return taken
+
+
+def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
+    """The swap as one batch: lock, the last changes, the twin's triggers on, the renames; it reports the
+    changes taken (``caught_up``) and how long the lock had been held when it ended (``held_ms``)."""
+    from psycopg import sql
+
+    return [
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)),
+        sql.SQL("SELECT set_config('memcli.swap_locked_at', clock_timestamp()::text, true)"),
+        _catch_up_statement(conn, spec, None),
+        triggers_statement(spec.twin, True),
+        *swap_statements(conn, spec),  # dropping the original drops its capture triggers
         sql.SQL(
-            "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
-            "ids AS (SELECT DISTINCT id FROM taken), "
-            "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids)), "
-            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
-            "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)) "
-            "SELECT count(*) FROM taken"
-        ).format(
-            log=_q(spec.changes), limit=limit, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table)
-        )
-    ).fetchone()
-    return int(row[0]) if row else 0
+            "SELECT 'held_ms', 1000 * extract(epoch FROM clock_timestamp() "
+            "- current_setting('memcli.swap_locked_at')::timestamptz)::float8"
+        ),
+    ]
+
+
+def _run_swap(conn: psycopg.Connection, batch: list[Any]) -> dict[str, float]:
+    """Run the swap batch in one round trip; the figures it reported."""
+    cursor = conn.execute(";\n".join(s.as_string(conn) for s in batch).encode())
+    figures: dict[str, float] = {}
+    while True:
+        if cursor.description is not None and len(cursor.description) == 2:
+            for name, value in cursor.fetchall():
+                if name in ("caught_up", "held_ms"):
+                    figures[str(name)] = float(value)
+        if not cursor.nextset():
+            return figures
 
 
 def convert_table(
@@ -286,31 +328,29 @@ def convert_table(
 
     # Catch up until one pass finds little to do.
     for _ in range(CATCH_UP_ROUNDS):
-        taken = 0
-        while True:
-            n = in_batch(conn, timeouts, lambda: _catch_up_batch(conn, spec, size))
-            taken += n
-            if n < size:
-                break
+        taken = _catch_up(conn, spec, size, timeouts)
         result.rows_caught_up += taken
         if taken <= SWAP_WHEN_FEWER:
             break
 
-    # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it.
+    # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it. The
+    # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
+    # server's work (the last few changes, catalog renames), never for round trips to this client.
+    batch = _swap_batch(conn, spec)
     attempt = 0
     while True:
+        result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
         try:
             with conn.transaction():
                 conn.execute(
                     "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                     (f"{ddl_timeouts(timeouts).lock_timeout_ms}ms", f"{timeouts.statement_timeout_ms}ms"),
                 )
-                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)))
-                locked = time.perf_counter()
-                result.rows_caught_up += _catch_up_batch(conn, spec, None)
-                set_triggers(conn, spec.twin, True)
-                swap(conn, spec)  # dropping the original drops its capture triggers
-            result.lock_ms = (time.perf_counter() - locked) * 1000
+                figures = _run_swap(conn, batch)
+                ended = time.perf_counter()
+            # held until the commit returned: the batch's own figure plus the commit
+            result.lock_ms = figures.get("held_ms", 0.0) + (time.perf_counter() - ended) * 1000
+            result.rows_caught_up += int(figures.get("caught_up", 0))
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
             attempt += 1

@@ -359,27 +359,32 @@ def _foreign_policies(conn: psycopg.Connection, oid: int) -> list[tuple[int, str
     return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
-def swap(conn: psycopg.Connection, spec: PartitionSpec) -> None:
-    """Put ``spec.twin`` in the place of ``spec.table`` (in the caller's transaction, original locked)."""
+def swap_statements(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
+    """The statements that put ``spec.twin`` in the place of ``spec.table``, read from the catalog now.
+
+    Nothing is changed yet: the caller runs them in one transaction that has locked the original, as one
+    batch (``run_batch``), so the lock is held for the server's work and not for client round trips.
+    Reading the catalog beforehand is safe under the ``partitions`` job lock, which keeps memcli's own
+    DDL away; the values that move on (the identity sequence) are read by the statements themselves.
+    """
     from psycopg import sql
 
     table, twin = spec.table, spec.twin
     oid, twin_oid = _oid(conn, table), _oid(conn, twin)
+    out: list[Any] = []
 
-    # Identity columns continue where the original's sequence stood.
+    # Identity columns continue where the original's sequence stands when the lock is held.
     for (column,) in conn.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attidentity <> '' AND NOT attisdropped",
         (oid,),
     ).fetchall():
-        conn.execute(
-            """
-            SELECT setval(pg_get_serial_sequence(%(twin)s, %(col)s),
-                          greatest(s.last_value, 1), s.last_value IS NOT NULL)
-            FROM pg_sequences s
-            WHERE format('%%I.%%I', s.schemaname, s.sequencename)::regclass
-                  = pg_get_serial_sequence(%(table)s, %(col)s)::regclass
-            """,
-            {"twin": twin, "table": table, "col": column},
+        out.append(
+            sql.SQL(
+                "SELECT setval(pg_get_serial_sequence({twin}, {col}), greatest(s.last_value, 1), "
+                "s.last_value IS NOT NULL) FROM pg_sequences s "
+                "WHERE format('%I.%I', s.schemaname, s.sequencename)::regclass "
+                "= pg_get_serial_sequence({table}, {col})::regclass"
+            ).format(twin=sql.Literal(twin), table=sql.Literal(table), col=sql.Literal(column))
         )
 
     views = _dependent_views(conn, oid)
@@ -389,18 +394,18 @@ def swap(conn: psycopg.Connection, spec: PartitionSpec) -> None:
             policies.append((policy_table, policy, statement))
     # Re-created below from text captured now, while the names still mean the original.
     for policy_table, policy, _ in policies:
-        conn.execute(sql.SQL("DROP POLICY {} ON {}").format(_ident(policy), _sql(policy_table)))
+        out.append(sql.SQL("DROP POLICY {} ON {}").format(_ident(policy), _sql(policy_table)))
     for view in reversed(views):
-        conn.execute(sql.SQL("DROP VIEW {}").format(_sql(view.name)))
-    conn.execute(sql.SQL("DROP TABLE {}").format(_ident(table)))
+        out.append(sql.SQL("DROP VIEW {}").format(_sql(view.name)))
+    out.append(sql.SQL("DROP TABLE {}").format(_ident(table)))
 
-    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(twin), _ident(table)))
+    out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(twin), _ident(table)))
     for (name,) in conn.execute(
         "SELECT relname FROM pg_class WHERE oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %s) "
         "AND relname LIKE %s",
         (twin_oid, "%" + TWIN_SUFFIX),
     ).fetchall():
-        conn.execute(
+        out.append(
             sql.SQL("ALTER INDEX {} RENAME TO {}").format(_ident(name), _ident(name[: -len(TWIN_SUFFIX)]))
         )
     for (name,) in conn.execute(
@@ -408,19 +413,20 @@ def swap(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         "WHERE i.inhparent = %s AND c.relname LIKE %s",
         (twin_oid, twin.replace("_", r"\_") + "%"),
     ).fetchall():
-        conn.execute(
+        out.append(
             sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(name), _ident(table + name[len(twin) :]))
         )
     for (sequence,) in conn.execute(
         "SELECT pg_get_serial_sequence(%s, attname) FROM pg_attribute "
         "WHERE attrelid = %s AND attidentity <> '' AND NOT attisdropped",
-        (table, twin_oid),
+        (twin, twin_oid),
     ).fetchall():
         short = sequence.rsplit(".", 1)[-1].strip('"')
         if short.startswith(twin):
-            conn.execute(
+            out.append(
                 sql.SQL("ALTER SEQUENCE {} RENAME TO {}").format(
-                    _sql(sequence), _ident(table + short[len(twin) :])
+                    _sql(sequence),
+                    _ident(table + short[len(twin) :]),
                 )
             )
 
@@ -430,15 +436,21 @@ def swap(conn: psycopg.Connection, spec: PartitionSpec) -> None:
             if view.options
             else sql.SQL("")
         )
-        conn.execute(
-            sql.SQL("CREATE VIEW {}{} AS {}").format(_sql(view.name), options, _sql(view.definition))
-        )
-        for grant in view.grants:
-            conn.execute(grant)
+        out.append(sql.SQL("CREATE VIEW {}{} AS {}").format(_sql(view.name), options, _sql(view.definition)))
+        out.extend(view.grants)
         if view.comment is not None:
-            conn.execute(
-                sql.SQL("COMMENT ON VIEW {} IS {}").format(_sql(view.name), sql.Literal(view.comment))
-            )
-        conn.execute(sql.SQL("ALTER VIEW {} OWNER TO {}").format(_sql(view.name), _ident(view.owner)))
-    for _, _, statement in policies:
-        conn.execute(statement)
+            out.append(sql.SQL("COMMENT ON VIEW {} IS {}").format(_sql(view.name), sql.Literal(view.comment)))
+        out.append(sql.SQL("ALTER VIEW {} OWNER TO {}").format(_sql(view.name), _ident(view.owner)))
+    out.extend(statement for _, _, statement in policies)
+    return out
+
+
+def run_batch(conn: psycopg.Connection, statements: list[Any]) -> None:
+    """Run the statements in one round trip (the simple query protocol: no parameters, one string)."""
+    if statements:
+        conn.execute(";\n".join(s.as_string(conn) for s in statements).encode())
+
+
+def swap(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    """Put ``spec.twin`` in the place of ``spec.table`` (in the caller's transaction, original locked)."""
+    run_batch(conn, swap_statements(conn, spec))
