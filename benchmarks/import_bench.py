@@ -242,7 +242,7 @@ def raw_copy(imported: str, fresh: str) -> float:
 def _searcher(dsn: str, stop: Any, queue: Any, seconds: float | None = None) -> None:
     """Search with the old model, SEARCH_RATE queries a second (an application's steady traffic, not a
     loop taking a core of its own), until ``stop`` is set (or ``seconds`` pass, or the swap refuses the old
-    model); put the latencies (ms) on ``queue``."""
+    model); put the (wall-clock time, latency in ms) of each on ``queue``."""
     import psycopg
 
     from memcli.embeddings.hashing import HashingEmbedder
@@ -250,7 +250,7 @@ def _searcher(dsn: str, stop: Any, queue: Any, seconds: float | None = None) -> 
     from memcli.search import search
 
     embedder = HashingEmbedder(DIM)
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     deadline = time.monotonic() + seconds if seconds else None
     with psycopg.connect(dsn, autocommit=True) as conn:
         n = 0
@@ -261,7 +261,7 @@ def _searcher(dsn: str, stop: Any, queue: Any, seconds: float | None = None) -> 
                 search(conn, embedder, _text(n), top_k=10, min_similarity=-1)
             except NotReadyError:
                 break  # the swap happened: the old model is refused from now on
-            latencies.append((time.perf_counter() - started) * 1000)
+            latencies.append((time.time(), (time.perf_counter() - started) * 1000))
             n += 1
             tick += 1 / SEARCH_RATE
             time.sleep(max(0.0, tick - time.monotonic()))
@@ -307,6 +307,7 @@ def bench_reembed(dsn: str, spec: str) -> None:
     during.start()
     time.sleep(1.0)
     with psycopg.connect(dsn) as conn:
+        began = time.time()
         result = reembed(conn, new, spec, batch_size=BATCH)
     stop.set()
     loaded = queue.get(timeout=60)
@@ -323,12 +324,25 @@ def bench_reembed(dsn: str, spec: str) -> None:
         f"({result.caught_up} rows caught up); whole re-embed {result.duration_seconds:.2f} s"
     )
     if base and loaded:
-        p99_base, p99_during = percentile(base, 99), percentile(loaded, 99)
+        p99_base = percentile([ms for _, ms in base], 99)
+        p99_during = percentile([ms for t, ms in loaded if t >= began], 99)
         print(
             f"  search p99 before {p99_base:.1f} ms ({len(base)} queries), during the re-embed "
             f"{p99_during:.1f} ms ({len(loaded)} queries): {p99_during / p99_base:.2f}x "
             f"(target <= {P99_TARGET}x)"
         )
+        # by phase (boundaries from the phases' durations, counted back from the end)
+        ended = began + result.duration_seconds
+        index_from = ended - result.swap_seconds - result.index_seconds
+        backfill_from = index_from - result.backfill_seconds
+        for phase, lo, hi in (
+            ("backfill", backfill_from, index_from),
+            ("index build + swap", index_from, ended),
+        ):
+            inside = [ms for t, ms in loaded if lo <= t < hi]
+            if inside:
+                p99 = percentile(inside, 99)
+                print(f"    {phase:20} p99 {p99:7.1f} ms ({len(inside)} queries): {p99 / p99_base:.2f}x")
 
 
 def main() -> int:

@@ -20,6 +20,8 @@ One run, against a throw-away embedded Postgres (pgvector) migrated with memcli.
 ``--rows`` reuses the loaded table and the built index (named as memcli names it): it skips loading and
 building and measures the exact baseline, the ef_search sweep and memcli's search again, so latency can be
 re-measured when the machine is quiet without a rebuild. Every measurement line states the load average.
+``--shared-buffers 4GB`` restarts the server with shared_buffers that hold the index (the embedded server's
+default is 128 MB), as an operator would configure it.
 
 Usage (long runs niced; the machine is shared):
     nice -n 10 .venv/bin/python benchmarks/vector_bench.py --rows 200000 --configs 16:64,24:128,32:128
@@ -185,6 +187,33 @@ def build(
 DATABASE = "vector_bench"
 
 
+def with_shared_buffers(server: Any, size: str) -> Any:
+    """Restart the embedded server with ``shared_buffers`` of ``size`` (ALTER SYSTEM: kept in --home).
+
+    The embedded server starts with 128 MB; an index of gigabytes then reaches its pages through the OS
+    cache on every query. An operator gives Postgres shared_buffers that hold the index; this measures that.
+    """
+    import psycopg
+    from harness import Server
+    from psycopg import sql
+
+    from memcli import embedded
+
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(size)))
+    # pg_ctl restart keeps the options the server was started with (postmaster.opts); the embedded
+    # module's stop-then-start does not restart within one process.
+    pgserver = embedded._pgserver()
+    pgserver.pgexec.pgexec(
+        "pg_ctl",
+        ("-w", "-D", str(embedded.pgdata_dir(server.home)), "-m", "fast", "restart"),
+        bin_path=pgserver.utils.POSTGRES_VERSIONS[pgserver.utils.TARGET_POSTGRES_VERSION],
+        user="pgserver" if os.name == "posix" and os.geteuid() == 0 else None,
+    )
+    state = embedded.status(server.home)
+    return Server(server.home, state.dsn)
+
+
 def reusable(server: Any, rows: int) -> str | None:
     """The DSN of a kept database holding ``rows`` rows and a valid memcli index, else None (a kept
     database that does not match is dropped: this run loads and builds afresh)."""
@@ -223,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--halfvec", action="store_true", help="also build and measure a halfvec index")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--shared-buffers", metavar="SIZE", help="restart the server with this shared_buffers (e.g. 4GB)"
+    )
+    parser.add_argument(
         "--home", type=Path, help="keep the server's data here; reuse the table and index a run left there"
     )
     args = parser.parse_args(argv)
@@ -235,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     base, queries, kind = vectors_for(args)
     qtext = [literal(q) for q in queries]
     with embedded_server("memcli-vector-bench-", home=args.home) as server:
+        if args.shared_buffers:
+            server = with_shared_buffers(server, args.shared_buffers)
         dsn = reusable(server, len(base))
         reused = dsn is not None
         if dsn is None:
@@ -246,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"reusing the table and index kept in {args.home}")
         with psycopg.connect(dsn, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
+            shared_buffers = conn.execute("SHOW shared_buffers").fetchone()[0]
             pgvector = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
             ).fetchone()[0]
@@ -258,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             exact_load = load_average()
         print(
             f"memcli vector benchmark — Postgres {version}, pgvector {pgvector}, "
-            f"{os.cpu_count()} CPUs (shared)"
+            f"{os.cpu_count()} CPUs (shared), shared_buffers {shared_buffers}"
         )
         print(f"{len(base):,} rows x {DIM} dims, {kind}; {len(qtext)} held-out queries; top-{TOP_K}")
         if reused:

@@ -57,6 +57,7 @@ TRIGGER_FUNCTION = "memcli_shadow_stale"
 BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
 MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
 DEFAULT_BATCH_SIZE = 1000  # rows per backfill transaction: the commit and round trips cost little per row
+LOCK_ROWS = 100  # rows a backfill transaction updates (and holds locked until it commits)
 MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
 
 # Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
@@ -196,48 +197,53 @@ def _base_type(column_type: str) -> str:
     return column_type.split("(", 1)[0].strip()
 
 
-def _write_batch(
+def _stage(
     conn: psycopg.Connection,
     spec: ShadowSpec,
     ids: Sequence[uuid.UUID],
     values: Sequence[Any],
-    versions: Sequence[str] | None = None,
+    versions: Sequence[str] | None,
     cur: psycopg.Cursor[Any] | None = None,
-) -> int:
-    """Set the shadows of ``ids``: the values go by binary COPY into a temporary table (emptied at commit),
-    then one UPDATE joins it. With ``versions`` (the rows' ``xmin`` when they were read), a row changed
-    since, or locked by the application, is left alone: its shadow stays NULL and a later pass (or the
-    swap) computes it again. Returns the rows set."""
+) -> None:
+    """Put a batch's new values, numbered from 0, in a temporary table (binary COPY, no row locks)."""
     from psycopg import sql
 
     from memcli.vector_copy import vector_cursor
 
     conn.execute(
-        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (id uuid, v {}, x text) ON COMMIT DELETE ROWS").format(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (n int, id uuid, v {}, x text)").format(
             _ident(BATCH_TABLE), sql.SQL(spec.column_type)
         )
     )
-    rows = zip(ids, values, versions, strict=True) if versions is not None else zip(ids, values, strict=True)
+    conn.execute(sql.SQL("TRUNCATE {}").format(_ident(BATCH_TABLE)))
+    marks = versions if versions is not None else [None] * len(ids)
     with (
         vector_cursor(conn) if cur is None else contextlib.nullcontext(cur) as cursor,
         cursor.copy(
-            sql.SQL("COPY {} (id, v{}) FROM STDIN (FORMAT BINARY)").format(
-                _ident(BATCH_TABLE), sql.SQL(", x" if versions is not None else "")
-            )
+            sql.SQL("COPY {} (n, id, v, x) FROM STDIN (FORMAT BINARY)").format(_ident(BATCH_TABLE))
         ) as copy,
     ):
-        copy.set_types(["uuid", _base_type(spec.column_type), "text"][: 3 if versions is not None else 2])
-        for row in rows:
-            copy.write_row(row)
-    # The rows are locked first, in id order, skipping any the application holds: the backfill never waits
-    # for a row lock, so it can never deadlock with a search recording its hits (those rows are left for
-    # another pass).
+        copy.set_types(["int4", "uuid", _base_type(spec.column_type), "text"])
+        for n, row in enumerate(zip(ids, values, marks, strict=True)):
+            copy.write_row((n, *row))
+
+
+def _apply(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: int) -> int:
+    """Set the shadows of the staged rows numbered ``first`` to ``stop - 1``; returns the rows set.
+
+    A row whose version (``xmin``) is not the one read, or that the application holds locked, is left
+    alone: its shadow stays NULL and a later pass (or the swap) computes it again. The rows are locked in
+    id order, skipping held ones, so the backfill never waits for a row lock and never deadlocks with a
+    search recording its hits; the locks last this one statement's transaction.
+    """
+    from psycopg import sql
+
     updated = conn.execute(
         sql.SQL(
             """
             WITH locked AS (
                 SELECT t.id FROM {table} t JOIN {batch} b ON b.id = t.id
-                WHERE b.x IS NULL OR t.xmin::text = b.x
+                WHERE b.n >= %s AND b.n < %s AND (b.x IS NULL OR t.xmin::text = b.x)
                 ORDER BY t.id FOR UPDATE OF t SKIP LOCKED
             )
             UPDATE {table} t SET {shadow} = b.v, {shadow_model} = %s
@@ -249,9 +255,22 @@ def _write_batch(
             shadow_model=_ident(SHADOW_MODEL_COLUMN),
             batch=_ident(BATCH_TABLE),
         ),
-        (spec.model,),
+        (first, stop, spec.model),
     )
     return updated.rowcount
+
+
+def _write_batch(
+    conn: psycopg.Connection, spec: ShadowSpec, ids: Sequence[uuid.UUID], values: Sequence[Any]
+) -> int:
+    """Set the shadows of ``ids`` to ``values`` in the caller's transaction (the swap's catch-up)."""
+    _stage(conn, spec, ids, values, None)
+    return _apply(conn, spec, 0, len(ids))
+
+
+def _apply_async(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: int) -> int:
+    conn.execute("SET LOCAL synchronous_commit = off")
+    return _apply(conn, spec, first, stop)
 
 
 def backfill(
@@ -274,7 +293,8 @@ def backfill(
     The values of one batch are computed (``fill``, the embedder) in a worker thread while the previous
     batch is written: the two overlap, and the embedder's pace is the backfill's. Rows are read without
     locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
-    another pass (at most :data:`MAX_PASSES`) picks it up.
+    another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
+    transactions of :data:`LOCK_ROWS` rows, so a search recording its hits never waits long for one.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -325,15 +345,17 @@ def backfill(
                     current = (rows, pool.submit(timed_fill, [r[1] for r in rows])) if rows else None
                     if inflight is not None:
                         done_rows, values = inflight[0], inflight[1].result()
-                        n = in_batch(
-                            conn,
-                            timeouts,
-                            lambda rows=done_rows, values=values: _write_batch(
-                                conn, spec, [r[0] for r in rows], values, [r[2] for r in rows], cur
-                            ),
-                            book,
-                        )
-                        skipped += len(done_rows) - n
+                        _stage(conn, spec, [r[0] for r in done_rows], values, [r[2] for r in done_rows], cur)
+                        # short transactions, so a search that hits a row waits for a few rows' update
+                        # at most; a lost commit only leaves shadows NULL, to compute again: no flush wait
+                        for first in range(0, len(done_rows), LOCK_ROWS):
+                            n = in_batch(
+                                conn,
+                                timeouts,
+                                lambda first=first: _apply_async(conn, spec, first, first + LOCK_ROWS),
+                                book,
+                            )
+                            skipped += min(LOCK_ROWS, len(done_rows) - first) - n
                         if progress:
                             progress(result.filled, total)
                         if pause_seconds:

@@ -53,12 +53,13 @@ def conn(migrated_db: str) -> Any:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="libpq tracing to a file descriptor")
-def test_a_search_with_hits_takes_three_round_trips(conn: psycopg.Connection) -> None:
+def test_a_search_with_hits_takes_four_round_trips(conn: psycopg.Connection) -> None:
     search.search(conn, HASHING, "pasta", min_similarity=-1)  # warm: type lookups, prepared statements
     result, trips = _syncs(conn, lambda: search.search(conn, HASHING, "pasta", min_similarity=-1))
     assert result.hits and result.hits[0].content_text == "pasta with basil"
-    # context (schema check, lock, settings), query (with its settings), access update with the commit
-    assert trips == 3
+    # BEGIN with the context (schema check, lock, settings), the scan's settings, the query, the access
+    # update with the commit
+    assert trips == 4
     count = conn.execute("SELECT access_count FROM semantic_memory WHERE content_text = 'pasta with basil'")
     assert count.fetchone()[0] == 2
     conn.rollback()
