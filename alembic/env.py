@@ -28,6 +28,7 @@ settings = migrations.env_settings(
 )
 # The migration scripts read the dimension from here.
 config.attributes["memcli.embedding_dim"] = settings["embedding_dim"]
+config.attributes["memcli.partitioned"] = settings["partitioned"]
 config.attributes["memcli.vector_type"] = settings["vector_type"]
 
 target_metadata = Base.metadata

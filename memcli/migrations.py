@@ -103,6 +103,7 @@ def alembic_config(
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     output: io.StringIO | None = None,
+    partitioned: bool = False,
     vector_type: str | None = None,
 ) -> AlembicConfig:
     """An Alembic Config built in code (no alembic.ini needed); env.py reads the ``memcli.*`` attributes."""
@@ -114,6 +115,7 @@ def alembic_config(
     if connection is not None:
         cfg.attributes["connection"] = connection  # env.py migrates over it: no connection of its own
     cfg.attributes["memcli.embedding_dim"] = embedding_dim
+    cfg.attributes["memcli.partitioned"] = partitioned
     cfg.attributes["memcli.vector_type"] = vector_type
     cfg.attributes["memcli.lock_timeout_ms"] = lock_timeout_ms
     cfg.attributes["memcli.lock_wait_seconds"] = lock_wait_seconds
@@ -241,6 +243,32 @@ def _database_state(conn: Connection) -> tuple[str | None, int | None]:
     except ValueError:
         dimension = None
     return revision, dimension
+
+
+PARTITIONED_LAYOUT_REVISION = "0010_partitioned_layout"
+
+
+def _require_partitioned(conn: Connection) -> None:
+    """``--partitioned`` on a database past the first migration: fine if it is partitioned already."""
+    from sqlalchemy import text
+
+    from memcli.partitions.layout import SPECS
+
+    plain = [
+        spec.table
+        for spec in SPECS
+        if conn.execute(
+            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)"), {"t": spec.table}
+        ).scalar()
+        != "p"
+    ]
+    conn.rollback()
+    if plain:
+        raise ConfigError(
+            f"this database is migrated with plain tables ({', '.join(plain)}); the layout is chosen at the "
+            "first migration",
+            hint="convert it online: memcli partition convert",
+        )
 
 
 def require_pgvector_creatable(conn: Connection) -> None:
@@ -372,12 +400,17 @@ def upgrade(
     embedding_dim: int | None = None,
     *,
     dimension_source: str = "--embedding-dim",
+    partitioned: bool = False,
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
     vector_type: str | None = None,
     vector_type_source: str = "--vector-type",
 ) -> MigrationResult:
     """Upgrade the database at ``dsn`` to ``revision`` (or render the SQL with ``sql=True``, no database).
+
+    ``partitioned`` chooses the partitioned layout of the growing tables; it takes effect at the revision
+    that introduces it, on tables still empty (a database migrated plain is converted with ``memcli
+    partition convert``).
 
     ``embedding_dim`` is the dimension a first migration gives the vectors (None: the default); on a
     database that has one already, a different one is refused, naming ``dimension_source``. Likewise
@@ -426,8 +459,11 @@ def upgrade(
             vector_type=kind,
             lock_timeout_ms=lock_timeout_ms,
             lock_wait_seconds=lock_wait_seconds,
+            partitioned=partitioned,
         )
         script = ScriptDirectory.from_config(cfg)
+        if partitioned and before is not None and PARTITIONED_LAYOUT_REVISION in _path(script, None, before):
+            _require_partitioned(conn)
         try:
             _run(command.upgrade, cfg, revision)
         except MemcliError:
@@ -509,6 +545,11 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0010_partitioned_layout": [
+        "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
+        "memcli_memory_expiry(...), memcli_lock_memory_key(text, text), memcli_conversation_memory_unique()",
+        "the partitioned layout, if chosen: its rows are copied back into plain tables",
+    ],
     "0008_vector_index_parameters": [
         "nothing: a small table's vector index is rebuilt with pgvector's default parameters",
     ],
@@ -662,6 +703,7 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
             "dsn": attributes.get("memcli.dsn"),
             "config": None,
             "embedding_dim": attributes["memcli.embedding_dim"],
+            "partitioned": bool(attributes.get("memcli.partitioned")),
             "vector_type": attributes.get("memcli.vector_type"),
             "lock_timeout_ms": attributes["memcli.lock_timeout_ms"],
             "lock_wait_seconds": attributes["memcli.lock_wait_seconds"],
@@ -684,6 +726,7 @@ def env_settings(attributes: dict[str, Any], x_args: dict[str, str], main_url: s
         "dsn": None,  # resolved (maybe starting the embedded server) only when going online
         "config": config,
         "embedding_dim": config.value("embedding.dimension"),
+        "partitioned": x_args.get("partitioned", "").strip().lower() in ("1", "true", "yes", "on"),
         "vector_type": config.value("embedding.vector_type"),
         "lock_timeout_ms": int(config.value("migrate.lock_timeout") * 1000),
         "lock_wait_seconds": config.value("migrate.lock_wait"),

@@ -55,6 +55,12 @@ DEFAULTS: dict[str, tuple[Any, str]] = {
     "retention.consolidation_log_days": (365, "days a consolidation log row is kept, or never"),
     "retention.maintenance_log_days": (180, "days a maintenance log row is kept, or never"),
     "retention.relevance_days": (180, "days a relevance row is kept after it was created, or never"),
+    "partition.premake_months": (2, "months of partitions created ahead of the longest retention"),
+    "cleanup.partition_drop_only": (
+        False,
+        "partitioned layout: expired memories leave with their month's partition only (no row deletes "
+        "but in the default partition)",
+    ),
 }
 
 

@@ -139,6 +139,28 @@ def cli() -> Callable[..., object]:
 # --- migrated databases -------------------------------------------------------------------------------
 # Each template is built once per session; a test gets a clone (CREATE DATABASE ... TEMPLATE), which takes
 # a fraction of a second instead of a migration.
+#
+# MEMCLI_TEST_LAYOUT=partitioned migrates the templates with the partitioned layout of the growing tables
+# (conversation_memory and the two logs), so the same tests prove both layouts; CI runs the suite twice.
+
+LAYOUTS = ("plain", "partitioned")
+
+
+def _layout() -> str:
+    layout = os.environ.get("MEMCLI_TEST_LAYOUT", "plain").strip().lower() or "plain"
+    if layout not in LAYOUTS:
+        raise pytest.UsageError(f"MEMCLI_TEST_LAYOUT={layout!r}: use one of {', '.join(LAYOUTS)}")
+    return layout
+
+
+PARTITIONED = _layout() == "partitioned"
+
+
+@pytest.fixture
+def partitioned_layout() -> bool:
+    """Whether ``migrated_db`` and ``migrated_app_db`` have the partitioned layout in this run."""
+    return PARTITIONED
+
 
 APP_DATABASE_SQL = Path(__file__).parent / "app_database.sql"
 
@@ -167,14 +189,17 @@ def _template(pg_server: str, templates: dict[str, str], kind: str) -> str:
     name = f"tpl_{kind}_{uuid.uuid4().hex[:8]}"
     if kind == "migrated":
         dsn = builder.create(name=name)
-        migrations.upgrade(dsn, embedding_dim=384)
+        migrations.upgrade(dsn, embedding_dim=384, partitioned=PARTITIONED)
     elif kind == "app":
         dsn = builder.create(name=name)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(APP_DATABASE_SQL.read_text(encoding="utf-8"))
+    elif kind in ("plain", "partitioned"):  # one layout whatever MEMCLI_TEST_LAYOUT says
+        dsn = builder.create(name=name)
+        migrations.upgrade(dsn, embedding_dim=384, partitioned=kind == "partitioned")
     elif kind == "migrated_app":
         dsn = builder.create(template=_template(pg_server, templates, "app"), name=name)
-        migrations.upgrade(dsn, embedding_dim=384)
+        migrations.upgrade(dsn, embedding_dim=384, partitioned=PARTITIONED)
     else:  # pragma: no cover
         raise ValueError(kind)
     templates[kind] = name
@@ -186,6 +211,18 @@ def migrated_db(databases: Databases, pg_server: str, db_templates: dict[str, st
     """DSN of a fresh database migrated to head (memory schema, core tables created by memcli, no rows
     but the default memory_settings)."""
     return databases.create(template=_template(pg_server, db_templates, "migrated"))
+
+
+@pytest.fixture
+def plain_db(databases: Databases, pg_server: str, db_templates: dict[str, str]) -> str:
+    """DSN of a fresh database migrated to head with the plain layout."""
+    return databases.create(template=_template(pg_server, db_templates, "plain"))
+
+
+@pytest.fixture
+def partitioned_db(databases: Databases, pg_server: str, db_templates: dict[str, str]) -> str:
+    """DSN of a fresh database migrated to head with the partitioned layout."""
+    return databases.create(template=_template(pg_server, db_templates, "partitioned"))
 
 
 @pytest.fixture

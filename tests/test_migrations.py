@@ -29,8 +29,20 @@ AUDIT = "0005_audit_erasure"
 HOT = "0006_semantic_memory_hot_access"
 IMPORTS = "0007_imports"
 VECTOR_INDEX = "0008_vector_index_parameters"
-HEAD = "0009_vector_type"
-ALL = ["0001_core_tables", "0002_memory_system", SECURITY, PER_USER, AUDIT, HOT, IMPORTS, VECTOR_INDEX, HEAD]
+VECTOR_TYPE = "0009_vector_type"
+HEAD = "0010_partitioned_layout"
+ALL = [
+    "0001_core_tables",
+    "0002_memory_system",
+    SECURITY,
+    PER_USER,
+    AUDIT,
+    HOT,
+    IMPORTS,
+    VECTOR_INDEX,
+    VECTOR_TYPE,
+    HEAD,
+]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
 CORE_TABLES = set(names.CORE_TABLES)
 APP_TABLES = CORE_TABLES | {"reservations"}  # tests/app_database.sql
@@ -158,6 +170,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        VECTOR_TYPE,
         VECTOR_INDEX,
         IMPORTS,
         HOT,
@@ -175,6 +188,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         HOT,
         IMPORTS,
         VECTOR_INDEX,
+        VECTOR_TYPE,
         HEAD,
     ]
     assert kept_rows() == before
@@ -329,6 +343,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         HOT,
         IMPORTS,
         VECTOR_INDEX,
+        VECTOR_TYPE,
         HEAD,
     ]
 
@@ -446,7 +461,8 @@ def test_embedding_dimension_is_chosen_at_the_first_migration(empty_db: str) -> 
 # --- offline SQL --------------------------------------------------------------------------------------
 
 
-def test_offline_sql_builds_the_same_schema(empty_db: str, migrated_db: str) -> None:
+def test_offline_sql_builds_the_same_schema(empty_db: str, plain_db: str) -> None:
+    # the offline SQL is the plain layout's (the partitioned one is built from the live catalog)
     script = migrations.upgrade(None, sql=True).sql
     assert script is not None
     assert "CREATE TABLE conversation_memory" in script and "CREATE EXTENSION vector" in script
@@ -458,7 +474,7 @@ def test_offline_sql_builds_the_same_schema(empty_db: str, migrated_db: str) -> 
     with psycopg.connect(empty_db, autocommit=True) as conn:
         conn.execute(script)  # as a DBA would run it in psql or the Supabase SQL editor
     assert current(empty_db) == HEAD
-    assert structure(empty_db) == structure(migrated_db)
+    assert structure(empty_db) == structure(plain_db)
 
     down = migrations.downgrade(None, f"{HEAD}:base", sql=True).sql
     with psycopg.connect(empty_db, autocommit=True) as conn:
@@ -639,7 +655,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         return row[0] or []
 
     assert reloptions() == ["fillfactor=75"]
-    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_INDEX, IMPORTS, HOT]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_TYPE, VECTOR_INDEX, IMPORTS, HOT]
     assert reloptions() == []
-    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, VECTOR_TYPE, HEAD]
     assert reloptions() == ["fillfactor=75"]

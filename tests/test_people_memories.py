@@ -218,6 +218,48 @@ def test_remember_a_conversation_memory(cli, migrated_db: str) -> None:
     assert bad.exit_code == 2 and "not valid JSON" in bad.stderr
 
 
+def test_concurrent_remembers_of_one_key_leave_one_memory(migrated_db: str) -> None:
+    """Writers racing on one (session, key) end with one row, created once and replaced by the others, on
+    both layouts (the partitioned one has no unique index on that key)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from memcli.people.memories import store_conversation
+
+    def remember(n: int) -> bool:
+        with psycopg.connect(migrated_db) as conn:
+            stored = store_conversation(conn, "race", "topic", {"n": n}, user=ALICE)
+            conn.commit()
+            return stored.created
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        created = list(pool.map(remember, range(12)))
+    assert created.count(True) == 1
+    with psycopg.connect(migrated_db) as conn:
+        [(rows, owner)] = conn.execute(
+            "SELECT count(*), max(user_id::text) FROM conversation_memory "
+            "WHERE session_id = 'race' AND context_key = 'topic'"
+        ).fetchall()
+    assert rows == 1 and owner == str(ALICE)
+
+
+def test_remember_replaces_a_row_the_application_inserted(migrated_db: str) -> None:
+    from memcli.people.memories import store_conversation
+
+    with psycopg.connect(migrated_db) as conn:
+        [(app_id,)] = conn.execute(
+            "INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, context_value) "
+            "VALUES ('app', %s, 'long_term', 'k', '1') RETURNING id",
+            (ALICE,),
+        ).fetchall()
+        conn.commit()
+        stored = store_conversation(conn, "app", "k", 2, user=ALICE, tier="short_term")
+        conn.commit()
+        [(value, tier)] = conn.execute(
+            "SELECT context_value, memory_type FROM conversation_memory WHERE session_id = 'app'"
+        ).fetchall()
+    assert stored.id == app_id and not stored.created and value == 2 and tier == "short_term"
+
+
 def test_audit_record_refuses_unknown_operations_and_needs_the_table(migrated_db: str) -> None:
     with psycopg.connect(migrated_db) as conn:
         with pytest.raises(ValueError):

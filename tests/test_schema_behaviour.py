@@ -282,7 +282,9 @@ def test_views_follow_the_document(migrated_app_db: str) -> None:
         assert summary.fetchone() == (2, 5)
 
 
-def test_vector_index_is_hnsw_and_no_document_mistakes_ship(migrated_db: str) -> None:
+def test_vector_index_is_hnsw_and_no_document_mistakes_ship(
+    migrated_db: str, partitioned_layout: bool
+) -> None:
     with connect(migrated_db) as conn:
         indexdef = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_semantic_memory_vector'"
@@ -297,7 +299,9 @@ def test_vector_index_is_hnsw_and_no_document_mistakes_ship(migrated_db: str) ->
                 "WHERE tgrelid = 'conversation_memory'::regclass AND NOT tgisinternal"
             )
         }
-        assert triggers == {"trigger_memory_access", "trigger_memory_expiry"}
+        # the partitioned layout keeps (session_id, context_key) unique with a trigger of its own
+        layout = {"trigger_memory_unique_key"} if partitioned_layout else set()
+        assert triggers == {"trigger_memory_access", "trigger_memory_expiry"} | layout
         assert conn.execute("SELECT to_regproc('encrypt_memory_content')").fetchone() == (None,)
         rls = dict(
             conn.execute(

@@ -183,6 +183,7 @@ def _register() -> None:
         "vectors",
         "imports",
         "reembed",
+        "partition",
     ):
         module = __import__(f"memcli.cli.{module_name}", fromlist=["register"])
         module.register(app)

@@ -223,6 +223,10 @@ def cleanup(
             )
             _pairs_table(state, "per table", result.would_delete, ("table", "rows"))
             _pairs_table(state, "per tier", result.would_delete_by_tier, ("tier", "memories"))
+            if result.would_drop_partitions:
+                state.console.print(
+                    f"whole partitions that would be dropped: {', '.join(result.would_drop_partitions)}"
+                )
             if result.sample_sessions:
                 _pairs_table(
                     state,
@@ -240,6 +244,8 @@ def cleanup(
                 else f" — stopped early: {result.stopped or 'failed'}; run again to continue"
             )
         )
+        if result.partitions_dropped:
+            state.console.print(f"whole partitions dropped: {', '.join(result.partitions_dropped)}")
         _pairs_table(state, "per table", result.deleted, ("table", "rows"))
         _pairs_table(state, "per tier", result.deleted_by_tier, ("tier", "memories"))
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memcli.cli.helptext import epilog, exit_codes
+from memcli.cli.options import JsonOpt
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
 from memcli.errors import ExitCode
@@ -31,6 +32,7 @@ app = typer.Typer(
         examples=(
             "memcli migrate",
             "memcli migrate --embedding-dim 1536    # the first migration only",
+            "memcli migrate --partitioned           # the first migration only",
             "memcli migrate --vector-type halfvec   # a new database; else: memcli vectors convert",
             "memcli migrate --sql > memory_schema.sql",
             "memcli migrate status",
@@ -39,7 +41,6 @@ app = typer.Typer(
     ),
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SqlOpt = Annotated[
     bool,
     typer.Option(
@@ -107,6 +108,16 @@ def migrate(
     ] = None,
     lock_timeout: LockTimeoutOpt = None,
     lock_wait: LockWaitOpt = None,
+    partitioned: Annotated[
+        bool,
+        typer.Option(
+            "--partitioned",
+            envvar="MEMCLI_PARTITIONED",
+            help="Partition the growing tables (conversation_memory and the two logs) by month, so expired "
+            "rows leave by dropping partitions; chosen at the first migration (later: memcli partition "
+            "convert). Also MEMCLI_PARTITIONED=1.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Migrate the database to memcli's memory schema (Alembic). Without a subcommand: upgrade to head.
@@ -131,6 +142,7 @@ def migrate(
         # the default only applies to a first migration; a configured dimension must match the database's
         embedding_dim=None if dimension.source == "default" else dimension.value,
         dimension_source=dimension.source,
+        partitioned=partitioned,
         # likewise: the default type is vector; a configured one must match a database with memories
         vector_type=None if kind.source == "default" else kind.value,
         vector_type_source=kind.source,

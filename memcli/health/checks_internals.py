@@ -359,17 +359,23 @@ check_cache_hit_index = health_check(
 )
 def check_unused_indexes(ctx: Context) -> CheckResult:
     max_scans = ctx.thresholds["unused_index_max_scans"]
+    # The indexes of a partitioned table's partitions count as the one index they belong to.
     rows = ctx.rows(
         """
-        SELECT ui.schemaname AS schema, ui.relname AS table, ui.indexrelname AS index, ui.idx_scan AS scans,
-               pg_relation_size(i.indexrelid) AS bytes
+        SELECT n.nspname AS schema, tc.relname AS table, ic.relname AS index,
+               sum(ui.idx_scan)::bigint AS scans, sum(pg_relation_size(i.indexrelid))::bigint AS bytes
         FROM pg_stat_user_indexes ui JOIN pg_index i ON i.indexrelid = ui.indexrelid
-        WHERE NOT i.indisunique AND i.indisvalid AND ui.idx_scan < %s
-          AND pg_relation_size(ui.relid) > %s * current_setting('block_size')::bigint
-          AND NOT ui.schemaname = ANY(%s)
-        ORDER BY pg_relation_size(i.indexrelid) DESC
+        CROSS JOIN LATERAL (SELECT coalesce(pg_partition_root(ui.indexrelid), ui.indexrelid) AS idx,
+                                   coalesce(pg_partition_root(ui.relid), ui.relid) AS tbl) root
+        JOIN pg_class ic ON ic.oid = root.idx JOIN pg_class tc ON tc.oid = root.tbl
+        JOIN pg_namespace n ON n.oid = ic.relnamespace
+        WHERE NOT i.indisunique AND i.indisvalid AND NOT n.nspname = ANY(%s)
+        GROUP BY 1, 2, 3
+        HAVING sum(ui.idx_scan) < %s
+           AND sum(pg_relation_size(ui.relid)) > %s * current_setting('block_size')::bigint
+        ORDER BY 5 DESC
         """,
-        (max_scans, ctx.thresholds["unused_index_min_table_pages"], SYSTEM_SCHEMAS),
+        (SYSTEM_SCHEMAS, max_scans, ctx.thresholds["unused_index_min_table_pages"]),
     )
     try:
         ours = set(expected_objects(ctx).indexes)

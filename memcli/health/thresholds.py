@@ -52,6 +52,11 @@ THRESHOLDS: dict[str, Threshold] = {
     "missing_embedding_grace_minutes": Threshold(
         60, "semantic memories without a vector older than this warn", "memcli: embedding runs in batches"
     ),
+    "partition_default_rows_warn": Threshold(
+        1000,
+        "rows with a partition key waiting in a default partition (outside every planned month) that warn",
+        "memcli: upkeep creates the months ahead, so only strays land there",
+    ),
     # -- operations
     "maintenance_daily_hours": Threshold(24, "period of the daily maintenance run", "memcli schedule"),
     "maintenance_weekly_hours": Threshold(168, "period of the weekly maintenance run", "memcli schedule"),

@@ -7,6 +7,10 @@
 2. then ``context_relevance`` rows of sessions that have no ``conversation_memory`` and no
    ``semantic_memory`` left (their context no longer exists), batched the same way.
 
+On the partitioned layout, step 1 first detaches and drops the partitions of ``conversation_memory`` whose
+every row has expired (see ``memcli.partitions.upkeep``), and deletes rows only where it must: expired rows
+of partitions that still hold live ones, the default partition, or one tier (``memory_type``).
+
 The set of rows is fixed when the job starts (``expires_at`` before the database's ``now()`` at that moment,
 minus ``older_than``), so a run always ends and its dry run counts exactly what it would delete.
 
@@ -31,6 +35,8 @@ from memcli.jobs.common import (
     in_batch,
     own_transactions,
 )
+from memcli.partitions.layout import CONVERSATION_MEMORY, is_partitioned
+from memcli.partitions.upkeep import drop_partitions
 from memcli.settings import get_setting
 
 if TYPE_CHECKING:
@@ -45,6 +51,8 @@ class CleanupOptions:
 
     ``older_than`` narrows it to memories that expired at least that long ago; ``memory_type`` to one tier;
     ``batch_size`` defaults to the setting ``cleanup.batch_size``; ``max_runtime`` stops between batches.
+    ``drop_only`` (default: setting ``cleanup.partition_drop_only``; partitioned layout only): expired
+    memories leave with their month's partition, rows are deleted only from the default partition.
     """
 
     dry_run: bool = False
@@ -53,6 +61,7 @@ class CleanupOptions:
     batch_size: int | None = None
     max_runtime: timedelta | None = None
     timeouts: Timeouts = DEFAULT_TIMEOUTS
+    drop_only: bool | None = None
 
 
 @dataclass
@@ -69,6 +78,8 @@ class CleanupResult:
     would_delete: dict[str, int] | None = None  # dry run only
     would_delete_by_tier: dict[str, int] | None = None  # dry run only
     sample_sessions: list[dict[str, Any]] = field(default_factory=list)  # dry run: most-expired sessions
+    partitions_dropped: list[str] = field(default_factory=list)  # whole partitions of expired rows
+    would_drop_partitions: list[str] | None = None  # dry run only
     batches: int = 0
     longest_batch_ms: float = 0.0  # the longest single batch transaction = the longest lock held
     complete: bool = True
@@ -97,14 +108,17 @@ class RelevanceCleanupResult:
         return self.would_delete if self.would_delete is not None else self.deleted
 
 
-def _expired_filter(memory_type: str | None, alias: str = "") -> Any:
-    """``expires_at < cutoff`` [and the tier]; values come from the ``cutoff``/``memory_type`` parameters."""
+def _expired_filter(memory_type: str | None, alias: str = "", only_in: bool = False) -> Any:
+    """``expires_at < cutoff`` [and the tier] [and in the partitions ``only_in``]; values come from the
+    ``cutoff`` / ``memory_type`` / ``only_in`` parameters."""
     from psycopg import sql
 
     prefix = sql.SQL("{}.").format(sql.Identifier(alias)) if alias else sql.SQL("")
     clause = sql.SQL("{}expires_at < %(cutoff)s").format(prefix)
     if memory_type is not None:
         clause = sql.SQL("{} AND {}memory_type = %(memory_type)s").format(clause, prefix)
+    if only_in:
+        clause = sql.SQL("{} AND {}tableoid = ANY(%(only_in)s::regclass[])").format(clause, prefix)
     return clause
 
 
@@ -167,7 +181,7 @@ def cleanup_expired(
 
     options = options or CleanupOptions()
     dry_run, older_than, batch_size = options.dry_run, options.older_than, options.batch_size
-    max_runtime, timeouts = options.max_runtime, options.timeouts
+    max_runtime, timeouts, drop_only = options.max_runtime, options.timeouts, options.drop_only
     memory_type = check_memory_type(options.memory_type)
     started = time.perf_counter()
     with own_transactions(conn):
@@ -183,7 +197,25 @@ def cleanup_expired(
             batch_size=size,
         )
         params: dict[str, Any] = {"cutoff": cutoff, "memory_type": memory_type, "limit": size}
-        flt = _expired_filter(memory_type)
+        drop_whole = memory_type is None and is_partitioned(conn, CONVERSATION_MEMORY.table)
+        if drop_only is None:
+            drop_only = bool(get_setting(conn, "cleanup.partition_drop_only"))
+        drop_only = drop_only and drop_whole
+        if drop_only:
+            params["only_in"] = [CONVERSATION_MEMORY.default_partition]
+            if dry_run:  # the partitions a real run drops first count too
+                params["only_in"] += drop_partitions(
+                    conn, CONVERSATION_MEMORY, dry_run=True, cutoff=cutoff, timeouts=timeouts
+                ).dropped
+        flt = _expired_filter(memory_type, only_in=drop_only)
+        if drop_whole and not dry_run:
+            try:
+                _drop_partitions(conn, cutoff, timeouts, result)
+            except BaseException as exc:
+                result.complete = False
+                result.duration_seconds = time.perf_counter() - started
+                attach_partial(exc, result)
+                raise
         counts = conn.execute(
             sql.SQL("SELECT memory_type, count(*) FROM conversation_memory WHERE {} GROUP BY 1").format(flt),
             params,
@@ -192,8 +224,12 @@ def cleanup_expired(
         total = sum(expired_by_tier.values())
 
         if dry_run:
+            if drop_whole:
+                result.would_drop_partitions = drop_partitions(
+                    conn, CONVERSATION_MEMORY, dry_run=True, cutoff=cutoff, timeouts=timeouts
+                ).dropped
             orphans = conn.execute(
-                sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm")), params
+                sql.SQL(_ORPHANS_AFTER).format(filter=_expired_filter(memory_type, "cm", drop_only)), params
             ).fetchone()
             result.would_delete_by_tier = expired_by_tier
             result.would_delete = {"conversation_memory": total, "context_relevance": int(orphans[0])}  # type: ignore[index]
@@ -256,6 +292,18 @@ def cleanup_expired(
             raise
     result.duration_seconds = time.perf_counter() - started
     return result
+
+
+def _drop_partitions(
+    conn: psycopg.Connection, cutoff: datetime, timeouts: Timeouts, result: CleanupResult
+) -> None:
+    """Whole partitions of expired memories go first: no row-by-row delete for them."""
+    dropped = drop_partitions(conn, CONVERSATION_MEMORY, cutoff=cutoff, timeouts=timeouts)
+    result.partitions_dropped.extend(dropped.dropped)
+    result.deleted["conversation_memory"] += dropped.rows
+    for tier, n in dropped.dropped_by_tier.items():
+        result.deleted_by_tier[tier] = result.deleted_by_tier.get(tier, 0) + n
+    result.longest_batch_ms = max(result.longest_batch_ms, dropped.longest_lock_ms)
 
 
 def _count(cursor: psycopg.Cursor[Any]) -> int:

@@ -7,7 +7,9 @@ A job run uses two kinds of connection:
   a terminated connection) is recorded as ``failed`` and the next step still runs on a new connection.
 
 Jobs and their steps:
-- ``daily``: ``cleanup`` (expired memories, then relevance rows of sessions without memories),
+- ``daily``: ``partitions`` (on the partitioned layout: the months ahead created, log partitions past
+  retention dropped), ``cleanup`` (expired memories, whole partitions first; then relevance rows of
+  sessions without memories),
   ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
   past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
   the logs and relevance rows older than their ``retention.*`` setting);
@@ -39,17 +41,19 @@ from memcli.jobs.consolidate import ConsolidateOptions
 from memcli.jobs.locks import check_direct_connection, job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog, counting_into
 from memcli.jsonable import to_jsonable
+from memcli.partitions import upkeep
 
 if TYPE_CHECKING:
     import psycopg
 
 JOBS = ("daily", "weekly", "monthly")
 JOB_LOCKS: dict[str, tuple[str, ...]] = {
-    "daily": ("daily", "cleanup"),
+    "daily": ("daily", "cleanup", "partitions"),
     "weekly": ("weekly", "consolidate"),
     "monthly": ("monthly",),
     "cleanup": ("cleanup",),
     "consolidate": ("consolidate",),
+    "partitions": ("partitions",),
 }
 
 ConnectFactory = Callable[[], "psycopg.Connection"]
@@ -302,6 +306,7 @@ def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | N
     dry_run, timeouts = options.dry_run, options.timeouts
     if job == "daily":
         return [
+            Step("partitions", lambda conn: upkeep.upkeep(conn, dry_run=dry_run, timeouts=timeouts)),
             *cleanup_steps(CleanupOptions(dry_run=dry_run, timeouts=timeouts), progress),
             Step(
                 "stale_relevance",

@@ -82,9 +82,21 @@ def _ddl_session(conn: psycopg.Connection, lock_timeout_ms: int) -> Iterator[Non
 
 
 def existing_tables(conn: psycopg.Connection, tables: Sequence[str] = MEMORY_TABLES) -> list[str]:
+    # A partitioned table holds no rows itself: its partitions are vacuumed and reindexed (a plain table is
+    # its own only leaf).
     rows = conn.execute(
-        "SELECT t FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n) "
-        "WHERE to_regclass(t) IS NOT NULL ORDER BY n",
+        """
+        SELECT c.relname FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)
+        CROSS JOIN LATERAL (
+            SELECT relid FROM pg_partition_tree(to_regclass(u.t)) WHERE isleaf
+            UNION ALL
+            SELECT to_regclass(u.t) WHERE NOT EXISTS (SELECT 1 FROM pg_partitioned_table
+                                                      WHERE partrelid = to_regclass(u.t))
+        ) p
+        JOIN pg_class c ON c.oid = p.relid
+        WHERE to_regclass(u.t) IS NOT NULL
+        ORDER BY u.n, c.relname
+        """,
         (list(tables),),
     ).fetchall()
     return [r[0] for r in rows]

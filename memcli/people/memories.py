@@ -430,6 +430,57 @@ class StoredMemory:
     expires_at: datetime | None
 
 
+# Not INSERT ... ON CONFLICT (session_id, context_key): on the partitioned layout that key has no unique
+# index (a trigger keeps it unique), so there is no arbiter. Both layouts instead take the key's transaction
+# lock, the one the partitioned layout's unique-key trigger takes, then update the row or insert it.
+_REPLACE_CONVERSATION = """
+UPDATE conversation_memory
+   SET context_value = %(value)s,
+       importance_score = %(importance)s,
+       memory_type = %(tier)s,
+       expires_at = now() + memory_retention(%(tier)s)
+ WHERE session_id = %(session)s AND context_key = %(key)s
+RETURNING id, user_id, expires_at
+"""
+_INSERT_CONVERSATION = """
+INSERT INTO conversation_memory
+    (session_id, user_id, memory_type, context_key, context_value, importance_score)
+VALUES (%(session)s, %(user)s, %(tier)s, %(key)s, %(value)s, %(importance)s)
+RETURNING id, expires_at
+"""
+
+
+def _upsert_conversation(conn: psycopg.Connection, params: dict[str, Any]) -> tuple[Any, bool, Any] | None:
+    """(id, created, expires_at) of the session's memory of that key, replaced or inserted; None when the
+    key belongs to another user's row (left untouched)."""
+    from psycopg import errors
+
+    for attempt in (1, 2):
+        try:
+            with conn.transaction():  # a savepoint: a lost race is retried as a replace
+                conn.execute("SELECT memcli_lock_memory_key(%(session)s, %(key)s)", params)
+                owner = conn.execute(
+                    "SELECT user_id FROM conversation_memory "
+                    "WHERE session_id = %(session)s AND context_key = %(key)s FOR UPDATE",
+                    params,
+                ).fetchone()
+                if owner is not None:
+                    if owner[0] != params["user"]:
+                        return None
+                    replaced = conn.execute(_REPLACE_CONVERSATION, params).fetchone()
+                    assert replaced is not None  # locked FOR UPDATE above
+                    return replaced[0], False, replaced[2]
+                inserted = conn.execute(_INSERT_CONVERSATION, params).fetchone()
+                assert inserted is not None
+                return inserted[0], True, inserted[1]
+        except errors.UniqueViolation:
+            # a writer that does not take the key's lock (an application's own INSERT on the plain
+            # layout) stored the key between the look-up and the insert: replace its row instead
+            if attempt == 2:
+                raise
+    return None  # pragma: no cover
+
+
 def store_conversation(
     conn: psycopg.Connection,
     session: str,
@@ -455,29 +506,16 @@ def store_conversation(
         raise ConfigError(f"unknown tier {tier!r}", hint=f"one of {', '.join(STORABLE_TIERS)}")
     if not 0.0 <= importance <= 1.0:
         raise ConfigError(f"importance must be between 0 and 1, not {importance}")
+    params = {
+        "session": session,
+        "user": user,
+        "tier": tier,
+        "key": key,
+        "value": Jsonb(value),
+        "importance": importance,
+    }
     with conn.transaction():
-        row = conn.execute(
-            """
-            INSERT INTO conversation_memory
-                (session_id, user_id, memory_type, context_key, context_value, importance_score)
-            VALUES (%(session)s, %(user)s, %(tier)s, %(key)s, %(value)s, %(importance)s)
-            ON CONFLICT (session_id, context_key) DO UPDATE
-                SET context_value = EXCLUDED.context_value,
-                    importance_score = EXCLUDED.importance_score,
-                    memory_type = EXCLUDED.memory_type,
-                    expires_at = now() + memory_retention(EXCLUDED.memory_type)
-                WHERE conversation_memory.user_id IS NOT DISTINCT FROM EXCLUDED.user_id
-            RETURNING id, (xmax = 0), expires_at
-            """,
-            {
-                "session": session,
-                "user": user,
-                "tier": tier,
-                "key": key,
-                "value": Jsonb(value),
-                "importance": importance,
-            },
-        ).fetchone()
+        row = _upsert_conversation(conn, params)
         if row is None:
             raise ConfigError(
                 f"session {session!r} already holds key {key!r} for another user; not overwritten",
@@ -486,7 +524,7 @@ def store_conversation(
         audit.record(conn, "remember", target="memory", user_id=user, counts={"conversation_memory": 1})
     return StoredMemory(
         id=row[0],
-        created=bool(row[1]),
+        created=row[1],
         session_id=session,
         user_id=user,
         tier=tier,

@@ -95,6 +95,11 @@ FUNCTIONS: tuple[str, ...] = (
     "memory_retention(text)",
     "memcli_setting(text)",
     "memcli_current_user_id()",
+    "create_memory_partition(date)",
+    "memcli_create_partition(regclass, date)",
+    "memcli_conversation_memory_unique()",
+    "memcli_lock_memory_key(text, text)",
+    "memcli_memory_expiry(timestamp with time zone, timestamp with time zone, text)",
 )
 TRIGGERS: tuple[tuple[str, str], ...] = (
     (CONVERSATION_MEMORY, "trigger_memory_access"),

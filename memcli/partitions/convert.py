@@ -1,0 +1,427 @@
+"""Online conversion of a plain table to the partitioned layout.
+
+1. **Set up**: the partitioned twin, with months planned from the oldest key (at most ``MAX_MONTHS_BACK``;
+   older rows wait in the default partition) to the horizon, its own triggers off while rows are copied
+   in; then, in one short transaction (the only lock on the original before the swap), a change log
+   ``<table>__changes`` and statement-level triggers on the original recording the id of every row written
+   from then on.
+2. **Copy** the original in id order, one batch per transaction; the position is kept in the change log's
+   comment, in the batch's transaction, so a killed run resumes after the last committed batch.
+3. **Catch up**: the ids in the change log are taken in batches and their rows refreshed in the twin from
+   the original (deleted, then copied again if the row still exists), until little is left.
+4. **Swap**: a last catch-up pass without any lock, then one batch sent in a single round trip: ``LOCK
+   TABLE ... ACCESS EXCLUSIVE`` (a short ``lock_timeout``, retried), the changes made since, the twin's
+   triggers on, the twin renamed into place (``twin.swap_statements``, read from the catalog beforehand);
+   commit. The lock is held for that server-side work only; the change log is dropped afterwards.
+
+Until the swap commits the original serves the application unchanged (its triggers add one insert into
+the change log per statement). ``abandon`` removes the twin, the triggers and the change log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from memcli.errors import ConfigError
+from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, check_batch_size, in_batch, own_transactions
+from memcli.partitions.build import copy_columns, set_triggers, triggers_statement
+from memcli.partitions.layout import (
+    CAPTURE_TRIGGER,
+    SPECS,
+    PartitionSpec,
+    add_months,
+    is_partitioned,
+    month_start,
+)
+from memcli.partitions.twin import build_twin, swap_statements
+from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_timeouts, required_months
+from memcli.settings import get_setting
+
+if TYPE_CHECKING:
+    import psycopg
+
+ProgressCallback = Callable[[str, int, int | None], None]  # (table, rows done, rows total)
+CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under its lock
+# The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
+# replay under its lock is then a few milliseconds' work.
+SWAP_WHEN_FEWER = 200
+SWAP_LOCK_RETRIES = 50
+
+
+@dataclass
+class TableConversion:
+    table: str
+    status: str = "pending"  # pending | converted | already partitioned | would convert | abandoned
+    resumed: bool = False
+    rows_copied: int = 0
+    rows_caught_up: int = 0
+    months: list[str] = field(default_factory=list)
+    rows_outside_months: int = 0  # they land in the default partition
+    lock_ms: float = 0.0  # how long the swap held the original's ACCESS EXCLUSIVE lock
+    duration_seconds: float = 0.0
+
+
+@dataclass
+class ConvertResult:
+    dry_run: bool
+    tables: list[TableConversion] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows_copied for t in self.tables)
+
+
+def _q(*parts: str) -> Any:
+    from psycopg import sql
+
+    return sql.Identifier(*parts)
+
+
+def _in_progress(conn: psycopg.Connection, spec: PartitionSpec) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (spec.changes,)).fetchone()
+    return bool(row and row[0])
+
+
+def _months(conn: psycopg.Connection, spec: PartitionSpec) -> tuple[list[date], int]:
+    """Months from the oldest key (bounded) to the horizon, and how many rows fall before them."""
+    from psycopg import sql
+
+    ahead = required_months(conn, spec)
+    oldest = conn.execute(sql.SQL("SELECT min({}) FROM {}").format(_q(spec.key), _q(spec.table))).fetchone()[
+        0
+    ]  # type: ignore[index]
+    first = ahead[0]
+    if oldest is not None:
+        first = max(min(month_start(oldest), first), add_months(ahead[0], -MAX_MONTHS_BACK))
+    months, month = [], first
+    while month <= ahead[-1]:
+        months.append(month)
+        month = add_months(month, 1)
+    outside = conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE {} < %s OR {} >= %s").format(
+            _q(spec.table), _q(spec.key), _q(spec.key)
+        ),
+        (first, add_months(ahead[-1], 1)),
+    ).fetchone()[0]  # type: ignore[index]
+    return months, int(outside)
+
+
+def _capture_function(spec: PartitionSpec) -> str:
+    return f"{spec.changes}_capture"
+
+
+def _build(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) -> None:
+    """The empty twin, its own triggers off while rows are copied in (the original is not locked)."""
+    build_twin(conn, spec, partitioned=True, months=months)
+    set_triggers(conn, spec.twin, False)
+
+
+def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    """The change log and the triggers filling it: the only step that locks the original (briefly)."""
+    from psycopg import sql
+
+    id_type = conn.execute(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+        "AND attname = %s",
+        (spec.table, spec.primary_key[0]),
+    ).fetchone()[0]  # type: ignore[index]
+    pk = _q(spec.primary_key[0])
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id {} NOT NULL)"
+        ).format(_q(spec.changes), sql.SQL(id_type))
+    )
+    conn.execute(sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)))
+    # Statement-level triggers with transition tables: one INSERT per statement however many rows.
+    for event, rows in (
+        ("INSERT", ("new_rows",)),
+        ("UPDATE", ("old_rows", "new_rows")),
+        ("DELETE", ("old_rows",)),
+    ):
+        function = _q(f"{_capture_function(spec)}_{event.lower()}")
+        select = sql.SQL(" UNION ").join(
+            sql.SQL("SELECT {} FROM {}").format(pk, sql.Identifier(r)) for r in rows
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
+                "INSERT INTO {} (id) {}; RETURN NULL; END $fn$"
+            ).format(function, _q(spec.changes), select)
+        )
+        referencing = sql.SQL(" ").join(
+            sql.SQL("{} TABLE AS {}").format(sql.SQL("OLD" if r == "old_rows" else "NEW"), sql.Identifier(r))
+            for r in rows
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+            ).format(
+                _q(f"{CAPTURE_TRIGGER}_{event.lower()}"),
+                sql.SQL(event),
+                _q(spec.table),
+                referencing,
+                function,
+            )
+        )
+
+
+def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    from psycopg import sql
+
+    for event in ("insert", "update", "delete"):
+        conn.execute(
+            sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                _q(f"{CAPTURE_TRIGGER}_{event}"), _q(spec.table)
+            )
+        )
+        conn.execute(sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_q(f"{_capture_function(spec)}_{event}")))
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.changes)))
+
+
+def _position(conn: psycopg.Connection, spec: PartitionSpec) -> str | None:
+    row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (spec.changes,)).fetchone()
+    return (row[0] or None) if row else None
+
+
+def _copy_batch(
+    conn: psycopg.Connection, spec: PartitionSpec, after: str | None, size: int
+) -> tuple[str | None, int]:
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
+    pk = _q(spec.primary_key[0])
+    where = sql.SQL("WHERE {} > %(after)s").format(pk) if after is not None else sql.SQL("")
+    row = conn.execute(
+        sql.SQL(
+            "WITH batch AS (SELECT {cols} FROM {src} {where} ORDER BY {pk} LIMIT %(size)s), "
+            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch) "
+            "SELECT (SELECT b.{pk} FROM batch b ORDER BY b.{pk} DESC LIMIT 1)::text, count(*) FROM batch"
+        ).format(cols=columns, src=_q(spec.table), where=where, pk=pk, twin=_q(spec.twin)),
+        {"after": after, "size": size},
+    ).fetchone()
+    last, n = (row[0], int(row[1])) if row else (None, 0)
+    if n:
+        conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(_q(spec.changes), sql.Literal(last)))
+    return last, n
+
+
+def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> Any:
+    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took."""
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
+    pk = _q(spec.primary_key[0])
+    limit = sql.SQL("ORDER BY seq LIMIT {}").format(sql.Literal(size)) if size else sql.SQL("")
+    return sql.SQL(
+        "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
+        "ids AS (SELECT DISTINCT id FROM taken), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids)), "
+        "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
+        "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)) "
+        "SELECT 'caught_up', count(*)::float8 FROM taken"
+    ).format(log=_q(spec.changes), limit=limit, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
+
+
+def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
+    row = conn.execute(_catch_up_statement(conn, spec, size)).fetchone()
+    return int(row[1]) if row else 0
+
+
+def _catch_up(conn: psycopg.Connection, spec: PartitionSpec, size: int, timeouts: Timeouts) -> int:
+    """One pass over the change log, a batch per transaction; how many entries it took."""
+    taken = 0
+    while True:
+        n = in_batch(conn, timeouts, lambda: _catch_up_batch(conn, spec, size))
+        taken += n
+        if n < size:
+            return taken
+
+
+def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
+    """The swap as one batch: lock, the last changes, the twin's triggers on, the renames; it reports the
+    changes taken (``caught_up``) and how long the lock had been held when it ended (``held_ms``)."""
+    from psycopg import sql
+
+    return [
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)),
+        sql.SQL("SELECT set_config('memcli.swap_locked_at', clock_timestamp()::text, true)"),
+        _catch_up_statement(conn, spec, None),
+        triggers_statement(spec.twin, True),
+        *swap_statements(conn, spec),  # dropping the original drops its capture triggers
+        sql.SQL(
+            "SELECT 'held_ms', 1000 * extract(epoch FROM clock_timestamp() "
+            "- current_setting('memcli.swap_locked_at')::timestamptz)::float8"
+        ),
+    ]
+
+
+def _run_swap(conn: psycopg.Connection, batch: list[Any]) -> dict[str, float]:
+    """Run the swap batch in one round trip; the figures it reported."""
+    cursor = conn.execute(";\n".join(s.as_string(conn) for s in batch).encode())
+    figures: dict[str, float] = {}
+    while True:
+        if cursor.description is not None and len(cursor.description) == 2:
+            for name, value in cursor.fetchall():
+                if name in ("caught_up", "held_ms"):
+                    figures[str(name)] = float(value)
+        if not cursor.nextset():
+            return figures
+
+
+def convert_table(
+    conn: psycopg.Connection,
+    spec: PartitionSpec,
+    *,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> TableConversion:
+    """Convert one table (autocommit ``conn``; the caller holds the ``partitions`` job lock)."""
+    from psycopg import errors, sql
+
+    started = time.perf_counter()
+    result = TableConversion(spec.table)
+    if is_partitioned(conn, spec.table):
+        if _in_progress(conn, spec) and not dry_run:  # a run killed right after its swap
+            in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
+        result.status = "already partitioned"
+        return result
+    size = check_batch_size(batch_size if batch_size is not None else get_setting(conn, "cleanup.batch_size"))
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_q(spec.table))).fetchone()[0]  # type: ignore[index]
+    resumed = _in_progress(conn, spec)
+    if not resumed:
+        months, result.rows_outside_months = _months(conn, spec)
+        result.months = [f"{m:%Y_%m}" for m in months]
+        if dry_run:
+            result.status = "would convert"
+            result.rows_copied = int(total)
+            return result
+        if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
+            in_batch(conn, timeouts, lambda: _build(conn, spec, months))
+        # Copying starts only once every later write is logged.
+        in_batch(conn, ddl_timeouts(timeouts), lambda: _capture(conn, spec))
+    else:
+        result.resumed = True
+        if dry_run:
+            result.status = "would resume"
+            return result
+
+    # Copy.
+    after = _position(conn, spec)
+    if progress:
+        progress(spec.table, 0, int(total))
+    while True:
+        last, n = in_batch(conn, timeouts, lambda after=after: _copy_batch(conn, spec, after, size))
+        if n == 0:
+            break
+        after = last
+        result.rows_copied += n
+        if progress:
+            progress(spec.table, result.rows_copied, max(int(total), result.rows_copied))
+    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.twin)))
+
+    # Catch up until one pass finds little to do.
+    for _ in range(CATCH_UP_ROUNDS):
+        taken = _catch_up(conn, spec, size, timeouts)
+        result.rows_caught_up += taken
+        if taken <= SWAP_WHEN_FEWER:
+            break
+
+    # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it. The
+    # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
+    # server's work (the last few changes, catalog renames), never for round trips to this client.
+    batch = _swap_batch(conn, spec)
+    attempt = 0
+    while True:
+        result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                    (f"{ddl_timeouts(timeouts).lock_timeout_ms}ms", f"{timeouts.statement_timeout_ms}ms"),
+                )
+                figures = _run_swap(conn, batch)
+                ended = time.perf_counter()
+            # held until the commit returned: the batch's own figure plus the commit
+            result.lock_ms = figures.get("held_ms", 0.0) + (time.perf_counter() - ended) * 1000
+            result.rows_caught_up += int(figures.get("caught_up", 0))
+            break
+        except (errors.LockNotAvailable, errors.DeadlockDetected):
+            attempt += 1
+            if attempt > SWAP_LOCK_RETRIES:
+                raise
+            time.sleep(min(0.05 * attempt, 1.0))
+    in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
+    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
+    result.status = "converted"
+    result.duration_seconds = time.perf_counter() - started
+    return result
+
+
+def abandon_table(
+    conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS
+) -> TableConversion:
+    """Remove an unfinished conversion's twin, triggers and change log; the original is untouched."""
+    from psycopg import sql
+
+    result = TableConversion(spec.table)
+    if (
+        not _in_progress(conn, spec)
+        and conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None
+    ):  # type: ignore[index]
+        result.status = "nothing to abandon"
+        return result
+
+    def work() -> None:
+        _drop_capture(conn, spec)
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.twin)))
+
+    in_batch(conn, ddl_timeouts(timeouts), work)
+    result.status = "abandoned"
+    return result
+
+
+def convert(
+    conn: psycopg.Connection,
+    tables: list[str] | None = None,
+    *,
+    dry_run: bool = False,
+    abandon: bool = False,
+    batch_size: int | None = None,
+    progress: ProgressCallback | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> ConvertResult:
+    """Convert the tables (all of ``SPECS`` by default) to the partitioned layout, or abandon that."""
+    from memcli.partitions.layout import spec_for
+
+    started = time.perf_counter()
+    specs = SPECS if not tables else tuple(spec_for(t) for t in tables)
+    result = ConvertResult(dry_run=dry_run)
+    with own_transactions(conn):
+        row = conn.execute("SELECT to_regprocedure('memcli_create_partition(regclass, date)')").fetchone()
+        if row is None or row[0] is None:
+            raise ConfigError(
+                "this database's schema predates the partitioned layout", hint="run: memcli migrate"
+            )
+        for spec in specs:
+            if abandon:
+                result.tables.append(abandon_table(conn, spec, timeouts))
+            else:
+                result.tables.append(
+                    convert_table(
+                        conn,
+                        spec,
+                        dry_run=dry_run,
+                        batch_size=batch_size,
+                        progress=progress,
+                        timeouts=timeouts,
+                    )
+                )
+    result.duration_seconds = time.perf_counter() - started
+    return result
