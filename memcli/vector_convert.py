@@ -96,36 +96,42 @@ def _stored_model(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def spec_for(conn: psycopg.Connection, kind: str) -> shadow.ShadowSpec:
-    """The shadow of type ``kind`` (same dimension), indexed with the live index's parameters."""
-    from memcli.vector_index import OPCLASSES, column_type, index_info
+def _parameters(conn: psycopg.Connection) -> tuple[int, int]:
+    """(m, ef_construction) of the live index when valid, else memcli's defaults."""
+    from memcli.vector_index import index_info
+
+    info = index_info(conn)
+    if info and info.valid:
+        return info.m, info.ef_construction
+    return names.HNSW_M, names.HNSW_EF_CONSTRUCTION
+
+
+def spec_for(conn: psycopg.Connection, kind: str, m: int, ef_construction: int) -> shadow.ShadowSpec:
+    """The shadow of type ``kind`` (same dimension), indexed with ``m`` / ``ef_construction``."""
+    from memcli.vector_index import OPCLASSES, column_type
 
     _, dimension = column_type(conn)
-    info = index_info(conn)
-    m, efc = (
-        (info.m, info.ef_construction) if info and info.valid else (names.HNSW_M, names.HNSW_EF_CONSTRUCTION)
-    )
     return shadow.ShadowSpec(
         column_type=column_type_sql(kind, dimension),
         opclass=OPCLASSES[kind],
         source_column=shadow.LIVE_COLUMN,
         model=_stored_model(conn),
-        index_options=f"WITH (m = {int(m)}, ef_construction = {int(efc)})",
+        index_options=f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})",
     )
 
 
-def _build_index(conn: psycopg.Connection, spec: shadow.ShadowSpec, kind: str, rows: int) -> None:
+def _build_index(
+    conn: psycopg.Connection, spec: shadow.ShadowSpec, kind: str, rows: int, m: int, ef_construction: int
+) -> None:
     """The shadow's index, with maintenance_work_mem sized to its graph (as memcli index rebuild does)."""
     from memcli.vector_index import build_memory_cap_mb, column_type, plan_build
 
     _, dimension = column_type(conn)
-    m = int(spec.index_options.split("m = ")[1].split(",")[0])
-    efc = int(spec.index_options.split("ef_construction = ")[1].rstrip(")"))
     plan = plan_build(
         rows,
         int(dimension or 0),
         m=m,
-        ef_construction=efc,
+        ef_construction=ef_construction,
         cap_mb=build_memory_cap_mb(conn),
         column_type=kind,
     )
@@ -195,7 +201,8 @@ def convert(
             result.estimated_index_bytes = expected_index_bytes(result.rows, int(dimension or 0), m, kind)
             result.duration_seconds = round(time.perf_counter() - started, 3)
             return result
-        spec = spec_for(conn, kind)
+        m, ef_construction = _parameters(conn)
+        spec = spec_for(conn, kind, m, ef_construction)
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="vectors convert"):
             log = RunLog(conn, "vectors convert")
             log.close_interrupted()
@@ -233,7 +240,7 @@ def convert(
                     result.phase = "stopped"
                 else:
                     t0 = time.perf_counter()
-                    _build_index(conn, spec, kind, result.rows)
+                    _build_index(conn, spec, kind, result.rows, m, ef_construction)
                     result.index_seconds = round(time.perf_counter() - t0, 3)
 
                     def finalize(c: psycopg.Connection) -> None:
