@@ -23,6 +23,7 @@ are the worst case for any graph index; ``--uniform`` measures that instead.
 Usage:
     .venv/bin/python benchmarks/search_bench.py                     # 100k rows, with the local model
     .venv/bin/python benchmarks/search_bench.py --rows 20000 --no-model
+    .venv/bin/python benchmarks/search_bench.py --embed-only            # numpy vs torch throughput only
 """
 
 from __future__ import annotations
@@ -288,16 +289,51 @@ print(len(texts) / (time.perf_counter() - t))
 """
 
 
-def throughput(code: str, texts: list[str], env: dict[str, str]) -> str:
+def throughput(code: str, path: str, env: dict[str, str]) -> tuple[float, float] | str:
+    """Texts per second and peak RSS of one path in its own process, or why it could not run."""
+    try:
+        run = measure([sys.executable, "-c", code, path], {**env, "HF_HUB_OFFLINE": "1"})
+    except SystemExit as exc:
+        return f"skipped ({str(exc).splitlines()[-1][:80]})"
+    return float(run.stdout.split()[-1]), run.peak_mib
+
+
+def report_throughput(texts: list[str], env: dict[str, str], runs: int) -> None:
+    """Both paths in alternating runs (the order flips every run), so load drift hits both alike."""
+    median_chars = np.median([len(t) for t in texts])
+    print(
+        f"embedding throughput: {len(texts):,} demo texts (median {median_chars:.0f} characters), "
+        f"batches of 64, each path in its own process, {runs} alternating runs"
+    )
+    paths = {"numpy (memcli local)": EMBED_NUMPY, "sentence-transformers + torch": EMBED_ST}
+    results: dict[str, list[tuple[float, float]]] = {label: [] for label in paths}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(texts, handle)
     try:
-        run = measure([sys.executable, "-c", code, handle.name], {**env, "HF_HUB_OFFLINE": "1"})
-    except SystemExit as exc:
-        return f"skipped ({str(exc).splitlines()[-1][:80]})"
+        for i in range(runs):
+            for label in list(paths)[:: -1 if i % 2 else 1]:
+                got = throughput(paths[label], handle.name, env)
+                if isinstance(got, str):
+                    print(f"  {label:32} {got}")
+                    paths.pop(label)
+                    results.pop(label)
+                else:
+                    results[label].append(got)
     finally:
         os.unlink(handle.name)
-    return f"{float(run.stdout.split()[-1]):7.0f} texts/s   peak RSS {run.peak_mib:5.0f} MiB"
+    for label, measured in results.items():
+        rates = [rate for rate, _ in measured]
+        print(
+            f"  {label:32} median {np.median(rates):7.0f} texts/s (runs: "
+            f"{', '.join(f'{r:.0f}' for r in rates)})   peak RSS {max(p for _, p in measured):5.0f} MiB"
+        )
+    if len(results) == 2:
+        numpy_rates, st_rates = ([rate for rate, _ in m] for m in results.values())
+        ratio = float(np.median([a / b for a, b in zip(numpy_rates, st_rates, strict=True)]))
+        print(
+            f"  numpy / sentence-transformers, median of the runs' ratios: {ratio:.2f}x "
+            f"(target >= 1.0: {'MET' if ratio >= 1.0 else 'NOT MET'})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-runs", type=int, default=10)
     parser.add_argument("--model-runs", type=int, default=7, help="pairs of cold processes")
     parser.add_argument("--embed-texts", type=int, default=2000, help="texts for the throughput figures")
+    parser.add_argument("--embed-runs", type=int, default=3, help="runs of each embedding path")
+    parser.add_argument(
+        "--embed-only", action="store_true", help="only the embedding throughput (no database)"
+    )
     parser.add_argument("--no-model", action="store_true", help="skip the local-model process timings")
     parser.add_argument("--uniform", action="store_true", help="uniformly random vectors (worst case)")
     parser.add_argument("--seed", type=int, default=7)
@@ -326,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         rng.standard_normal((n_topics, 20, DIM), dtype=np.float32),
     )
     bench_started = time.perf_counter()
+    if args.embed_only:
+        report_throughput(demo_texts(args.embed_texts), dict(os.environ), args.embed_runs)
+        return 0
     with embedded_server("memcli-search-bench-") as server:
         dsn = server.create_database("search_bench")
         migrate(dsn, embedding_dim=DIM)
@@ -441,17 +484,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- embedding throughput -----------------------------------------------------------------------
         if not args.no_model:
-            texts = demo_texts(args.embed_texts)
-            median_chars = np.median([len(t) for t in texts])
-            print(
-                f"embedding throughput: {len(texts):,} demo texts (median {median_chars:.0f} "
-                f"characters), batches of 64, each path in its own process"
-            )
-            for label, code in (
-                ("numpy (memcli local)", EMBED_NUMPY),
-                ("sentence-transformers + torch", EMBED_ST),
-            ):
-                print(f"  {label:32} {throughput(code, texts, env)}")
+            report_throughput(demo_texts(args.embed_texts), env, args.embed_runs)
             print()
         print(f"\nbenchmark finished in {time.perf_counter() - bench_started:.0f} s")
     return 0

@@ -76,13 +76,20 @@ def test_batches_cover_every_text_once_within_the_memory_budget(
     ids = [[0] * n for n in lengths]
     order = sorted(range(len(ids)), key=lambda i: lengths[i])
     batches = encoder._batches(order, ids, batch_size)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(ids)))
+    assert [i for batch in batches for i in batch] == order  # runs of the sorted order, each text once
     for batch in batches:
-        longest = max(lengths[i] for i in batch)
+        batch_lengths = [lengths[i] for i in batch]
         assert len(batch) <= batch_size
         if len(batch) > 1:  # a single text always fits, whatever its length
-            assert len(batch) * encoder.heads * longest * longest * 4 <= ATTENTION_BUDGET_BYTES
-            assert len(batch) * longest <= TOKEN_BUDGET
+            assert sum(batch_lengths) <= TOKEN_BUDGET
+        # Attention runs on groups of equal-length texts: together they are the batch's rows, in order.
+        groups = encoder._groups(batch_lengths)
+        assert [n for _, count, n in groups for _ in range(count)] == batch_lengths
+        assert [row for row, _, _ in groups] == list(
+            np.cumsum([0] + [count * n for _, count, n in groups])[:-1]
+        )
+        for _, count, n in groups:
+            assert count == 1 or count * encoder.heads * n * n * 4 <= ATTENTION_BUDGET_BYTES
 
 
 def test_local_embedder_runs_without_torch() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.options import JsonOpt
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import State, get_state
 from memcli.jobs.interrupts import stop_on_signals
@@ -72,7 +73,6 @@ EmbedderOpt = Annotated[
     str | None,
     typer.Option("--embedder", metavar="PROVIDER[:MODEL]", help="Embedder for --mismatched reembed."),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def _run(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memcli.cli.choices import ContentType, MemoryType, StoredTier
+from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import print_json, to_jsonable
 from memcli.cli.state import State, get_state
 
@@ -52,7 +53,6 @@ class Kind(StrEnum):
     semantic = "semantic"
 
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 KindOpt = Annotated[Kind | None, typer.Option("--kind", help="Only conversation or only semantic memories.")]
 SessionOpt = Annotated[str | None, typer.Option("--session", help="Only this session's memories.")]
 UserOpt = Annotated[str | None, typer.Option("--user", metavar="UUID", help="Only this user's memories.")]
@@ -310,7 +310,7 @@ def delete(
     expired: ExpiredOpt = None,
     older_than: OlderOpt = None,
     newer_than: NewerOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed off a terminal).")] = False,
+    yes: YesOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")] = 1000,
     json_: JsonOpt = False,

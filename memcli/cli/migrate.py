@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memcli.cli.helptext import epilog, exit_codes
+from memcli.cli.options import JsonOpt
 from memcli.cli.render import print_json
 from memcli.cli.state import get_state
 from memcli.errors import ExitCode
@@ -40,7 +41,6 @@ app = typer.Typer(
     ),
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SqlOpt = Annotated[
     bool,
     typer.Option(

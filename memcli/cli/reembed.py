@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from memcli.cli.options import JsonOpt, PauseOpt
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import get_state
 from memcli.jobs.interrupts import stop_on_signals
@@ -24,8 +25,6 @@ app = typer.Typer(
     + "\n\nExamples: memcli reembed --embedder openai:text-embedding-3-small --dry-run · "
     "memcli reembed --embedder local:all-mpnet-base-v2 · memcli reembed status · memcli reembed abort",
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 @app.callback()
@@ -47,9 +46,7 @@ def reembed(
         int,
         typer.Option("--batch-size", min=1, max=10_000, help="Memories per batch (one transaction each)."),
     ] = DEFAULT_BATCH_SIZE,
-    pause: Annotated[
-        float, typer.Option("--pause", min=0.0, help="Seconds to rest between batches on a busy server.")
-    ] = 0.0,
+    pause: PauseOpt = 0.0,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Estimate the time from a sample of stored texts; change nothing."),

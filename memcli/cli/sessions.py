@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import print_json
 from memcli.cli.state import State, get_state
 
@@ -40,7 +41,6 @@ class SessionState(StrEnum):
     closed = "closed"
 
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 SessionArg = Annotated[str, typer.Argument(metavar="SESSION", help="The session id.")]
 
 
@@ -154,7 +154,7 @@ def close(
 def forget(
     ctx: typer.Context,
     session: SessionArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed off a terminal).")] = False,
+    yes: YesOpt = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be erased; change nothing.")
     ] = False,

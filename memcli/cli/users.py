@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import err, print_json, progress
 from memcli.cli.state import State, get_state
 from memcli.jobs.interrupts import stop_on_signals
@@ -51,8 +52,6 @@ app = typer.Typer(
     epilog=f"{EXIT_CODES} {FORGET_EXAMPLES}",
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (needed off a terminal).")]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Count what would be erased; change nothing (no lock, no receipt).")
 ]

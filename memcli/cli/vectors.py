@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from memcli.cli.helptext import epilog
+from memcli.cli.options import JsonOpt, PauseOpt
 from memcli.cli.render import err, print_json, progress, to_jsonable
 from memcli.cli.state import get_state
 
@@ -27,8 +28,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
 def _size_mb(value: str | None) -> int | None:
@@ -258,9 +257,7 @@ def convert(
         int,
         typer.Option("--batch-size", min=1, max=100_000, help="Memories per batch (one transaction each)."),
     ] = 1000,
-    pause: Annotated[
-        float, typer.Option("--pause", min=0.0, help="Seconds to rest between batches on a busy server.")
-    ] = 0.0,
+    pause: PauseOpt = 0.0,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Say what would change and the new index's size; change nothing."),

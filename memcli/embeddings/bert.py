@@ -5,7 +5,7 @@ It reads a sentence-transformers model folder (``config.json``, ``model.safetens
 Pooling + Normalize model: WordPiece tokens (the ``tokenizers`` package, the same Rust tokenizer
 transformers uses), truncated to ``max_seq_length`` tokens including [CLS] and [SEP]; the BERT encoder
 (embeddings, then per layer self-attention and a GELU feed-forward, each followed by a residual LayerNorm);
-the mean of the token vectors under the attention mask; L2 normalisation. The vectors equal
+the mean of each text's token vectors; L2 normalisation. The vectors equal
 sentence-transformers' to a cosine of 1 - 1e-6 (tests/test_embeddings_bert.py holds reference vectors).
 
 Why numpy: the model is 22M parameters and six layers; a float32 matmul per weight matrix is all the work,
@@ -13,19 +13,21 @@ and numpy's BLAS does it as fast as torch on a CPU. The weights are memory-mappe
 so the 47 MB word-embedding table costs only the rows a text uses, and nothing is converted or copied at
 start-up.
 
-Texts are sorted by token count before batching (a batch is padded to its longest text, so mixing a
-300-token text with 10-token ones would multiply the work), and a batch is capped by its attention size, so
-memory stays bounded whatever the texts.
+Nothing is padded: a batch's tokens are packed into one (tokens x hidden) array for the matrix products,
+which work token by token, and attention runs on each run of equal-length texts (texts are sorted by token
+count) as one stacked product, so no mask is needed either. A batch is capped by its token count and an
+attention run by the size of its score array, so memory stays bounded whatever the texts.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 # tokens per batch: together they bound a batch's memory to a few tens of MB for any text lengths.
 ATTENTION_BUDGET_BYTES = 48 * 1024 * 1024
 TOKEN_BUDGET = 8192
-GELU_BLOCK_VALUES = 32_768  # 128 kB of float32 per block: the temporaries of a block stay in L2
+BLOCK_VALUES = 32_768  # 128 kB of float32 per block: a block's few temporaries stay in L2
 
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
 
@@ -87,71 +89,102 @@ class SafeTensors:
             return np.fromfile(handle, dtype=dtype, count=count).reshape(shape)
 
 
-def _layer_norm(x: numpy.ndarray, weight: numpy.ndarray, bias: numpy.ndarray, eps: float) -> numpy.ndarray:
+def _layer_norm(x: numpy.ndarray, weight: numpy.ndarray, bias: numpy.ndarray, eps: float) -> None:
+    """LayerNorm over the last axis, in place."""
     import numpy as np
 
-    mean = x.mean(axis=-1, keepdims=True)
-    x = x - mean
-    variance = np.mean(np.square(x), axis=-1, keepdims=True)
-    x *= 1.0 / np.sqrt(variance + eps)
+    x -= x.mean(axis=-1, keepdims=True)
+    variance = np.square(x).mean(axis=-1, keepdims=True)
+    variance += eps
+    np.sqrt(variance, out=variance)
+    x /= variance
     x *= weight
     x += bias
-    return x
 
 
-# Abramowitz & Stegun 7.1.26: erf to 1.5e-7 absolute, within float32's own rounding of GELU's inputs.
+def _add_layer_norm_block(
+    x: numpy.ndarray,
+    bias: numpy.ndarray,
+    residual: numpy.ndarray,
+    norm: tuple[numpy.ndarray, numpy.ndarray],
+    eps: float,
+) -> None:
+    """LayerNorm(x + bias + residual) in place: a BERT sublayer's output, on one block of rows."""
+    x += bias
+    x += residual
+    _layer_norm(x, *norm, eps)
+
+
+# Abramowitz & Stegun 7.1.26: erf(z) = 1 - t (a1 + a2 t + ... + a5 t^4) exp(-z^2), t = 1 / (1 + p z), z >= 0,
+# to 1.5e-7 absolute, within float32's own rounding of GELU's inputs.
 _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def _gelu_block(x: numpy.ndarray) -> None:
-    """BERT's exact GELU, x * Phi(x), in place on one block; numpy has no erf, so a polynomial for it.
+def _gelu_constants() -> tuple[float, tuple[float, ...], float]:
+    """The polynomial rewritten for the fewest passes over an array, for GELU's argument m = |x|.
+
+    z = m / sqrt 2, so t = c s with c = sqrt 2 / p and s = 1 / (m + c). In s the polynomial is
+    b5 s (s^4 + r4 s^3 + r3 s^2 + r2 s + r1) with b_i = a_i c^i and r_i = b_i / b5; the factor b5 / 2 (Phi
+    is half of erfc) goes into the exponent as a logarithm, where it costs no pass of its own.
+    """
+    c = math.sqrt(2) / _ERF_P
+    b = [a * c ** (i + 1) for i, a in enumerate(_ERF_A)]
+    return c, tuple(coefficient / b[4] for coefficient in b[:4]), math.log(b[4] / 2)
+
+
+_GELU_SHIFT, _GELU_RATIOS, _GELU_LOG_SCALE = _gelu_constants()
+
+
+def _gelu_block(x: numpy.ndarray, bias: numpy.ndarray) -> None:
+    """BERT's exact GELU of x + bias, x * Phi(x), in place on one block; numpy has no erf, so a polynomial.
 
     With q = Phi(-|x|) = (1 - erf(|x| / sqrt 2)) / 2, x * Phi(x) = max(x, 0) - |x| * q for either sign.
+    Twenty element-wise passes, each over the block while it is in the cache.
     """
     import numpy as np
 
+    x += bias
     magnitude = np.abs(x)
-    t = magnitude * np.float32(_ERF_P / math.sqrt(2))
-    t += 1.0
-    np.reciprocal(t, out=t)
-    a1, a2, a3, a4, a5 = _ERF_A
-    q = t * np.float32(a5)
-    for coefficient in (a4, a3, a2, a1):
+    s = magnitude + np.float32(_GELU_SHIFT)
+    np.reciprocal(s, out=s)
+    r1, r2, r3, r4 = (np.float32(r) for r in _GELU_RATIOS)
+    q = s + r4
+    for coefficient in (r3, r2, r1):
+        q *= s
         q += coefficient
-        q *= t
-    e = np.square(x)  # exp(-x^2 / 2) into the buffer of t, no longer needed
-    e *= -0.5
+    q *= s
+    e = np.square(x, out=s)  # exp(-x^2 / 2) times the polynomial's scale, in the buffer of s
+    e *= np.float32(-0.5)
+    e += np.float32(_GELU_LOG_SCALE)
     np.exp(e, out=e)
     q *= e
     q *= magnitude
-    q *= 0.5
-    np.maximum(x, 0.0, out=x)
+    np.maximum(x, np.float32(0.0), out=x)
     x -= q
 
 
 _POOL: Any = None
 
 
-def _gelu(x: numpy.ndarray) -> numpy.ndarray:
-    """GELU in place, in blocks that stay in the CPU cache, on every core (numpy ufuncs release the GIL).
+def _in_blocks(x: numpy.ndarray, work: Callable[[slice], None]) -> None:
+    """``work`` on each block of x's rows, small enough to stay in the CPU cache, on every core.
 
-    The twenty-odd element-wise passes of the erf polynomial cost as much as the matrix products when run
-    over a whole (tokens x 1536) array on one core.
+    Element-wise steps (GELU's twenty passes, LayerNorm's ten) then cost a cache pass each rather than a
+    memory pass each, and numpy's ufuncs release the GIL, so the blocks run in parallel as BLAS does.
     """
     global _POOL
     rows = x.shape[0]
-    block = max(1, GELU_BLOCK_VALUES // x.shape[1])
-    starts = range(0, rows, block)
-    if len(starts) == 1:
-        _gelu_block(x)
-        return x
+    block = max(1, BLOCK_VALUES // x.shape[1])
+    blocks = [slice(start, start + block) for start in range(0, rows, block)]
+    if len(blocks) == 1:
+        work(blocks[0])
+        return
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="memcli-gelu")
-    list(_POOL.map(lambda start: _gelu_block(x[start : start + block]), starts))
-    return x
+        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="memcli-bert")
+    list(_POOL.map(work, blocks))
 
 
 class BertEncoder:
@@ -200,11 +233,20 @@ class BertEncoder:
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             # One (hidden, 3*hidden) matrix for query, key and value: one matmul instead of three.
+            # The attention scale 1 / sqrt(head_dim) is folded into the query's weights and bias.
+            scale = [1.0 / math.sqrt(self.head_dim), 1.0, 1.0]
+            parts = ("query", "key", "value")
             qkv = np.concatenate(
-                [w(p + f"attention.self.{part}.weight") for part in ("query", "key", "value")]
+                [
+                    w(p + f"attention.self.{part}.weight") * np.float32(k)
+                    for part, k in zip(parts, scale, strict=True)
+                ]
             ).T.copy()
             qkv_bias = np.concatenate(
-                [w(p + f"attention.self.{part}.bias") for part in ("query", "key", "value")]
+                [
+                    w(p + f"attention.self.{part}.bias") * np.float32(k)
+                    for part, k in zip(parts, scale, strict=True)
+                ]
             )
             self.blocks.append(
                 {
@@ -232,7 +274,7 @@ class BertEncoder:
         # sentence-transformers strips each text before tokenizing.
         return [encoding.ids for encoding in self.tokenizer.encode_batch([t.strip() for t in texts])]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> numpy.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 256) -> numpy.ndarray:
         """Unit-length float32 sentence vectors, one row per text, in the order given."""
         import numpy as np
 
@@ -249,73 +291,93 @@ class BertEncoder:
         return out
 
     def _batches(self, order: list[int], ids: list[list[int]], batch_size: int) -> list[list[int]]:
-        """Consecutive runs of the length-sorted texts, within ``batch_size`` and the memory budgets."""
+        """Consecutive runs of the length-sorted texts, within ``batch_size`` texts and ``TOKEN_BUDGET``."""
         batches: list[list[int]] = []
         current: list[int] = []
+        tokens = 0
         for index in order:
-            length = len(ids[index])  # the longest so far: the order is ascending
-            size = len(current) + 1
-            attention = size * self.heads * length * length * 4
-            if current and (
-                size > batch_size or attention > ATTENTION_BUDGET_BYTES or size * length > TOKEN_BUDGET
-            ):
+            length = len(ids[index])
+            if current and (len(current) >= batch_size or tokens + length > TOKEN_BUDGET):
                 batches.append(current)
-                current = []
+                current, tokens = [], 0
             current.append(index)
+            tokens += length
         if current:
             batches.append(current)
         return batches
 
+    def _groups(self, lengths: Sequence[int]) -> list[tuple[int, int, int]]:
+        """(first row, texts, length) of each run of consecutive texts of one length, cut so that a run's
+        attention scores (texts x heads x length x length float32) stay within ``ATTENTION_BUDGET_BYTES``."""
+        groups: list[tuple[int, int, int]] = []
+        row = 0
+        for length, run in itertools.groupby(lengths):
+            count = sum(1 for _ in run)
+            most = max(1, ATTENTION_BUDGET_BYTES // (self.heads * length * length * 4))
+            while count:
+                taken = min(count, most)
+                groups.append((row, taken, length))
+                row += taken * length
+                count -= taken
+        return groups
+
     def _forward(self, batch: list[list[int]]) -> numpy.ndarray:
-        """Mean-pooled (not yet normalised) last hidden states of one batch of token id lists."""
+        """Mean-pooled (not yet normalised) last hidden states of one batch of token id lists.
+
+        The tokens of all texts are packed into one (tokens x hidden) array, without padding: every layer
+        but attention works token by token, so a padded token would be pure waste. Attention runs on each
+        run of texts of equal length (the batch is sorted by length) as one stacked matmul, so no text ever
+        sees another's tokens and no mask is needed.
+        """
         import numpy as np
 
-        size, length = len(batch), max(len(ids) for ids in batch)
-        tokens = np.zeros((size, length), dtype=np.int64)
-        mask = np.zeros((size, length), dtype=np.float32)
-        for row, ids in enumerate(batch):
-            tokens[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1.0
-        # Padded keys get a large negative score, so softmax gives them no weight (as transformers does).
-        key_bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        lengths = [len(ids) for ids in batch]
+        total = sum(lengths)
+        tokens = np.fromiter(itertools.chain.from_iterable(batch), dtype=np.intp, count=total)
+        starts = np.zeros(len(batch), dtype=np.intp)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        positions = np.arange(total) - np.repeat(starts, lengths)
 
-        h = self.word[tokens] + self.position[:length] + self.token_type
-        h = _layer_norm(h.reshape(size * length, self.hidden), *self.embed_norm, self.eps)
-        scale = np.float32(1.0 / math.sqrt(self.head_dim))
+        h = self.word[tokens]
+        h += self.position[positions]
+        h += self.token_type
+        _layer_norm(h, *self.embed_norm, self.eps)
+        groups = self._groups(lengths)
+        heads, head_dim = self.heads, self.head_dim
         for block in self.blocks:
             qkv = h @ block["qkv"]
             qkv += block["qkv_bias"]
-            # (tokens, 3*hidden) -> three contiguous (batch, heads, length, head_dim) arrays: numpy's
-            # stacked matmul uses BLAS only for contiguous operands (a strided one takes a slow loop).
-            qkv = np.ascontiguousarray(
-                qkv.reshape(size, length, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-            )
-            query, key, value = qkv[0], qkv[1], qkv[2]
-            # One 2-D matmul per (text, head): numpy's stacked matmul takes a slow non-BLAS loop when an
-            # operand is transposed, and 12 heads x a batch is only a few hundred calls.
-            scores = np.empty((size, self.heads, length, length), dtype=np.float32)
-            for b in range(size):
-                for head in range(self.heads):
-                    np.matmul(query[b, head], key[b, head].T, out=scores[b, head])
-            scores *= scale
-            scores += key_bias
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            context = np.ascontiguousarray((scores @ value).transpose(0, 2, 1, 3)).reshape(
-                size * length, self.hidden
-            )
-            attended = context @ block["out"]
-            attended += block["out_bias"]
-            attended += h
-            h = _layer_norm(attended, *block["norm1"], self.eps)
+            context = np.empty_like(h)
+            for row, count, length in groups:
+                rows = slice(row, row + count * length)
+                part = qkv[rows].reshape(count, length, 3, heads, head_dim)
+                # numpy's stacked matmul uses BLAS only on contiguous operands; the copies cost less than the
+                # strided loop it takes otherwise. The key comes transposed, ready for query @ key.T.
+                query = np.ascontiguousarray(part[:, :, 0].transpose(0, 2, 1, 3))
+                key_t = np.ascontiguousarray(part[:, :, 1].transpose(0, 2, 3, 1))
+                value = np.ascontiguousarray(part[:, :, 2].transpose(0, 2, 1, 3))
+                scores = np.matmul(query, key_t)  # the query weights carry 1/sqrt(head_dim)
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                scores /= scores.sum(axis=-1, keepdims=True)
+                context[rows].reshape(count, length, heads, head_dim)[...] = np.matmul(
+                    scores, value
+                ).transpose(0, 2, 1, 3)
+            h = self._sublayer(context @ block["out"], block["out_bias"], h, block["norm1"])
             inner = h @ block["up"]
-            inner += block["up_bias"]
-            inner = _gelu(inner)
-            projected = inner @ block["down"]
-            projected += block["down_bias"]
-            projected += h
-            h = _layer_norm(projected, *block["norm2"], self.eps)
-        h = h.reshape(size, length, self.hidden)
-        summed = (mask[:, None, :] @ h)[:, 0]
-        return summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+            _in_blocks(inner, lambda rows, x=inner, b=block["up_bias"]: _gelu_block(x[rows], b))
+            h = self._sublayer(inner @ block["down"], block["down_bias"], h, block["norm2"])
+        pooled = np.add.reduceat(h, starts, axis=0)
+        pooled /= np.asarray(lengths, dtype=np.float32)[:, None]
+        return pooled
+
+    def _sublayer(
+        self,
+        x: numpy.ndarray,
+        bias: numpy.ndarray,
+        residual: numpy.ndarray,
+        norm: tuple[numpy.ndarray, numpy.ndarray],
+    ) -> numpy.ndarray:
+        """LayerNorm(x + bias + residual), in place in x, block by block."""
+        _in_blocks(x, lambda rows: _add_layer_norm_block(x[rows], bias, residual[rows], norm, self.eps))
+        return x

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
 from memcli.seed.defaults import ensure_default_settings
@@ -160,29 +160,27 @@ def seed_sections(
         else:
             built.append(Section(business["id"], "location", location))
 
-    menus = read_menus(conn, result.warnings, active_ids, columns["menu_items"], columns["menu_categories"])
-    if menus is not None:
-        readable.add("menu")
+    # The sections built from another table's rows: none for a business without rows, and none at all (and
+    # none retired) when the table cannot be read.
+    from_rows: tuple[tuple[str, dict[uuid.UUID, Any] | None, Callable[[Any], Any]], ...] = (
+        (
+            "menu",
+            read_menus(conn, result.warnings, active_ids, columns["menu_items"], columns["menu_categories"]),
+            menu_content,
+        ),
+        ("hours", read_hours(conn, result.warnings, active_ids, columns["working_hours"]), hours_content),
+    )
+    for section_type, rows_of, render in from_rows:
+        if rows_of is None:
+            result.sections[section_type].skipped += len(active)
+            continue
+        readable.add(section_type)
         for business in active:
-            items = menus.get(business["id"])
-            if items:
-                built.append(Section(business["id"], "menu", menu_content(items)))
-            else:
-                result.sections["menu"].skipped += 1
-    else:
-        result.sections["menu"].skipped += len(active)
-
-    hours = read_hours(conn, result.warnings, active_ids, columns["working_hours"])
-    if hours is not None:
-        readable.add("hours")
-        for business in active:
-            rows = hours.get(business["id"])
+            rows = rows_of.get(business["id"])
             if rows:
-                built.append(Section(business["id"], "hours", hours_content(rows)))
+                built.append(Section(business["id"], section_type, render(rows)))
             else:
-                result.sections["hours"].skipped += 1
-    else:
-        result.sections["hours"].skipped += len(active)
+                result.sections[section_type].skipped += 1
 
     _write_sections(conn, result, built, ids, readable, refresh=refresh, dry_run=dry_run)
 
