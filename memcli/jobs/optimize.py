@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import JobFailedError, first_line
+from memcli.errors import JobFailedError, MemcliError, first_line
 from memcli.jobs.common import own_transactions, partial_on_failure
 from memcli.schema.names import MEMORY_TABLES
 
@@ -104,8 +104,16 @@ def existing_tables(conn: psycopg.Connection, tables: Sequence[str] = MEMORY_TAB
 
 def _attempt(conn: psycopg.Connection, statement: Any) -> str | None:
     """Run one maintenance statement; its error message, or None. A lost connection still raises."""
+    return _error_of(conn, lambda: conn.execute(statement))
+
+
+def _error_of(conn: psycopg.Connection, step: Callable[[], object]) -> str | None:
+    """Run one maintenance step; its error message, or None, so the other steps still run. A lost
+    connection still raises: nothing after it could run."""
     try:
-        conn.execute(statement)
+        step()
+    except MemcliError as exc:
+        return exc.message
     except Exception as exc:
         if conn.closed or conn.broken:
             raise
@@ -215,9 +223,8 @@ def _rebuild_vector_index(conn: psycopg.Connection, reason: str) -> str | None:
     size. Otherwise (invalid, bloated) the index keeps its parameters.
     """
     from memcli import vector_index
-    from memcli.errors import MemcliError
 
-    try:
+    def rebuild() -> None:
         plan = vector_index.plan_rebuild(conn)
         if reason.startswith("recall") and plan.current is not None:
             m, ef_construction = vector_index.recommended_parameters(plan.current.rows)
@@ -225,13 +232,8 @@ def _rebuild_vector_index(conn: psycopg.Connection, reason: str) -> str | None:
             plan = vector_index.plan_rebuild(conn, m=m, ef_construction=ef_construction)
         for _ in vector_index.run_rebuild(conn, None, plan):
             pass
-    except MemcliError as exc:
-        return exc.message
-    except Exception as exc:
-        if conn.closed or conn.broken:
-            raise
-        return first_line(exc)
-    return None
+
+    return _error_of(conn, rebuild)
 
 
 def reindex(
