@@ -183,16 +183,29 @@ def vector_recall(ctx: Context) -> CheckResult:
             hint="check the index's operator class against the search operator",
         )
     details.update(queries=measurement.queries, measurement=asdict(measurement))
+    return _recall_verdict(
+        measurement.recall,
+        target,
+        threshold,
+        details,
+        f"at ef_search {measurement.ef_search} over {measurement.queries} sampled queries ({index['index']}, "
+        f"index p50 {measurement.index_p50_ms:.1f} ms, exact {measurement.exact_p50_ms:.0f} ms)",
+    )
+
+
+def _recall_verdict(
+    recall: float, target: float, threshold: str, details: dict[str, Any], how: str, hint: str | None = None
+) -> CheckResult:
+    """A recall@k figure judged against search.recall_target; ``how`` says how it was measured."""
     return CheckResult(
-        Status.WARN if measurement.recall < target else Status.OK,
-        value=measurement.recall,
+        Status.WARN if recall < target else Status.OK,
+        value=recall,
         unit="ratio",
         threshold=threshold,
         estimate=True,
         details=details,
-        message=f"recall@{RECALL_K} {measurement.recall:.3f} at ef_search {measurement.ef_search} over "
-        f"{measurement.queries} sampled queries ({index['index']}, index p50 "
-        f"{measurement.index_p50_ms:.1f} ms, exact {measurement.exact_p50_ms:.0f} ms)",
+        message=f"recall@{RECALL_K} {recall:.3f} {how}",
+        hint=hint,
     )
 
 
@@ -218,15 +231,12 @@ def vector_recall_measured(ctx: Context) -> CheckResult:
     details = {**last.__dict__, "rows_now": rows}
     note = f"; the table has grown to ~{rows:,.0f} rows since: measure again" if grown else ""
     below = last.recall < target
-    return CheckResult(
-        Status.WARN if below else Status.OK,
-        value=last.recall,
-        unit="ratio",
-        threshold=threshold,
-        estimate=True,
-        details=details,
-        message=f"recall@{RECALL_K} {last.recall:.3f} at ef_search {last.ef_search} on {last.rows:,} rows, "
-        f"measured {last.measured_at}{note}",
+    return _recall_verdict(
+        last.recall,
+        target,
+        threshold,
+        details,
+        f"at ef_search {last.ef_search} on {last.rows:,} rows, measured {last.measured_at}{note}",
         hint=(
             "rebuild with larger parameters: memcli index rebuild (memcli tune says which)"
             if below and last.rebuild_recommended
