@@ -84,6 +84,51 @@ def test_a_crashing_check_is_reported_and_the_others_still_run(migrated_db: str,
     assert revision.status is Status.OK
 
 
+def test_a_check_is_declared_by_its_function_name_and_docstring() -> None:
+    from memcli.health import health_check
+
+    @health_check("internals", deep=True, reads=("semantic_memory",))
+    def some_check(ctx):
+        """Something measured, with (parentheses).
+
+        Why it matters, in a paragraph
+        of its own.
+
+        Fix: run this, then
+        that (see the docs).
+        """
+
+    assert (some_check.name, some_check.group, some_check.title, some_check.hint) == (
+        "some_check",
+        "internals",
+        "Something measured, with (parentheses)",
+        "run this, then that (see the docs)",
+    )
+    assert some_check.deep and some_check.reads == ("semantic_memory",)
+    built = health_check("server", name="built", title="Built title", hint="built hint")(lambda ctx: None)
+    assert (built.name, built.title, built.hint) == ("built", "Built title", "built hint")
+
+
+@pytest.mark.parametrize("doc", [None, "A title only.", "Fix: a hint only."])
+def test_a_check_without_a_title_or_a_hint_is_refused(doc: str | None) -> None:
+    from memcli.health import health_check
+
+    def check(ctx):
+        return None
+
+    check.__doc__ = doc
+    with pytest.raises(ValueError, match="title line and a 'Fix:' paragraph"):
+        health_check("server")(check)
+    with pytest.raises(ValueError, match="unknown group"):
+        health_check("nowhere")(check)
+
+
+def test_every_declared_check_has_a_title_and_a_hint_in_one_line() -> None:
+    for check in REGISTRY.values():
+        assert check.title and not check.title.endswith(".") and "\n" not in check.title, check.name
+        assert check.hint and not check.hint.endswith(".") and "\n" not in check.hint, check.name
+
+
 def test_freshly_migrated_database_is_all_ok_deep_and_strict(cli, migrated_db: str) -> None:
     result = cli("health", "--strict", "--deep", dsn=migrated_db)
     assert result.exit_code == 0, result.stdout + result.stderr

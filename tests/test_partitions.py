@@ -277,6 +277,11 @@ def test_convert_keeps_every_row_and_puts_strays_in_the_default(plain_db: str, c
             "SELECT count(*) FROM conversation_memory_default WHERE expires_at IS NOT NULL"
         ).fetchone()[0]
         assert strays == 7
+        # nothing of the conversion is left: the original (renamed aside in the swap), twin, change log
+        leftovers = conn.execute(
+            "SELECT relname FROM pg_class WHERE relname ~ '__(old|twin|changes)' ORDER BY 1"
+        ).fetchall()
+        assert leftovers == []
         # identity continues after the copied rows
         top = conn.execute("SELECT max(id) FROM system_maintenance_log").fetchone()[0]
         new = conn.execute(

@@ -24,14 +24,12 @@ def _count_text(count: int, estimated: bool, capped: bool = False) -> str:
     return f"{prefix}{count:,}"
 
 
-@health_check(
-    "expired_backlog",
-    "hygiene",
-    "Expired memories removed by cleanup",
-    "run: memcli cleanup (and check that memcli maintain daily is scheduled)",
-    reads=("conversation_memory",),
-)
-def check_expired_backlog(ctx: Context) -> CheckResult:
+@health_check("hygiene", reads=("conversation_memory",))
+def expired_backlog(ctx: Context) -> CheckResult:
+    """Expired memories removed by cleanup.
+
+    Fix: run: memcli cleanup (and check that memcli maintain daily is scheduled).
+    """
     max_age_h = ctx.thresholds["expired_backlog_max_age_hours"]
     row = ctx.row(
         _sql(
@@ -68,14 +66,12 @@ def check_expired_backlog(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "consolidation_backlog",
-    "hygiene",
-    "Short-term memories consolidated once past the threshold",
-    "run: memcli consolidate (and check that memcli maintain weekly is scheduled)",
-    reads=("conversation_memory",),
-)
-def check_consolidation_backlog(ctx: Context) -> CheckResult:
+@health_check("hygiene", reads=("conversation_memory",))
+def consolidation_backlog(ctx: Context) -> CheckResult:
+    """Short-term memories consolidated once past the threshold.
+
+    Fix: run: memcli consolidate (and check that memcli maintain weekly is scheduled).
+    """
     min_age_days = float(ctx.settings().get("consolidation.min_age_days") or 5)
     grace_h = ctx.thresholds["consolidation_grace_hours"]
     seconds = min_age_days * 86400 + grace_h * 3600
@@ -104,14 +100,12 @@ def check_consolidation_backlog(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "missing_embeddings",
-    "hygiene",
-    "Semantic memories have an embedding",
-    "run: memcli embed (embeds rows without a vector)",
-    reads=("semantic_memory",),
-)
-def check_missing_embeddings(ctx: Context) -> CheckResult:
+@health_check("hygiene", reads=("semantic_memory",))
+def missing_embeddings(ctx: Context) -> CheckResult:
+    """Semantic memories have an embedding.
+
+    Fix: run: memcli embed (embeds rows without a vector).
+    """
     grace_min = ctx.thresholds["missing_embedding_grace_minutes"]
     count, estimated = ctx.count_where(
         "semantic_memory",
@@ -138,15 +132,13 @@ def _dimension(value: Any) -> int | None:
     return int(number) if number.is_integer() and number > 0 else None
 
 
-@health_check(
-    "embedding_mismatch",
-    "hygiene",
-    "Embeddings match the recorded model and dimension",
-    "clear the odd rows' vectors (SET embedding_vector = NULL) and run memcli embed with the recorded "
-    "model, or correct memory_settings",
-    reads=("semantic_memory",),
-)
-def check_embedding_mismatch(ctx: Context) -> CheckResult:
+@health_check("hygiene", reads=("semantic_memory",))
+def embedding_mismatch(ctx: Context) -> CheckResult:
+    """Embeddings match the recorded model and dimension.
+
+    Fix: clear the odd rows' vectors (SET embedding_vector = NULL) and run memcli embed with the recorded
+    model, or correct memory_settings.
+    """
     settings = ctx.settings()
     dim = _dimension(settings.get("embedding.dimension"))
     model = settings.get("embedding.model")
@@ -224,15 +216,13 @@ def check_embedding_mismatch(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "orphaned_rows",
-    "hygiene",
-    "No rows pointing at memories or businesses that are gone",
-    "run: memcli cleanup (removes relevance rows of sessions without memories); deactivate the sections "
-    "of inactive businesses",
-    reads=("context_relevance", "conversation_memory", "semantic_memory"),
-)
-def check_orphaned_rows(ctx: Context) -> CheckResult:
+@health_check("hygiene", reads=("context_relevance", "conversation_memory", "semantic_memory"))
+def orphaned_rows(ctx: Context) -> CheckResult:
+    """No rows pointing at memories or businesses that are gone.
+
+    Fix: run: memcli cleanup (removes relevance rows of sessions without memories); deactivate the sections of
+    inactive businesses.
+    """
     found: dict[str, int] = {}
     estimated = False
     n, est = ctx.count_where(

@@ -49,13 +49,12 @@ SYSTEM_SCHEMAS = [
 XID_LIMIT = 2_146_483_648
 
 
-@health_check(
-    "table_sizes",
-    "internals",
-    "Table and index sizes (informational)",
-    "large memory tables: check that cleanup runs and retention settings fit",
-)
-def check_table_sizes(ctx: Context) -> CheckResult:
+@health_check("internals")
+def table_sizes(ctx: Context) -> CheckResult:
+    """Table and index sizes (informational).
+
+    Fix: large memory tables: check that cleanup runs and retention settings fit.
+    """
     rows = ctx.rows(
         """
         SELECT n.nspname AS schema, c.relname AS table, c.reltuples::bigint AS rows_estimate,
@@ -140,13 +139,12 @@ LIMIT 20
 """
 
 
-@health_check(
-    "bloat",
-    "internals",
-    "Estimated table and index bloat",
-    "VACUUM (or pg_repack / REINDEX CONCURRENTLY for indexes) the listed relations; tune autovacuum",
-)
-def check_bloat(ctx: Context) -> CheckResult:
+@health_check("internals")
+def bloat(ctx: Context) -> CheckResult:
+    """Estimated table and index bloat.
+
+    Fix: VACUUM (or pg_repack / REINDEX CONCURRENTLY for indexes) the listed relations; tune autovacuum.
+    """
     rows = ctx.rows(BLOAT_SQL, {"skip": SYSTEM_SCHEMAS})
     factor = ctx.thresholds["bloat_factor_warn"]
     min_waste = ctx.thresholds["bloat_min_waste_mb"] * (1 << 20)
@@ -218,13 +216,12 @@ def _overdue(ctx: Context, changes: str, trigger: str, age: str) -> list[dict[st
     ]
 
 
-@health_check(
-    "dead_tuples",
-    "internals",
-    "Dead tuples vacuumed (autovacuum keeps up)",
-    "VACUUM (ANALYZE) the listed tables; look for long transactions holding back vacuum; tune autovacuum",
-)
-def check_dead_tuples(ctx: Context) -> CheckResult:
+@health_check("internals")
+def dead_tuples(ctx: Context) -> CheckResult:
+    """Dead tuples vacuumed (autovacuum keeps up).
+
+    Fix: VACUUM (ANALYZE) the listed tables; look for long transactions holding back vacuum; tune autovacuum.
+    """
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
     rows = _table_stats(ctx)
     flagged = _overdue(ctx, "n_dead_tup", "vacuum_trigger", "vacuum_age")
@@ -276,13 +273,12 @@ def _vacuum_row(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r[k] for k in keys}
 
 
-@health_check(
-    "stale_statistics",
-    "internals",
-    "Planner statistics current (autoanalyze keeps up)",
-    "ANALYZE the listed tables",
-)
-def check_stale_statistics(ctx: Context) -> CheckResult:
+@health_check("internals")
+def stale_statistics(ctx: Context) -> CheckResult:
+    """Planner statistics current (autoanalyze keeps up).
+
+    Fix: ANALYZE the listed tables.
+    """
     min_rows = ctx.thresholds["dead_tuples_min_rows"]
     flagged = _overdue(ctx, "n_mod_since_analyze", "analyze_trigger", "analyze_age")
     threshold = (
@@ -337,27 +333,26 @@ def _cache_check(view: str, hit: str, read: str, what: str) -> Any:
     return check
 
 
-check_cache_hit_table = health_check(
-    "cache_hit_table",
+cache_hit_table = health_check(
     "internals",
-    "Table cache hit ratio",
-    "the working set does not fit in shared_buffers: raise shared_buffers / RAM, or cut what is read",
+    name="cache_hit_table",
+    title="Table cache hit ratio",
+    hint="the working set does not fit in shared_buffers: raise shared_buffers / RAM, or cut what is read",
 )(_cache_check("pg_statio_user_tables", "heap_blks_hit", "heap_blks_read", "table"))
-check_cache_hit_index = health_check(
-    "cache_hit_index",
+cache_hit_index = health_check(
     "internals",
-    "Index cache hit ratio",
-    "the indexes do not fit in shared_buffers: raise shared_buffers / RAM, drop unused indexes",
+    name="cache_hit_index",
+    title="Index cache hit ratio",
+    hint="the indexes do not fit in shared_buffers: raise shared_buffers / RAM, drop unused indexes",
 )(_cache_check("pg_statio_user_indexes", "idx_blks_hit", "idx_blks_read", "index"))
 
 
-@health_check(
-    "unused_indexes",
-    "internals",
-    "No unused indexes slowing writes",
-    "DROP INDEX CONCURRENTLY the listed indexes if no query needs them (check replicas too)",
-)
-def check_unused_indexes(ctx: Context) -> CheckResult:
+@health_check("internals")
+def unused_indexes(ctx: Context) -> CheckResult:
+    """No unused indexes slowing writes.
+
+    Fix: DROP INDEX CONCURRENTLY the listed indexes if no query needs them (check replicas too).
+    """
     max_scans = ctx.thresholds["unused_index_max_scans"]
     # The indexes of a partitioned table's partitions count as the one index they belong to.
     rows = ctx.rows(
@@ -406,13 +401,12 @@ def check_unused_indexes(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "seq_scans",
-    "internals",
-    "Large memory tables read through indexes",
-    "find the query (pg_stat_statements) that scans the table and add or fix its index",
-)
-def check_seq_scans(ctx: Context) -> CheckResult:
+@health_check("internals")
+def seq_scans(ctx: Context) -> CheckResult:
+    """Large memory tables read through indexes.
+
+    Fix: find the query (pg_stat_statements) that scans the table and add or fix its index.
+    """
     min_rows = ctx.thresholds["seq_scan_min_rows"]
     min_share = ctx.thresholds["seq_scan_index_use_warn"]
     min_scans = ctx.thresholds["seq_scan_min_scans"]
@@ -447,13 +441,12 @@ def check_seq_scans(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "long_transactions",
-    "internals",
-    "No long-running transactions",
-    "end it (pg_terminate_backend(pid)) if it is stuck; fix the application that leaves transactions open",
-)
-def check_long_transactions(ctx: Context) -> CheckResult:
+@health_check("internals")
+def long_transactions(ctx: Context) -> CheckResult:
+    """No long-running transactions.
+
+    Fix: end it (pg_terminate_backend(pid)) if it is stuck; fix the application that leaves transactions open.
+    """
     warn_s = ctx.thresholds["long_transaction_warn_seconds"]
     fail_s = ctx.thresholds["long_transaction_fail_seconds"]
     rows = ctx.rows(
@@ -511,13 +504,12 @@ def check_long_transactions(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "blocking_locks",
-    "internals",
-    "No session blocked by another's locks",
-    "find the blocking pid's transaction (often 'idle in transaction') and end it or let it finish",
-)
-def check_blocking_locks(ctx: Context) -> CheckResult:
+@health_check("internals")
+def blocking_locks(ctx: Context) -> CheckResult:
+    """No session blocked by another's locks.
+
+    Fix: find the blocking pid's transaction (often 'idle in transaction') and end it or let it finish.
+    """
     warn_s = ctx.thresholds["blocked_warn_seconds"]
     rows = ctx.rows(
         """
@@ -564,13 +556,12 @@ def check_blocking_locks(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "connections",
-    "internals",
-    "Connections used vs max_connections",
-    "use a connection pooler (PgBouncer / Supavisor) or raise max_connections",
-)
-def check_connections(ctx: Context) -> CheckResult:
+@health_check("internals")
+def connections(ctx: Context) -> CheckResult:
+    """Connections used vs max_connections.
+
+    Fix: use a connection pooler (PgBouncer / Supavisor) or raise max_connections.
+    """
     row = ctx.row(
         """
         SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used,
@@ -594,13 +585,13 @@ def check_connections(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "wraparound",
-    "internals",
-    "Transaction-ID wraparound headroom",
-    "VACUUM (FREEZE) the oldest tables now; find what blocks freezing (long transactions, replication slots)",
-)
-def check_wraparound(ctx: Context) -> CheckResult:
+@health_check("internals")
+def wraparound(ctx: Context) -> CheckResult:
+    """Transaction-ID wraparound headroom.
+
+    Fix: VACUUM (FREEZE) the oldest tables now; find what blocks freezing (long transactions, replication
+    slots).
+    """
     rows = ctx.rows(
         """
         SELECT datname AS database, age(datfrozenxid)::bigint AS xid_age,
@@ -624,13 +615,12 @@ def check_wraparound(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "sequences",
-    "internals",
-    "Sequences far from their limit",
-    "ALTER the column and sequence to bigint before the sequence runs out",
-)
-def check_sequences(ctx: Context) -> CheckResult:
+@health_check("internals")
+def sequences(ctx: Context) -> CheckResult:
+    """Sequences far from their limit.
+
+    Fix: ALTER the column and sequence to bigint before the sequence runs out.
+    """
     rows = ctx.rows(
         """
         SELECT s.schemaname AS schema, s.sequencename AS sequence, s.last_value, s.increment_by,

@@ -119,24 +119,22 @@ def _job_check(job: str) -> Any:
 
 maintenance_checks = tuple(
     health_check(
-        f"maintenance_{job}",
         "operations",
-        f"{title} maintenance succeeded recently",
-        f"run: memcli maintain {job}; schedule it with memcli schedule",
+        name=f"maintenance_{job}",
+        title=f"{title} maintenance succeeded recently",
+        hint=f"run: memcli maintain {job}; schedule it with memcli schedule",
         reads=(LOG, "memory_settings"),
     )(_job_check(job))
     for job, title in (("daily", "Daily"), ("weekly", "Weekly"), ("monthly", "Monthly"))
 )
 
 
-@health_check(
-    "maintenance_failures",
-    "operations",
-    "No failed maintenance runs recently",
-    "read the error in system_maintenance_log and rerun the job",
-    reads=(LOG,),
-)
-def check_maintenance_failures(ctx: Context) -> CheckResult:
+@health_check("operations", reads=(LOG,))
+def maintenance_failures(ctx: Context) -> CheckResult:
+    """No failed maintenance runs recently.
+
+    Fix: read the error in system_maintenance_log and rerun the job.
+    """
     from psycopg import sql
 
     window_h = ctx.thresholds["failed_runs_window_hours"]
@@ -173,15 +171,13 @@ def check_maintenance_failures(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "maintenance_stuck",
-    "operations",
-    "No run left 'running' by a process that is gone",
-    "nothing to undo (every batch committed or rolled back whole); the next run of the job closes the "
-    "rows as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL)",
-    reads=(LOG,),
-)
-def check_maintenance_stuck(ctx: Context) -> CheckResult:
+@health_check("operations", reads=(LOG,))
+def maintenance_stuck(ctx: Context) -> CheckResult:
+    """No run left 'running' by a process that is gone.
+
+    Fix: nothing to undo (every batch committed or rolled back whole); the next run of the job closes the rows
+    as interrupted: run it, or find what kills it (OOM killer, a timeout that sends SIGKILL).
+    """
     from psycopg import sql
 
     from memcli.jobs.locks import lock_key

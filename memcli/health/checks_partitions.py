@@ -17,13 +17,12 @@ def _partitions(ctx: Context) -> list[upkeep.PartitionInfo]:
     return ctx.memo("partitions", lambda: upkeep.list_partitions(ctx.conn))
 
 
-@health_check(
-    "partitions_ahead",
-    "operations",
-    "Partitions exist for the months ahead",
-    "run: memcli maintain daily (or memcli partition upkeep); check that the daily job is scheduled",
-)
-def check_partitions_ahead(ctx: Context) -> CheckResult:
+@health_check("operations")
+def partitions_ahead(ctx: Context) -> CheckResult:
+    """Partitions exist for the months ahead.
+
+    Fix: run: memcli maintain daily (or memcli partition upkeep); check that the daily job is scheduled.
+    """
     conn = ctx.conn
     tables = partitioned_tables(conn)
     if not tables:
@@ -58,14 +57,13 @@ def check_partitions_ahead(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "partition_default_rows",
-    "hygiene",
-    "Rows outside every planned month",
-    "create their months with SELECT memcli_create_partition('<table>'::regclass, '<month>') (moves them "
-    "out of the default partition), or let cleanup remove expired ones",
-)
-def check_partition_default_rows(ctx: Context) -> CheckResult:
+@health_check("hygiene")
+def partition_default_rows(ctx: Context) -> CheckResult:
+    """Rows outside every planned month.
+
+    Fix: create their months with SELECT memcli_create_partition('<table>'::regclass, '<month>') (moves them
+    out of the default partition), or let cleanup remove expired ones.
+    """
     defaults = [p for p in _partitions(ctx) if p.is_default]
     if not defaults:
         return CheckResult(Status.OK, threshold="-", message=PLAIN)
@@ -86,13 +84,12 @@ def check_partition_default_rows(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "partitions_overdue",
-    "hygiene",
-    "Expired partitions dropped",
-    "run: memcli cleanup --expired (memories) or memcli maintain daily (logs)",
-)
-def check_partitions_overdue(ctx: Context) -> CheckResult:
+@health_check("hygiene")
+def partitions_overdue(ctx: Context) -> CheckResult:
+    """Expired partitions dropped.
+
+    Fix: run: memcli cleanup --expired (memories) or memcli maintain daily (logs).
+    """
     partitions = _partitions(ctx)
     if not partitions:
         return CheckResult(Status.OK, threshold="-", message=PLAIN)

@@ -7,14 +7,13 @@ from memcli.people.retention import TARGETS
 from memcli.people.scope import ERASURE_RECEIPTS
 
 
-@health_check(
-    "retention",
-    "hygiene",
-    "Semantic memories, logs and relevance rows within their retention",
-    "run memcli maintain daily (its retention step deletes older rows), or change the retention.* settings",
-    reads=tuple(dict.fromkeys(t.table for t in TARGETS)),
-)
+@health_check("hygiene", reads=tuple(dict.fromkeys(t.table for t in TARGETS)))
 def retention(ctx: Context) -> CheckResult:
+    """Semantic memories, logs and relevance rows within their retention.
+
+    Fix: run memcli maintain daily (its retention step deletes older rows), or change the retention.*
+    settings.
+    """
     from memcli.people.retention import growth
 
     ctx.require_tables("memory_settings")
@@ -34,14 +33,12 @@ def retention(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "erasures",
-    "operations",
-    "No erasure left unfinished",
-    "run the same memcli users forget / sessions forget again: it resumes and ends with the proof",
-    reads=(ERASURE_RECEIPTS,),
-)
+@health_check("operations", reads=(ERASURE_RECEIPTS,))
 def erasures(ctx: Context) -> CheckResult:
+    """No erasure left unfinished.
+
+    Fix: run the same memcli users forget / sessions forget again: it resumes and ends with the proof.
+    """
     from psycopg import sql
 
     row = ctx.row(

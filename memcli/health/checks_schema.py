@@ -67,13 +67,12 @@ def _script_directory() -> Any:
     return ScriptDirectory.from_config(alembic_config())
 
 
-@health_check(
-    "schema_revision",
-    "schema",
-    "Database at the Alembic head revision",
-    "run: memcli migrate",
-)
-def check_schema_revision(ctx: Context) -> CheckResult:
+@health_check("schema")
+def schema_revision(ctx: Context) -> CheckResult:
+    """Database at the Alembic head revision.
+
+    Fix: run: memcli migrate.
+    """
     chain = revision_chain()
     head = chain[-1]
     threshold = f"= head {head}"
@@ -126,13 +125,12 @@ def check_schema_revision(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "schema_objects",
-    "schema",
-    "Every expected table, index, view, function and trigger present",
-    "run: memcli migrate; recreate a dropped index with the definition in alembic/versions",
-)
-def check_schema_objects(ctx: Context) -> CheckResult:
+@health_check("schema")
+def schema_objects(ctx: Context) -> CheckResult:
+    """Every expected table, index, view, function and trigger present.
+
+    Fix: run: memcli migrate; recreate a dropped index with the definition in alembic/versions.
+    """
     want = expected_objects(ctx)
     relations = ctx.relations()
     missing: dict[str, list[str]] = {
@@ -189,13 +187,12 @@ def check_schema_objects(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "invalid_indexes",
-    "schema",
-    "No invalid indexes (left by failed CREATE/REINDEX CONCURRENTLY)",
-    "DROP INDEX CONCURRENTLY the invalid index, then create it again (or REINDEX INDEX CONCURRENTLY)",
-)
-def check_invalid_indexes(ctx: Context) -> CheckResult:
+@health_check("schema")
+def invalid_indexes(ctx: Context) -> CheckResult:
+    """No invalid indexes (left by failed CREATE/REINDEX CONCURRENTLY).
+
+    Fix: DROP INDEX CONCURRENTLY the invalid index, then create it again (or REINDEX INDEX CONCURRENTLY).
+    """
     rows = ctx.rows(
         """
         SELECT n.nspname AS schema, c.relname AS index, t.relname AS table, i.indisready AS ready,

@@ -29,13 +29,12 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-@health_check(
-    "connection",
-    "server",
-    "Connection round-trip latency",
-    "check the network path to the database (same region? connection pooler?)",
-)
-def check_connection(ctx: Context) -> CheckResult:
+@health_check("server")
+def connection(ctx: Context) -> CheckResult:
+    """Connection round-trip latency.
+
+    Fix: check the network path to the database (same region? connection pooler?).
+    """
     samples = []
     for _ in range(3):
         started = time.perf_counter()
@@ -54,13 +53,12 @@ def check_connection(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "server_version",
-    "server",
-    "Postgres major version supported",
-    "plan an upgrade to a supported Postgres major version (postgresql.org/support/versioning)",
-)
-def check_server_version(ctx: Context) -> CheckResult:
+@health_check("server")
+def server_version(ctx: Context) -> CheckResult:
+    """Postgres major version supported.
+
+    Fix: plan an upgrade to a supported Postgres major version (postgresql.org/support/versioning).
+    """
     row = ctx.row("SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n")
     assert row is not None
     major = int(row["n"]) // 10000
@@ -88,12 +86,12 @@ def check_server_version(ctx: Context) -> CheckResult:
 
 
 @health_check(
-    "pgvector",
     "server",
-    "pgvector installed, version without known index bugs",
-    f"upgrade the pgvector package to {PGVECTOR_MIN_VERSION} or later, then ALTER EXTENSION vector UPDATE",
+    hint=f"upgrade the pgvector package to {PGVECTOR_MIN_VERSION} or later, "
+    "then ALTER EXTENSION vector UPDATE",
 )
-def check_pgvector(ctx: Context) -> CheckResult:
+def pgvector(ctx: Context) -> CheckResult:
+    """pgvector installed, version without known index bugs."""
     row = ctx.row(
         """
         SELECT e.extversion AS installed, a.default_version AS available

@@ -52,14 +52,13 @@ def _options(index: dict[str, Any]) -> dict[str, str]:
     return dict(option.split("=", 1) for option in index["options"] if "=" in option)
 
 
-@health_check(
-    "vector_index",
-    "vector",
-    "Vector index on embedding_vector exists and is valid",
-    "CREATE INDEX CONCURRENTLY idx_semantic_memory_vector ON semantic_memory USING hnsw "
-    "(embedding_vector vector_cosine_ops) (drop the invalid one first)",
-)
-def check_vector_index(ctx: Context) -> CheckResult:
+@health_check("vector")
+def vector_index(ctx: Context) -> CheckResult:
+    """Vector index on embedding_vector exists and is valid.
+
+    Fix: CREATE INDEX CONCURRENTLY idx_semantic_memory_vector ON semantic_memory USING hnsw (embedding_vector
+    vector_cosine_ops) (drop the invalid one first).
+    """
     indexes = vector_indexes(ctx)
     threshold = f"a valid hnsw/ivfflat index with {SEARCH_OPCLASS}"
     details = {"indexes": indexes}
@@ -90,13 +89,12 @@ def check_vector_index(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "ivfflat_lists",
-    "vector",
-    "ivfflat lists fit the row count",
-    "rebuild the ivfflat index with lists = rows/1000 (sqrt(rows) above 1M rows), or switch to hnsw",
-)
-def check_ivfflat_lists(ctx: Context) -> CheckResult:
+@health_check("vector")
+def ivfflat_lists(ctx: Context) -> CheckResult:
+    """ivfflat lists fit the row count.
+
+    Fix: rebuild the ivfflat index with lists = rows/1000 (sqrt(rows) above 1M rows), or switch to hnsw.
+    """
     ivf = [i for i in vector_indexes(ctx) if i["method"] == "ivfflat" and i["valid"]]
     factor = ctx.thresholds["ivfflat_lists_factor"]
     threshold = f"lists within {factor:g}x of rows/1000 (sqrt(rows) over 1M)"
@@ -135,22 +133,20 @@ def check_ivfflat_lists(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "vector_recall",
-    "vector",
-    "Vector index recall@10 against an exact scan, at memcli's ef_search (--deep)",
-    "memcli tune (sets ef_search, or says which rebuild reaches the target)",
-    deep=True,
-)
-def check_vector_recall(ctx: Context) -> CheckResult:
+@health_check("vector", deep=True)
+def vector_recall(ctx: Context) -> CheckResult:
+    """Vector index recall@10 against an exact scan, at memcli's ef_search (--deep).
+
+    Fix: memcli tune (sets ef_search, or says which rebuild reaches the target).
+    """
     from dataclasses import asdict
 
     from psycopg import sql
 
-    from memcli import vector_recall
+    from memcli.vector_recall import STATEMENT_TIMEOUT_MS, measure, recall_target
 
     ctx.require_visible_rows("semantic_memory")
-    target = vector_recall.recall_target(ctx.conn)
+    target = recall_target(ctx.conn)
     queries = max(1, int(ctx.thresholds["recall_queries"]))
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target) over {queries} sampled queries"
     index = next((i for i in vector_indexes(ctx) if i["valid"]), None)
@@ -170,12 +166,12 @@ def check_vector_recall(ctx: Context) -> CheckResult:
         "SELECT id FROM {} ORDER BY embedding_vector {} (SELECT embedding_vector FROM {} "
         "WHERE embedding_vector IS NOT NULL LIMIT 1) LIMIT %s"
     ).format(table, operator, table)
-    timeout = str(int(max(ctx.thresholds["statement_timeout_ms"], vector_recall.STATEMENT_TIMEOUT_MS)))
+    timeout = str(int(max(ctx.thresholds["statement_timeout_ms"], STATEMENT_TIMEOUT_MS)))
     with ctx.local_settings({"statement_timeout": timeout}):
         with ctx.local_settings({"enable_seqscan": "off"}):
             plan = ctx.scalar(sql.SQL("EXPLAIN (FORMAT JSON) ") + search, [RECALL_K])
             uses_index = index["index"] in str(plan)
-        measurement = vector_recall.measure(ctx.conn, queries) if uses_index else None
+        measurement = measure(ctx.conn, queries) if uses_index else None
     details: dict[str, Any] = {"index": index["index"], "index_used": uses_index, "k": RECALL_K}
     if measurement is None:
         return CheckResult(
@@ -187,31 +183,43 @@ def check_vector_recall(ctx: Context) -> CheckResult:
             hint="check the index's operator class against the search operator",
         )
     details.update(queries=measurement.queries, measurement=asdict(measurement))
+    return _recall_verdict(
+        measurement.recall,
+        target,
+        threshold,
+        details,
+        f"at ef_search {measurement.ef_search} over {measurement.queries} sampled queries ({index['index']}, "
+        f"index p50 {measurement.index_p50_ms:.1f} ms, exact {measurement.exact_p50_ms:.0f} ms)",
+    )
+
+
+def _recall_verdict(
+    recall: float, target: float, threshold: str, details: dict[str, Any], how: str, hint: str | None = None
+) -> CheckResult:
+    """A recall@k figure judged against search.recall_target; ``how`` says how it was measured."""
     return CheckResult(
-        Status.WARN if measurement.recall < target else Status.OK,
-        value=measurement.recall,
+        Status.WARN if recall < target else Status.OK,
+        value=recall,
         unit="ratio",
         threshold=threshold,
         estimate=True,
         details=details,
-        message=f"recall@{RECALL_K} {measurement.recall:.3f} at ef_search {measurement.ef_search} over "
-        f"{measurement.queries} sampled queries ({index['index']}, index p50 "
-        f"{measurement.index_p50_ms:.1f} ms, exact {measurement.exact_p50_ms:.0f} ms)",
+        message=f"recall@{RECALL_K} {recall:.3f} {how}",
+        hint=hint,
     )
 
 
-@health_check(
-    "vector_recall_measured",
-    "vector",
-    "Last measured recall@10 meets search.recall_target",
-    "memcli tune (sets ef_search, or says which rebuild reaches the target)",
-)
-def check_vector_recall_measured(ctx: Context) -> CheckResult:
-    from memcli import vector_recall
+@health_check("vector")
+def vector_recall_measured(ctx: Context) -> CheckResult:
+    """Last measured recall@10 meets search.recall_target.
 
-    target = vector_recall.recall_target(ctx.conn)
+    Fix: memcli tune (sets ef_search, or says which rebuild reaches the target).
+    """
+    from memcli.vector_recall import last_measurement, recall_target
+
+    target = recall_target(ctx.conn)
     threshold = f"recall@{RECALL_K} ≥ {target:g} (search.recall_target)"
-    last = vector_recall.last_measurement(ctx.conn)
+    last = last_measurement(ctx.conn)
     if last is None:
         return CheckResult(
             Status.OK,
@@ -223,15 +231,12 @@ def check_vector_recall_measured(ctx: Context) -> CheckResult:
     details = {**last.__dict__, "rows_now": rows}
     note = f"; the table has grown to ~{rows:,.0f} rows since: measure again" if grown else ""
     below = last.recall < target
-    return CheckResult(
-        Status.WARN if below else Status.OK,
-        value=last.recall,
-        unit="ratio",
-        threshold=threshold,
-        estimate=True,
-        details=details,
-        message=f"recall@{RECALL_K} {last.recall:.3f} at ef_search {last.ef_search} on {last.rows:,} rows, "
-        f"measured {last.measured_at}{note}",
+    return _recall_verdict(
+        last.recall,
+        target,
+        threshold,
+        details,
+        f"at ef_search {last.ef_search} on {last.rows:,} rows, measured {last.measured_at}{note}",
         hint=(
             "rebuild with larger parameters: memcli index rebuild (memcli tune says which)"
             if below and last.rebuild_recommended
@@ -244,17 +249,16 @@ def check_vector_recall_measured(ctx: Context) -> CheckResult:
     )
 
 
-@health_check(
-    "embedding_drift",
-    "vector",
-    "Stored vectors match what the configured model gives for their texts (--deep)",
-    "the model behind the configured name changed: re-embed (memcli reembed --embedder ...) or pin the "
-    "model that wrote the stored vectors",
-    deep=True,
-)
-def check_embedding_drift(ctx: Context) -> CheckResult:
-    """Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
-    provider that swapped its model) shows as a low cosine similarity long before searches look wrong."""
+@health_check("vector", deep=True)
+def embedding_drift(ctx: Context) -> CheckResult:
+    """Stored vectors match what the configured model gives for their texts (--deep).
+
+    Re-embed a sample of stored texts and compare: a silent model change (same name, other weights; a
+    provider that swapped its model) shows as a low cosine similarity long before searches look wrong.
+
+    Fix: the model behind the configured name changed: re-embed (memcli reembed --embedder ...) or pin the
+    model that wrote the stored vectors.
+    """
     import numpy as np
     from psycopg import sql
 

@@ -1,12 +1,14 @@
 """What checks are made of: their result, their declaration, and the context they read the database through.
 
-A check is a function ``(ctx) -> CheckResult`` declared with ``@health_check(name, group, title, hint)``;
-it returns its verdict without its name, which the runner fills in from the declaration. The check modules
+A check is a function ``(ctx) -> CheckResult`` declared with ``@health_check(group)``: its name is the
+function's name, its title the docstring's first line, its default hint the docstring's ``Fix:`` paragraph.
+It returns its verdict without its name, which the runner fills in from the declaration. The check modules
 import this one; this one imports none of them (``registry.py`` collects them, ``runner.py`` runs them).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,17 +160,47 @@ class Check:
 
 
 def health_check(
-    name: str, group: str, title: str, hint: str, *, deep: bool = False, reads: tuple[str, ...] = ()
+    group: str,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    hint: str | None = None,
+    deep: bool = False,
+    reads: tuple[str, ...] = (),
 ) -> Callable[[CheckFunction], Check]:
-    """Decorator declaring a check; ``hint`` is the default one-line advice, ``reads`` the memory tables
-    whose rows it counts (the runner skips it when one is missing or hidden). registry.py collects them."""
+    """Decorator declaring a check of ``group``; registry.py collects them.
+
+    The check's name is the function's name, its title the docstring's first sentence and its default
+    one-line advice the docstring's ``Fix:`` paragraph, so each is written once. ``name``, ``title`` and
+    ``hint`` override them, for checks a helper builds. ``reads`` are the memory tables whose rows it counts
+    (the runner skips it when one is missing or hidden); ``deep`` checks run only with ``--deep``.
+    """
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
 
     def decorate(function: CheckFunction) -> Check:
-        return Check(name, group, title, hint, function, deep, reads)
+        paragraphs = _paragraphs(function.__doc__ or "")
+        fixes = [p.removeprefix("Fix:").strip() for p in paragraphs if p.startswith("Fix:")]
+        titled = paragraphs and not paragraphs[0].startswith("Fix:")
+        found_title = title or (_sentence(paragraphs[0]) if titled else None)
+        found_hint = hint or (_sentence(fixes[0]) if fixes else None)
+        if not found_title or not found_hint:
+            raise ValueError(
+                f"check {function.__name__}: its docstring needs a title line and a 'Fix:' paragraph"
+            )
+        return Check(name or function.__name__, group, found_title, found_hint, function, deep, reads)
 
     return decorate
+
+
+def _paragraphs(docstring: str) -> list[str]:
+    """A docstring's paragraphs, each on one line (white space folded)."""
+    return [" ".join(p.split()) for p in inspect.cleandoc(docstring).split("\n\n") if p.strip()]
+
+
+def _sentence(text: str) -> str:
+    """A docstring sentence as the report shows it: without its closing full stop."""
+    return text.removesuffix(".")
 
 
 class CheckSkipped(Exception):

@@ -34,6 +34,7 @@ from memcli.jobs.common import (
     check_memory_type,
     in_batch,
     own_transactions,
+    partial_on_failure,
 )
 from memcli.partitions.layout import CONVERSATION_MEMORY, is_partitioned
 from memcli.partitions.upkeep import drop_partitions
@@ -378,7 +379,7 @@ def cleanup_stale_relevance(
             ).fetchone()
             result.would_delete = int(row[0]) if row else 0
         else:
-            try:
+            with partial_on_failure(result):
                 while True:
                     batch_started = time.perf_counter()
 
@@ -395,8 +396,5 @@ def cleanup_stale_relevance(
                     )
                     if deleted == 0 or deleted < size:
                         break
-            except BaseException as exc:
-                attach_partial(exc, result)
-                raise
     result.duration_seconds = time.perf_counter() - started
     return result

@@ -114,6 +114,19 @@ def attach_partial(exc: BaseException, result: Any) -> None:
     exc.memcli_partial_result = result  # type: ignore[attr-defined]
 
 
+@contextmanager
+def partial_on_failure(result: Any, started: float | None = None) -> Iterator[None]:
+    """Attach ``result`` to whatever ends the block early, so the runner records what was committed;
+    with ``started`` (a ``time.perf_counter()`` reading), time ``result.duration_seconds`` up to then."""
+    try:
+        yield
+    except BaseException as exc:
+        if started is not None:
+            result.duration_seconds = time.perf_counter() - started
+        attach_partial(exc, result)
+        raise
+
+
 def partial_result(exc: BaseException) -> Any:
     return getattr(exc, "memcli_partial_result", None)
 

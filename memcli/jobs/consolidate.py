@@ -26,15 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memcli.errors import first_line
-from memcli.jobs.common import (
-    DEFAULT_TIMEOUTS,
-    ProgressCallback,
-    Timeouts,
-    attach_partial,
-    check_batch_size,
-    in_batch,
-    own_transactions,
-)
+from memcli.jobs import common
 from memcli.settings import get_settings
 
 if TYPE_CHECKING:
@@ -143,7 +135,7 @@ class ConsolidateOptions:
     archive_min_age: timedelta | None = None
     forget_min_age: timedelta | None = None
     batch_size: int | None = None
-    timeouts: Timeouts = DEFAULT_TIMEOUTS
+    timeouts: common.Timeouts = common.DEFAULT_TIMEOUTS
 
 
 def _session_filter(session: str | None, column: str = "session_id") -> Any:
@@ -163,7 +155,7 @@ GROUP BY session_id ORDER BY session_id
 
 
 def _batch_size(options: ConsolidateOptions, settings: dict[str, Any]) -> int:
-    return check_batch_size(
+    return common.check_batch_size(
         options.batch_size if options.batch_size is not None else settings["cleanup.batch_size"]
     )
 
@@ -177,14 +169,14 @@ def merge_sessions(
     conn: psycopg.Connection,
     options: ConsolidateOptions = ConsolidateOptions(),
     *,
-    progress: ProgressCallback | None = None,
+    progress: common.ProgressCallback | None = None,
 ) -> MergeResult:
     """Merge each session's old short-term memories through ``consolidate_session_memories``."""
     from psycopg import errors, sql
 
     started = time.perf_counter()
     session, timeouts = options.session, options.timeouts
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         age = (
             options.older_than
             if options.older_than is not None
@@ -230,12 +222,12 @@ def merge_sessions(
                 room = MAX_LISTED_IDS - len(result.new_memory_ids)
                 result.new_memory_ids.extend(str(new_id) for new_id in new_ids[: max(room, 0)])
 
-        try:
+        with common.partial_on_failure(result, started):
             if progress:
                 progress(0, len(candidates))
             for done, (session_id, _) in enumerate(candidates, start=1):
                 try:
-                    in_batch(
+                    common.in_batch(
                         conn,
                         timeouts,
                         lambda s=session_id: consolidate_one(s),
@@ -247,10 +239,6 @@ def merge_sessions(
                     result.skipped_sessions.append({"session_id": session_id, "reason": first_line(exc)})
                 if progress:
                     progress(done, len(candidates))
-        except BaseException as exc:
-            result.duration_seconds = time.perf_counter() - started
-            attach_partial(exc, result)
-            raise
     result.duration_seconds = time.perf_counter() - started
     return result
 
@@ -278,7 +266,7 @@ def decay_relevance(
 
     started = time.perf_counter()
     session = options.session
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         settings = get_settings(conn)
         every = (
             options.decay_interval
@@ -305,9 +293,9 @@ def decay_relevance(
                 result.batches += 1
                 result.decayed += updated
 
-        try:
+        with common.partial_on_failure(result):
             while True:
-                updated = in_batch(
+                updated = common.in_batch(
                     conn,
                     options.timeouts,
                     lambda: conn.execute(statement, params).rowcount,
@@ -316,9 +304,6 @@ def decay_relevance(
                 )
                 if updated < size:  # the last batch
                     break
-        except BaseException as exc:
-            attach_partial(exc, result)
-            raise
     result.duration_seconds = time.perf_counter() - started
     return result
 
@@ -408,14 +393,11 @@ def _move(
         result.sessions = len(sessions)
         result.add(moved)
 
-    try:
+    with common.partial_on_failure(result):
         while True:
-            moved, _ = in_batch(conn, options.timeouts, run, book, rows=lambda outcome: outcome[0])
+            moved, _ = common.in_batch(conn, options.timeouts, run, book, rows=lambda outcome: outcome[0])
             if moved < params["limit"]:  # the last batch: SKIP LOCKED found no more candidates
                 break
-    except BaseException as exc:
-        attach_partial(exc, result)
-        raise
 
 
 def archive_memories(
@@ -426,7 +408,7 @@ def archive_memories(
     from psycopg.types.json import Jsonb
 
     started = time.perf_counter()
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         settings = get_settings(conn)
         importance = float(
             options.archive_max_importance
@@ -467,7 +449,7 @@ def forget_memories(
     from psycopg.types.json import Jsonb
 
     started = time.perf_counter()
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         settings = get_settings(conn)
         age = (
             options.forget_min_age

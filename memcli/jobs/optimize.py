@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memcli.errors import JobFailedError, first_line
-from memcli.jobs.common import attach_partial, own_transactions
+from memcli.errors import JobFailedError, MemcliError, first_line
+from memcli.jobs.common import own_transactions, partial_on_failure
 from memcli.schema.names import MEMORY_TABLES
 
 if TYPE_CHECKING:
@@ -104,8 +104,16 @@ def existing_tables(conn: psycopg.Connection, tables: Sequence[str] = MEMORY_TAB
 
 def _attempt(conn: psycopg.Connection, statement: Any) -> str | None:
     """Run one maintenance statement; its error message, or None. A lost connection still raises."""
+    return _error_of(conn, lambda: conn.execute(statement))
+
+
+def _error_of(conn: psycopg.Connection, step: Callable[[], object]) -> str | None:
+    """Run one maintenance step; its error message, or None, so the other steps still run. A lost
+    connection still raises: nothing after it could run."""
     try:
-        conn.execute(statement)
+        step()
+    except MemcliError as exc:
+        return exc.message
     except Exception as exc:
         if conn.closed or conn.broken:
             raise
@@ -129,41 +137,36 @@ def vacuum_analyze(
     from psycopg import sql
 
     result = VacuumResult(dry_run=dry_run)
-    with own_transactions(conn), _ddl_session(conn, lock_timeout_ms):
-        try:
-            for table in existing_tables(conn, tables):
-                stats = conn.execute(
-                    "SELECT coalesce(n_live_tup, 0), coalesce(n_dead_tup, 0) FROM pg_stat_user_tables "
-                    "WHERE relid = to_regclass(%s)",
-                    (table,),
-                ).fetchone()
-                live, dead = (int(stats[0]), int(stats[1])) if stats else (0, 0)
-                vacuum = dead >= min_dead_rows and dead >= dead_ratio * max(live, 1)
-                entry: dict[str, Any] = {
-                    "table": table,
-                    "action": "vacuum_analyze" if vacuum else "analyze",
-                    "live_rows": live,
-                    "dead_rows": dead,
-                }
-                result.tables.append(entry)
-                if dry_run:
-                    continue
-                started = time.perf_counter()
-                statement = "VACUUM (ANALYZE) {}" if vacuum else "ANALYZE {}"
-                error = _attempt(conn, sql.SQL(statement).format(sql.Identifier(table)))
-                entry["seconds"] = round(time.perf_counter() - started, 3)
-                if error:
-                    entry["error"] = error
-            failed = [t for t in result.tables if t.get("error")]
-            if failed:
-                raise JobFailedError(
-                    f"could not vacuum/analyze {', '.join(t['table'] for t in failed)} "
-                    f"({failed[0]['error']})",
-                    hint="the other tables were done; run memcli maintain monthly again when it is quieter",
-                )
-        except BaseException as exc:
-            attach_partial(exc, result)
-            raise
+    with own_transactions(conn), _ddl_session(conn, lock_timeout_ms), partial_on_failure(result):
+        for table in existing_tables(conn, tables):
+            stats = conn.execute(
+                "SELECT coalesce(n_live_tup, 0), coalesce(n_dead_tup, 0) FROM pg_stat_user_tables "
+                "WHERE relid = to_regclass(%s)",
+                (table,),
+            ).fetchone()
+            live, dead = (int(stats[0]), int(stats[1])) if stats else (0, 0)
+            vacuum = dead >= min_dead_rows and dead >= dead_ratio * max(live, 1)
+            entry: dict[str, Any] = {
+                "table": table,
+                "action": "vacuum_analyze" if vacuum else "analyze",
+                "live_rows": live,
+                "dead_rows": dead,
+            }
+            result.tables.append(entry)
+            if dry_run:
+                continue
+            started = time.perf_counter()
+            statement = "VACUUM (ANALYZE) {}" if vacuum else "ANALYZE {}"
+            error = _attempt(conn, sql.SQL(statement).format(sql.Identifier(table)))
+            entry["seconds"] = round(time.perf_counter() - started, 3)
+            if error:
+                entry["error"] = error
+        failed = [t for t in result.tables if t.get("error")]
+        if failed:
+            raise JobFailedError(
+                f"could not vacuum/analyze {', '.join(t['table'] for t in failed)} ({failed[0]['error']})",
+                hint="the other tables were done; run memcli maintain monthly again when it is quieter",
+            )
     return result
 
 
@@ -220,9 +223,8 @@ def _rebuild_vector_index(conn: psycopg.Connection, reason: str) -> str | None:
     size. Otherwise (invalid, bloated) the index keeps its parameters.
     """
     from memcli import vector_index
-    from memcli.errors import MemcliError
 
-    try:
+    def rebuild() -> None:
         plan = vector_index.plan_rebuild(conn)
         if reason.startswith("recall") and plan.current is not None:
             m, ef_construction = vector_index.recommended_parameters(plan.current.rows)
@@ -230,13 +232,8 @@ def _rebuild_vector_index(conn: psycopg.Connection, reason: str) -> str | None:
             plan = vector_index.plan_rebuild(conn, m=m, ef_construction=ef_construction)
         for _ in vector_index.run_rebuild(conn, None, plan):
             pass
-    except MemcliError as exc:
-        return exc.message
-    except Exception as exc:
-        if conn.closed or conn.broken:
-            raise
-        return first_line(exc)
-    return None
+
+    return _error_of(conn, rebuild)
 
 
 def reindex(
@@ -255,49 +252,44 @@ def reindex(
     from psycopg import sql
 
     result = ReindexResult(dry_run=dry_run)
-    with own_transactions(conn), _ddl_session(conn, lock_timeout_ms):
-        try:
-            present = existing_tables(conn, tables)
-            if dry_run:
-                for _schema, index, table, valid, vector in _indexes(conn, present):
-                    if not valid and _LEFTOVER.search(index):
-                        result.leftovers_dropped.append(index)
-                    elif vector and (reason := _vector_rebuild_reason(conn, index)) is None:
-                        result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
-                    else:
-                        result.rebuilt.append({"index": index, "table": table, "valid": valid})
-                return result
-            _drop_leftovers(conn, present, result)
-            for schema, index, table, valid, vector in _indexes(conn, present):
+    with own_transactions(conn), _ddl_session(conn, lock_timeout_ms), partial_on_failure(result):
+        present = existing_tables(conn, tables)
+        if dry_run:
+            for _schema, index, table, valid, vector in _indexes(conn, present):
                 if not valid and _LEFTOVER.search(index):
-                    continue  # a leftover that could not be dropped: never rebuild it
-                started = time.perf_counter()
-                if vector:
-                    reason = _vector_rebuild_reason(conn, index)
-                    if reason is None:
-                        result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
-                        continue
-                    error = _rebuild_vector_index(conn, reason)
+                    result.leftovers_dropped.append(index)
+                elif vector and (reason := _vector_rebuild_reason(conn, index)) is None:
+                    result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
                 else:
-                    statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, index))
-                    error = _attempt(conn, statement)
-                if error:
-                    result.failed.append({"index": index, "table": table, "error": error})
-                    _drop_leftovers(conn, [table], result)
+                    result.rebuilt.append({"index": index, "table": table, "valid": valid})
+            return result
+        _drop_leftovers(conn, present, result)
+        for schema, index, table, valid, vector in _indexes(conn, present):
+            if not valid and _LEFTOVER.search(index):
+                continue  # a leftover that could not be dropped: never rebuild it
+            started = time.perf_counter()
+            if vector:
+                reason = _vector_rebuild_reason(conn, index)
+                if reason is None:
+                    result.skipped.append({"index": index, "table": table, "reason": _HEALTHY})
                     continue
-                seconds = round(time.perf_counter() - started, 3)
-                entry = {"index": index, "table": table, "valid": valid, "seconds": seconds}
-                if vector:
-                    entry["reason"] = reason
-                result.rebuilt.append(entry)
-            if result.failed:
-                names = ", ".join(f["index"] for f in result.failed)
-                raise JobFailedError(
-                    f"could not rebuild {len(result.failed)} index(es): {names} "
-                    f"({result.failed[0]['error']})",
-                    hint="the old indexes are intact; run memcli maintain monthly again when it is quieter",
-                )
-        except BaseException as exc:
-            attach_partial(exc, result)
-            raise
+                error = _rebuild_vector_index(conn, reason)
+            else:
+                statement = sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, index))
+                error = _attempt(conn, statement)
+            if error:
+                result.failed.append({"index": index, "table": table, "error": error})
+                _drop_leftovers(conn, [table], result)
+                continue
+            seconds = round(time.perf_counter() - started, 3)
+            entry = {"index": index, "table": table, "valid": valid, "seconds": seconds}
+            if vector:
+                entry["reason"] = reason
+            result.rebuilt.append(entry)
+        if result.failed:
+            names = ", ".join(f["index"] for f in result.failed)
+            raise JobFailedError(
+                f"could not rebuild {len(result.failed)} index(es): {names} ({result.failed[0]['error']})",
+                hint="the old indexes are intact; run memcli maintain monthly again when it is quieter",
+            )
     return result

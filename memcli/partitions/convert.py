@@ -11,8 +11,9 @@
    the original (deleted, then copied again if the row still exists), until little is left.
 4. **Swap**: a last catch-up pass without any lock, then one batch sent in a single round trip: ``LOCK
    TABLE ... ACCESS EXCLUSIVE`` (a short ``lock_timeout``, retried), the changes made since, the twin's
-   triggers on, the twin renamed into place (``twin.swap_statements``, read from the catalog beforehand);
-   commit. The lock is held for that server-side work only; the change log is dropped afterwards.
+   triggers on, the original renamed aside and the twin renamed into place (``twin.swap_statements``, read
+   from the catalog beforehand), COMMIT. The lock is held for that server-side work only; the original,
+   its capture triggers and the change log are dropped afterwards (a killed run's next run drops them).
 
 Until the swap commits the original serves the application unchanged (its triggers add one insert into
 the change log per statement). ``abandon`` removes the twin, the triggers and the change log.
@@ -183,6 +184,22 @@ def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.changes)))
 
 
+def _drop_leftovers(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts) -> None:
+    """After the swap: the original (renamed aside, no longer read by anyone), its capture triggers and the
+    change log. Its ACCESS EXCLUSIVE lock is on the old table alone, so the application does not wait."""
+    from psycopg import sql
+
+    def work() -> None:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.old)))  # its capture triggers too
+        for event in ("insert", "update", "delete"):
+            conn.execute(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(_q(f"{_capture_function(spec)}_{event}"))
+            )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.changes)))
+
+    in_batch(conn, timeouts, work)
+
+
 def _position(conn: psycopg.Connection, spec: PartitionSpec) -> str | None:
     row = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (spec.changes,)).fetchone()
     return (row[0] or None) if row else None
@@ -242,27 +259,44 @@ def _catch_up(conn: psycopg.Connection, spec: PartitionSpec, size: int, timeouts
             return taken
 
 
-def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
-    """The swap as one batch: lock, the last changes, the twin's triggers on, the renames; it reports the
-    changes taken (``caught_up``) and how long the lock had been held when it ended (``held_ms``)."""
+def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts) -> list[Any]:
+    """The swap as one transaction in one batch, COMMIT included: lock, the last changes, the twin's
+    triggers on, the renames. It reports the changes taken (``caught_up``) and how long the lock had been
+    held when the COMMIT began (``held_ms``)."""
     from psycopg import sql
 
     return [
+        sql.SQL("BEGIN"),
+        sql.SQL(
+            "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
+        ).format(
+            sql.Literal(f"{ddl_timeouts(timeouts).lock_timeout_ms}ms"),
+            sql.Literal(f"{timeouts.statement_timeout_ms}ms"),
+        ),
         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)),
         sql.SQL("SELECT set_config('memcli.swap_locked_at', clock_timestamp()::text, true)"),
         _catch_up_statement(conn, spec, None),
         triggers_statement(spec.twin, True),
-        *swap_statements(conn, spec),  # dropping the original drops its capture triggers
+        *swap_statements(conn, spec, keep_original=True),  # renamed aside with its capture triggers
         sql.SQL(
             "SELECT 'held_ms', 1000 * extract(epoch FROM clock_timestamp() "
             "- current_setting('memcli.swap_locked_at')::timestamptz)::float8"
         ),
+        sql.SQL("COMMIT"),
     ]
 
 
 def _run_swap(conn: psycopg.Connection, batch: list[Any]) -> dict[str, float]:
-    """Run the swap batch in one round trip; the figures it reported."""
-    cursor = conn.execute(";\n".join(s.as_string(conn) for s in batch).encode())
+    """Run the swap batch in one round trip (autocommit ``conn``); the figures it reported. On an error the
+    server skips the rest of the batch, COMMIT included: the transaction is rolled back here."""
+    from psycopg.pq import TransactionStatus
+
+    try:
+        cursor = conn.execute(";\n".join(s.as_string(conn) for s in batch).encode())
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
     figures: dict[str, float] = {}
     while True:
         if cursor.description is not None and len(cursor.description) == 2:
@@ -288,8 +322,8 @@ def convert_table(
     started = time.perf_counter()
     result = TableConversion(spec.table)
     if is_partitioned(conn, spec.table):
-        if _in_progress(conn, spec) and not dry_run:  # a run killed right after its swap
-            in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
+        if not dry_run:  # a run killed right after its swap
+            _drop_leftovers(conn, spec, timeouts)
         result.status = "already partitioned"
         return result
     size = check_batch_size(batch_size if batch_size is not None else get_setting(conn, "cleanup.batch_size"))
@@ -336,20 +370,14 @@ def convert_table(
     # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it. The
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
     # server's work (the last few changes, catalog renames), never for round trips to this client.
-    batch = _swap_batch(conn, spec)
+    batch = _swap_batch(conn, spec, timeouts)
     attempt = 0
     while True:
         result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
         try:
-            with conn.transaction():
-                conn.execute(
-                    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                    (f"{ddl_timeouts(timeouts).lock_timeout_ms}ms", f"{timeouts.statement_timeout_ms}ms"),
-                )
-                figures = _run_swap(conn, batch)
-                ended = time.perf_counter()
-            # held until the commit returned: the batch's own figure plus the commit
-            result.lock_ms = figures.get("held_ms", 0.0) + (time.perf_counter() - ended) * 1000
+            figures = _run_swap(conn, batch)
+            # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
+            result.lock_ms = figures.get("held_ms", 0.0)
             result.rows_caught_up += int(figures.get("caught_up", 0))
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
@@ -357,7 +385,7 @@ def convert_table(
             if attempt > SWAP_LOCK_RETRIES:
                 raise
             time.sleep(min(0.05 * attempt, 1.0))
-    in_batch(conn, timeouts, lambda: _drop_capture(conn, spec))
+    _drop_leftovers(conn, spec, timeouts)
     conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"
     result.duration_seconds = time.perf_counter() - started

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SUFFIX = "_default"
 TWIN_SUFFIX = "__twin"  # the partitioned (or plain) copy of a table while it is being built
+OLD_SUFFIX = "__old"  # the original, renamed aside by a conversion's swap and dropped after its commit
 CHANGES_SUFFIX = "__changes"  # ids written to the original while an online conversion copies it
 CAPTURE_TRIGGER = "memcli_convert_capture"
 
@@ -50,6 +51,10 @@ class PartitionSpec:
     @property
     def twin(self) -> str:
         return self.table + TWIN_SUFFIX
+
+    @property
+    def old(self) -> str:
+        return self.table + OLD_SUFFIX
 
     @property
     def changes(self) -> str:

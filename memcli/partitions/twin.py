@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from memcli.partitions.layout import (
     DEFAULT_SUFFIX,
+    OLD_SUFFIX,
     TWIN_SUFFIX,
     UNIQUE_TRIGGER,
     PartitionSpec,
@@ -359,8 +360,12 @@ def _foreign_policies(conn: psycopg.Connection, oid: int) -> list[tuple[int, str
     return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
-def swap_statements(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
+def swap_statements(conn: psycopg.Connection, spec: PartitionSpec, keep_original: bool = False) -> list[Any]:
     """The statements that put ``spec.twin`` in the place of ``spec.table``, read from the catalog now.
+
+    ``keep_original`` (a plain original only): rename it and its indexes and sequences aside to
+    ``spec.old`` instead of dropping it, so the commit does not unlink its files while the lock is held;
+    the caller drops it afterwards.
 
     Nothing is changed yet: the caller runs them in one transaction that has locked the original, as one
     batch (``run_batch``), so the lock is held for the server's work and not for client round trips.
@@ -397,7 +402,24 @@ def swap_statements(conn: psycopg.Connection, spec: PartitionSpec) -> list[Any]:
         out.append(sql.SQL("DROP POLICY {} ON {}").format(_ident(policy), _sql(policy_table)))
     for view in reversed(views):
         out.append(sql.SQL("DROP VIEW {}").format(_sql(view.name)))
-    out.append(sql.SQL("DROP TABLE {}").format(_ident(table)))
+    if keep_original:
+        for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE x.indrelid = %s "
+            "UNION ALL SELECT pg_get_serial_sequence(%s, attname) FROM pg_attribute "
+            "WHERE attrelid = %s AND attidentity <> '' AND NOT attisdropped",
+            (oid, table, oid),
+        ).fetchall():
+            short = name.rsplit(".", 1)[-1].strip('"')
+            out.append(
+                sql.SQL("ALTER {} {} RENAME TO {}").format(
+                    sql.SQL("INDEX" if "." not in name else "SEQUENCE"),
+                    _ident(name) if "." not in name else _sql(name),
+                    _ident(short[: 63 - len(OLD_SUFFIX)] + OLD_SUFFIX),
+                )
+            )
+        out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(table), _ident(spec.old)))
+    else:
+        out.append(sql.SQL("DROP TABLE {}").format(_ident(table)))
 
     out.append(sql.SQL("ALTER TABLE {} RENAME TO {}").format(_ident(twin), _ident(table)))
     for (name,) in conn.execute(

@@ -31,16 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import MemcliError
-from memcli.jobs import interrupts
-from memcli.jobs.common import (
-    DEFAULT_TIMEOUTS,
-    ProgressCallback,
-    Timeouts,
-    attach_partial,
-    check_batch_size,
-    in_batch,
-    own_transactions,
-)
+from memcli.jobs import common, interrupts
 from memcli.jobs.locks import check_direct_connection, job_lock
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
 from memcli.people import audit
@@ -200,9 +191,9 @@ def _erase_table(
     sessions: list[str],
     receipt_id: uuid.UUID,
     size: int,
-    timeouts: Timeouts,
+    timeouts: common.Timeouts,
     result: ErasureResult,
-    progress: ProgressCallback | None,
+    progress: common.ProgressCallback | None,
     planned: int,
 ) -> None:
     from psycopg import sql
@@ -237,9 +228,9 @@ def _erase_part(
     table_name: str,
     receipt_id: uuid.UUID,
     size: int,
-    timeouts: Timeouts,
+    timeouts: common.Timeouts,
     result: ErasureResult,
-    progress: ProgressCallback | None,
+    progress: common.ProgressCallback | None,
     planned: int,
 ) -> None:
     params = {**base_params, "limit": size}
@@ -269,7 +260,7 @@ def _erase_part(
         if progress:
             progress(result.rows, planned)
 
-    while in_batch(conn, timeouts, batch, book)[0] == size:
+    while common.in_batch(conn, timeouts, batch, book)[0] == size:
         pass
 
 
@@ -279,8 +270,8 @@ def forget(
     *,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    progress: ProgressCallback | None = None,
+    timeouts: common.Timeouts = common.DEFAULT_TIMEOUTS,
+    progress: common.ProgressCallback | None = None,
 ) -> ErasureResult:
     """Erase every row of ``subject`` (see the module docstring) and prove it.
 
@@ -290,10 +281,10 @@ def forget(
     """
     from memcli.readiness import require_migrated
 
-    size = check_batch_size(batch_size)
+    size = common.check_batch_size(batch_size)
     started = time.perf_counter()
     result = ErasureResult(subject_kind=subject.kind, dry_run=dry_run)
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         require_migrated(conn)
         result.visibility = _visibility(conn)
         if result.visibility == "rls":
@@ -335,7 +326,7 @@ def forget(
                 _finish(conn, subject, sessions, receipt_id, result)
             except BaseException as exc:
                 result.duration_seconds = time.perf_counter() - started
-                attach_partial(exc, result)
+                common.attach_partial(exc, result)
                 if not conn.broken:
                     with interrupts.deferred():
                         log.finish(

@@ -21,14 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
-from memcli.jobs.common import (
-    DEFAULT_TIMEOUTS,
-    Timeouts,
-    attach_partial,
-    check_batch_size,
-    in_batch,
-    own_transactions,
-)
+from memcli.jobs import common
 from memcli.schema.names import CONTENT_TYPES
 from memcli.settings import get_settings
 
@@ -116,18 +109,20 @@ def apply_retention(
     *,
     dry_run: bool = False,
     batch_size: int | None = None,
-    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    timeouts: common.Timeouts = common.DEFAULT_TIMEOUTS,
 ) -> RetentionResult:
     """Delete, per target, the rows older than its retention (none for ``never``)."""
     from psycopg import sql
 
     started = time.perf_counter()
     result = RetentionResult(dry_run=dry_run)
-    with own_transactions(conn):
+    with common.own_transactions(conn):
         settings = get_settings(conn)
-        size = check_batch_size(batch_size if batch_size is not None else settings["cleanup.batch_size"])
+        size = common.check_batch_size(
+            batch_size if batch_size is not None else settings["cleanup.batch_size"]
+        )
         now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        try:
+        with common.partial_on_failure(result, started):
             for target in TARGETS:
                 days = retention_days(settings.get(target.setting), target.setting)
                 result.days[target.name] = days
@@ -161,12 +156,8 @@ def apply_retention(
                         result.batches += 1
                         result.longest_batch_ms = max(result.longest_batch_ms, ms)
 
-                while in_batch(conn, timeouts, batch, book)[0] == size:
+                while common.in_batch(conn, timeouts, batch, book)[0] == size:
                     pass
-        except BaseException as exc:
-            result.duration_seconds = time.perf_counter() - started
-            attach_partial(exc, result)
-            raise
     result.duration_seconds = time.perf_counter() - started
     return result
 
