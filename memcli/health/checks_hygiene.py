@@ -253,9 +253,5 @@ def orphaned_rows(ctx: Context) -> CheckResult:
     total = sum(found.values())
     listing = ", ".join(f"{_count_text(v, estimated)} {k}" for k, v in found.items() if v)
     return counted(
-        total,
-        threshold="0",
-        message=listing or "no orphaned rows",
-        estimate=estimated,
-        details=found,
+        total, threshold="0", message=listing or "no orphaned rows", estimate=estimated, details=found
     )

@@ -393,12 +393,7 @@ def unused_indexes(ctx: Context) -> CheckResult:
     else:
         note = f"; {len(own)} of memcli's own are little used so far" if own else ""
         message = f"no unused index{note}"
-    return counted(
-        len(others),
-        threshold=threshold,
-        message=message,
-        details=details,
-    )
+    return counted(len(others), threshold=threshold, message=message, details=details)
 
 
 @health_check("internals")
@@ -432,13 +427,7 @@ def seq_scans(ctx: Context) -> CheckResult:
         message = f"sequential scans on large memory tables: {listing}"
     else:
         message = "large memory tables are read through their indexes"
-    return counted(
-        len(flagged),
-        threshold=threshold,
-        estimate=True,
-        message=message,
-        details=details,
-    )
+    return counted(len(flagged), threshold=threshold, estimate=True, message=message, details=details)
 
 
 @health_check("internals")
@@ -495,12 +484,7 @@ def long_transactions(ctx: Context) -> CheckResult:
     else:
         status, message = Status.OK, f"longest open transaction {human_duration(longest)}"
     return CheckResult(
-        status,
-        value=round(longest, 1),
-        unit="seconds",
-        threshold=threshold,
-        message=message,
-        details=details,
+        status, value=round(longest, 1), unit="seconds", threshold=threshold, message=message, details=details
     )
 
 
@@ -548,12 +532,7 @@ def blocking_locks(ctx: Context) -> CheckResult:
         message = f"{len(blocked)} blocked (longest {human_duration(longest)}) by {by}"
     else:
         message = "no session waits on another's lock"
-    return counted(
-        len(blocked),
-        threshold=threshold,
-        message=message,
-        details=details,
-    )
+    return counted(len(blocked), threshold=threshold, message=message, details=details)
 
 
 @health_check("internals")

@@ -163,12 +163,7 @@ def maintenance_failures(ctx: Context) -> CheckResult:
         )
     else:
         message = f"no failed run in the last {window_h:g} h"
-    return counted(
-        count,
-        threshold=threshold,
-        message=message,
-        details={"failed": rows} if count else {},
-    )
+    return counted(count, threshold=threshold, message=message, details={"failed": rows} if count else {})
 
 
 @health_check("operations", reads=(LOG,))
@@ -189,7 +184,7 @@ def maintenance_stuck(ctx: Context) -> CheckResult:
             SELECT maintenance_type AS job, started_at, details ->> 'run_id' AS run_id FROM {t}
             WHERE status = 'running' AND step IS NULL ORDER BY started_at
             """
-        ).format(t=ctx.table(LOG)),
+        ).format(t=ctx.table(LOG))
     )
     # A live run holds every lock of its job (taken before its rows are written, released after they are
     # closed), so a 'running' row whose job's locks nobody holds belongs to a run that is gone.
@@ -215,9 +210,4 @@ def maintenance_stuck(ctx: Context) -> CheckResult:
         message = f"{len(runs)} run(s) in progress, each holding its lock"
     else:
         message = "no run in progress"
-    return counted(
-        len(dead),
-        threshold=threshold,
-        message=message,
-        details=details,
-    )
+    return counted(len(dead), threshold=threshold, message=message, details=details)

@@ -96,11 +96,7 @@ def partitions_overdue(ctx: Context) -> CheckResult:
     overdue = [p for p in partitions if p.droppable]
     if not overdue:
         return CheckResult(
-            Status.OK,
-            value=0,
-            unit="count",
-            threshold="0",
-            message="no partition past its expiry",
+            Status.OK, value=0, unit="count", threshold="0", message="no partition past its expiry"
         )
     return CheckResult(
         Status.WARN,

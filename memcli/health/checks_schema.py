@@ -223,11 +223,4 @@ def invalid_indexes(ctx: Context) -> CheckResult:
             message += f"; a concurrent build is running on {', '.join(sorted(building))}"
     else:
         status, message = Status.OK, "no invalid index"
-    return CheckResult(
-        status,
-        value=len(rows),
-        unit="count",
-        threshold="0",
-        message=message,
-        details=details,
-    )
+    return CheckResult(status, value=len(rows), unit="count", threshold="0", message=message, details=details)
