@@ -18,6 +18,7 @@ from memcli.health.core import (
     health_check,
     human_bytes,
     human_duration,
+    warn_if,
 )
 from memcli.health.expected import expected_objects
 from memcli.schema.names import MEMORY_TABLES, REQUIRED_TABLES
@@ -161,15 +162,23 @@ def bloat(ctx: Context) -> CheckResult:
         message = f"largest estimated waste {human_bytes(worst)}"
     else:
         message = "no statistics yet (tables never analyzed)"
-    return CheckResult(
-        Status.WARN if flagged else Status.OK,
-        value=worst,
-        unit="bytes",
-        threshold=threshold,
-        estimate=True,
-        message=message,
-        details=details,
+    return warn_if(
+        flagged, worst, "bytes", threshold=threshold, message=message, details=details, estimate=True
     )
+
+
+def _autovacuum_trigger(action: str) -> str:
+    """When autovacuum acts (``vacuum`` or ``analyze``): threshold + scale factor x rows, the table's own
+    storage options first, the server's settings otherwise."""
+
+    def setting(name: str) -> str:
+        key = f"autovacuum_{action}_{name}"
+        return (
+            f"coalesce((SELECT option_value::float8 FROM pg_options_to_table(c.reloptions) "  # noqa: S608
+            f"WHERE option_name = '{key}'), current_setting('{key}')::float8)"
+        )
+
+    return f"{setting('threshold')} + {setting('scale_factor')} * greatest(c.reltuples, 0)"
 
 
 _TABLE_STATS_SQL = """
@@ -180,24 +189,14 @@ SELECT s.schemaname AS schema, s.relname AS table, c.reltuples::float8 AS reltup
        extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze)) AS analyze_age,
        coalesce((SELECT option_value FROM pg_options_to_table(c.reloptions)
                  WHERE option_name = 'autovacuum_enabled'), 'on') AS autovacuum_enabled,
-       coalesce((SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
-                 WHERE option_name = 'autovacuum_vacuum_threshold'),
-                current_setting('autovacuum_vacuum_threshold')::float8)
-       + coalesce((SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
-                   WHERE option_name = 'autovacuum_vacuum_scale_factor'),
-                  current_setting('autovacuum_vacuum_scale_factor')::float8) * greatest(c.reltuples, 0)
-         AS vacuum_trigger,
-       coalesce((SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
-                 WHERE option_name = 'autovacuum_analyze_threshold'),
-                current_setting('autovacuum_analyze_threshold')::float8)
-       + coalesce((SELECT option_value::float8 FROM pg_options_to_table(c.reloptions)
-                   WHERE option_name = 'autovacuum_analyze_scale_factor'),
-                  current_setting('autovacuum_analyze_scale_factor')::float8) * greatest(c.reltuples, 0)
-         AS analyze_trigger,
+       {vacuum_trigger} AS vacuum_trigger,
+       {analyze_trigger} AS analyze_trigger,
        s.seq_scan, s.seq_tup_read, s.idx_scan
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE NOT s.schemaname = ANY(%s)
-"""
+""".format(  # noqa: S608 - built from the constant names above
+    vacuum_trigger=_autovacuum_trigger("vacuum"), analyze_trigger=_autovacuum_trigger("analyze")
+)
 
 
 def _table_stats(ctx: Context) -> list[dict[str, Any]]:
@@ -245,14 +244,8 @@ def dead_tuples(ctx: Context) -> CheckResult:
         message = f"{len(flagged)} tables need vacuum: {listing}"
     else:
         message = f"{dead:,} dead tuples in all; autovacuum keeps up"
-    return CheckResult(
-        Status.WARN if flagged else Status.OK,
-        value=dead,
-        unit="count",
-        threshold=threshold,
-        estimate=True,
-        message=message,
-        details=details,
+    return warn_if(
+        flagged, dead, "count", threshold=threshold, message=message, details=details, estimate=True
     )
 
 
@@ -302,49 +295,50 @@ def stale_statistics(ctx: Context) -> CheckResult:
     )
 
 
-def _cache_check(view: str, hit: str, read: str, what: str) -> Any:
-    def check(ctx: Context) -> CheckResult:
-        from psycopg import sql
+def _cache_hit(ctx: Context, view: str, hit: str, read: str, what: str) -> CheckResult:
+    """The hit ratio of the blocks counted in ``view`` (tables or indexes)."""
+    from psycopg import sql
 
-        row = ctx.row(
-            sql.SQL(
-                "SELECT coalesce(sum({hit}), 0)::float8 AS hit, "
-                "coalesce(sum({read}), 0)::float8 AS read FROM {v}"
-            ).format(hit=sql.Identifier(hit), read=sql.Identifier(read), v=sql.Identifier("pg_catalog", view))
-        )
-        assert row is not None
-        total = row["hit"] + row["read"]
-        ratio = row["hit"] / total if total else None
-        warn = ctx.thresholds["cache_hit_ratio_warn"]
-        min_blocks = ctx.thresholds["cache_hit_min_blocks"]
-        threshold = f"≥ {warn:.0%} once {min_blocks:,.0f} blocks were read"
-        details = {"blocks_hit": row["hit"], "blocks_read": row["read"]}
-        if ratio is None or total < min_blocks:
-            status = Status.OK
-            message = f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset"
-        else:
-            status = Status.WARN if ratio < warn else Status.OK
-            message = f"{ratio:.2%} of {what} block reads served from shared buffers"
-            ratio = round(ratio, 5)
-        return CheckResult(
-            status, value=ratio, unit="ratio", threshold=threshold, details=details, message=message
-        )
-
-    return check
+    row = ctx.row(
+        sql.SQL(
+            "SELECT coalesce(sum({hit}), 0)::float8 AS hit, coalesce(sum({read}), 0)::float8 AS read FROM {v}"
+        ).format(hit=sql.Identifier(hit), read=sql.Identifier(read), v=sql.Identifier("pg_catalog", view))
+    )
+    assert row is not None
+    total = row["hit"] + row["read"]
+    ratio = row["hit"] / total if total else None
+    warn = ctx.thresholds["cache_hit_ratio_warn"]
+    min_blocks = ctx.thresholds["cache_hit_min_blocks"]
+    threshold = f"≥ {warn:.0%} once {min_blocks:,.0f} blocks were read"
+    details = {"blocks_hit": row["hit"], "blocks_read": row["read"]}
+    if ratio is None or total < min_blocks:
+        status = Status.OK
+        message = f"not judged yet: {total:,.0f} {what} block accesses since the statistics reset"
+    else:
+        status = Status.WARN if ratio < warn else Status.OK
+        message = f"{ratio:.2%} of {what} block reads served from shared buffers"
+        ratio = round(ratio, 5)
+    return CheckResult(
+        status, value=ratio, unit="ratio", threshold=threshold, details=details, message=message
+    )
 
 
-cache_hit_table = health_check(
-    "internals",
-    name="cache_hit_table",
-    title="Table cache hit ratio",
-    hint="the working set does not fit in shared_buffers: raise shared_buffers / RAM, or cut what is read",
-)(_cache_check("pg_statio_user_tables", "heap_blks_hit", "heap_blks_read", "table"))
-cache_hit_index = health_check(
-    "internals",
-    name="cache_hit_index",
-    title="Index cache hit ratio",
-    hint="the indexes do not fit in shared_buffers: raise shared_buffers / RAM, drop unused indexes",
-)(_cache_check("pg_statio_user_indexes", "idx_blks_hit", "idx_blks_read", "index"))
+@health_check("internals")
+def cache_hit_table(ctx: Context) -> CheckResult:
+    """Table cache hit ratio.
+
+    Fix: the working set does not fit in shared_buffers: raise shared_buffers / RAM, or cut what is read
+    """
+    return _cache_hit(ctx, "pg_statio_user_tables", "heap_blks_hit", "heap_blks_read", "table")
+
+
+@health_check("internals")
+def cache_hit_index(ctx: Context) -> CheckResult:
+    """Index cache hit ratio.
+
+    Fix: the indexes do not fit in shared_buffers: raise shared_buffers / RAM, drop unused indexes
+    """
+    return _cache_hit(ctx, "pg_statio_user_indexes", "idx_blks_hit", "idx_blks_read", "index")
 
 
 @health_check("internals")

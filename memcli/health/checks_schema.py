@@ -114,15 +114,9 @@ def schema_revision(ctx: Context) -> CheckResult:
             if pending
             else f"at head {head}"
         )
-    return CheckResult(
-        status,
-        value=current,
-        unit="revision",
-        threshold=threshold,
-        message=message,
-        hint=hint,
-        details=details,
-    )
+    verdict = CheckResult(status, value=current, unit="revision", threshold=threshold, message=message)
+    verdict.hint, verdict.details = hint, details
+    return verdict
 
 
 @health_check("schema")

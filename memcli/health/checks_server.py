@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import date
 
-from memcli.health.core import CheckResult, Context, Status, health_check
+from memcli.health.core import CheckResult, Context, Status, health_check, warn_if
 from memcli.health.thresholds import PGVECTOR_MIN_VERSION
 
 # End of community support per major version (postgresql.org/support/versioning).
@@ -123,11 +123,4 @@ def pgvector(ctx: Context) -> CheckResult:
             f"; releases before {PGVECTOR_MIN_VERSION} have HNSW vacuum bugs "
             "(index corruption, 'hnsw graph not repaired')"
         )
-    return CheckResult(
-        Status.WARN if buggy else Status.OK,
-        value=installed,
-        unit="version",
-        threshold=threshold,
-        message=message,
-        details=details,
-    )
+    return warn_if(buggy, installed, "version", threshold=threshold, message=message, details=details)

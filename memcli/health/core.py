@@ -86,6 +86,28 @@ def counted(
     )
 
 
+def warn_if(
+    flagged: object,
+    value: Any,
+    unit: str,
+    *,
+    threshold: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    estimate: bool = False,
+) -> CheckResult:
+    """The verdict of a check that measures one value: WARN when ``flagged`` holds, OK otherwise."""
+    return CheckResult(
+        Status.WARN if flagged else Status.OK,
+        value=value,
+        unit=unit,
+        threshold=threshold,
+        message=message,
+        estimate=estimate,
+        details=details or {},
+    )
+
+
 @dataclass
 class HealthReport:
     results: list[CheckResult]
