@@ -94,7 +94,7 @@ def _document(report: JobReport, **extra: Any) -> dict[str, Any]:
     return {**document, "exit_code": int(report.exit_code), "steps": steps}
 
 
-def _finish(state: State, report: JobReport, payload: dict[str, Any], render: Any) -> None:
+def finish_job(state: State, report: JobReport, payload: dict[str, Any], render: Any) -> None:
     """Print the result (JSON or table), the warnings, and turn failed steps into exit 1."""
     for warning in report.warnings:
         err(f"Warning: {warning}")
@@ -249,7 +249,7 @@ def cleanup(
         _pairs_table(state, "per table", result.deleted, ("table", "rows"))
         _pairs_table(state, "per tier", result.deleted_by_tier, ("tier", "memories"))
 
-    _finish(state, report, payload, render)
+    finish_job(state, report, payload, render)
 
 
 # -------------------------------------------------------------------------------------------- consolidate
@@ -397,7 +397,7 @@ def consolidate(
         if report.failed_steps:
             _steps_table(state, report)
 
-    _finish(state, report, payload, render)
+    finish_job(state, report, payload, render)
 
 
 # ----------------------------------------------------------------------------------------------- maintain
@@ -448,7 +448,7 @@ def maintain(
         state.console.print(f"{title}: {report.status} in {report.duration_seconds:.1f}s")
         _steps_table(state, report)
 
-    _finish(state, report, payload, render)
+    finish_job(state, report, payload, render)
 
 
 # ----------------------------------------------------------------------------------------------- schedule

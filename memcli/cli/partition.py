@@ -8,7 +8,8 @@ import typer
 
 from memcli.cli import helptext
 from memcli.cli.helptext import epilog, exit_codes
-from memcli.cli.render import err, print_json
+from memcli.cli.jobs import finish_job
+from memcli.cli.render import print_json
 from memcli.cli.state import State, get_state
 from memcli.errors import ExitCode
 from memcli.jsonable import to_jsonable
@@ -118,21 +119,6 @@ def _run(state: State, steps: list[Any], dry_run: bool) -> Any:
     return run_steps(connection_factory(state.resolve_dsn()), "partitions", steps, dry_run=dry_run)
 
 
-def _finish(state: State, report: Any, payload: dict[str, Any], render: Any) -> None:
-    for warning in report.warnings:
-        err(f"Warning: {warning}")
-    if state.json:
-        print_json(payload)
-    else:
-        render()
-    failed = report.failed_steps
-    if failed:
-        from memcli.errors import JobFailedError
-
-        detail = "; ".join(f"{s.step}: {s.error}" for s in failed)
-        raise JobFailedError(f"partitions: {len(failed)} step(s) failed: {detail}")
-
-
 @app.command(
     epilog=epilog(
         EXIT_CODES,
@@ -174,7 +160,7 @@ def upkeep(
             + (", ".join(f"{n} ({result.dropped_rows[n]:,} rows)" for n in result.dropped) or "nothing")
         )
 
-    _finish(state, report, payload, render)
+    finish_job(state, report, payload, render)
 
 
 @app.command(
@@ -258,7 +244,7 @@ def convert(
             )
         state.console.print(out)
 
-    _finish(state, report, payload, render)
+    finish_job(state, report, payload, render)
 
 
 def register(root: typer.Typer) -> None:
