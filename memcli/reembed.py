@@ -199,24 +199,14 @@ def reembed(
                                 "started_at": datetime.now(UTC).isoformat(),
                             },
                         )
-                shadow.prepare(conn, spec)
-                before = shadow.shadow_progress(conn)
-                result.already_filled = before.done
-                if progress:
-                    progress(before.done, before.total)
                 fill = _fill(embedder)
-
-                def advance(done: int, total: int | None) -> None:
-                    if progress:
-                        progress(before.done + done, before.total)
-
-                filled = shadow.backfill(
+                result.already_filled, filled = shadow.resume(
                     conn,
                     spec,
                     fill,
                     batch_size=batch_size,
                     max_rows=max_rows,
-                    progress=advance,
+                    progress=progress,
                     pause_seconds=pause_seconds,
                 )
                 result.filled, result.embed_seconds = filled.filled, round(filled.fill_seconds, 3)

@@ -371,6 +371,42 @@ def backfill(
     return result
 
 
+def resume(
+    conn: psycopg.Connection,
+    spec: ShadowSpec,
+    fill: Fill,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_rows: int | None = None,
+    progress: ProgressCallback | None = None,
+    pause_seconds: float = 0.0,
+) -> tuple[int, BackfillResult]:
+    """Prepare the shadow column (again, harmlessly, on a resumed run) and fill what is left.
+
+    Progress counts the rows earlier runs filled too, so a resumed run's bar starts where the last one
+    stopped. Returns the rows already filled before this run, and this run's backfill.
+    """
+    prepare(conn, spec)
+    before = shadow_progress(conn)
+    if progress:
+        progress(before.done, before.total)
+
+    def advance(done: int, total: int | None) -> None:
+        if progress:
+            progress(before.done + done, before.total)
+
+    filled = backfill(
+        conn,
+        spec,
+        fill,
+        batch_size=batch_size,
+        max_rows=max_rows,
+        progress=advance,
+        pause_seconds=pause_seconds,
+    )
+    return before.done, filled
+
+
 def build_index(conn: psycopg.Connection, spec: ShadowSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
     """CREATE INDEX CONCURRENTLY on the shadow column (``conn`` in autocommit mode)."""
     from psycopg import sql

@@ -216,23 +216,13 @@ def convert(
                             STATE_KEY,
                             {"from": current, "to": kind, "started_at": datetime.now(UTC).isoformat()},
                         )
-                shadow.prepare(conn, spec)
-                before = shadow.shadow_progress(conn)
-                result.already_filled = before.done
-                if progress:
-                    progress(before.done, before.total)
-
-                def advance(done: int, total: int | None) -> None:
-                    if progress:
-                        progress(before.done + done, before.total)
-
-                filled = shadow.backfill(
+                result.already_filled, filled = shadow.resume(
                     conn,
                     spec,
                     _cast,
                     batch_size=batch_size,
                     max_rows=max_rows,
-                    progress=advance,
+                    progress=progress,
                     pause_seconds=pause_seconds,
                 )
                 result.filled, result.backfill_seconds = filled.filled, round(filled.seconds, 3)
