@@ -40,6 +40,7 @@ from memcli.jobs.common import (
     in_batch,
     maintenance_transaction,
 )
+from memcli.schema import names
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,7 +57,7 @@ TRIGGER = "trigger_semantic_memory_shadow"
 TRIGGER_FUNCTION = "memcli_shadow_stale"
 BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
 MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
-DEFAULT_BATCH_SIZE = 1000  # rows per backfill transaction: the commit and round trips cost little per row
+DEFAULT_BATCH_SIZE = names.SHADOW_BATCH_SIZE
 LOCK_ROWS = 100  # rows a backfill transaction updates (and holds locked until it commits)
 MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
 

@@ -151,7 +151,7 @@ def convert(
     conn: psycopg.Connection,
     to_type: str,
     *,
-    batch_size: int = 1000,
+    batch_size: int = shadow.DEFAULT_BATCH_SIZE,
     dry_run: bool = False,
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,

@@ -10,7 +10,7 @@ from memcli.cli.options import JsonOpt, PauseOpt
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import get_state
 from memcli.jobs.interrupts import stop_on_signals
-from memcli.shadow import DEFAULT_BATCH_SIZE
+from memcli.schema.names import SHADOW_BATCH_SIZE
 
 REEMBED_EXIT_CODES = (
     "Exit codes: 0 done (or planned, or nothing to do); 2 bad option, or a change to another model is under "
@@ -45,7 +45,7 @@ def reembed(
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, max=10_000, help="Memories per batch (one transaction each)."),
-    ] = DEFAULT_BATCH_SIZE,
+    ] = SHADOW_BATCH_SIZE,
     pause: PauseOpt = 0.0,
     dry_run: Annotated[
         bool,

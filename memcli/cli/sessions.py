@@ -10,6 +10,8 @@ import typer
 from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import print_json
 from memcli.cli.state import State, get_state
+from memcli.cli.users import BatchOpt
+from memcli.schema.names import ERASURE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from memcli.people.sessions import SessionInfo
@@ -158,7 +160,7 @@ def forget(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Count what would be erased; change nothing.")
     ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")] = 2000,
+    batch_size: BatchOpt = ERASURE_BATCH_SIZE,
     json_: JsonOpt = False,
 ) -> None:
     """Erase SESSION (every memory in it, whoever it is about; its relevance rows and lineage) in batches,

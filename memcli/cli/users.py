@@ -17,6 +17,7 @@ from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import err, print_json, progress
 from memcli.cli.state import State, get_state
 from memcli.jobs.interrupts import stop_on_signals
+from memcli.schema.names import ERASURE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from memcli.people.erasure import ErasureResult
@@ -210,7 +211,7 @@ def forget(
     user: Annotated[str, typer.Argument(metavar="USER", help="The user's id (a UUID).")],
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
-    batch_size: BatchOpt = 2000,
+    batch_size: BatchOpt = ERASURE_BATCH_SIZE,
     json_: JsonOpt = False,
 ) -> None:
     """Erase USER from every memory table in batches, prove zero rows are left, and leave a receipt.

@@ -15,6 +15,7 @@ from memcli.cli.helptext import epilog
 from memcli.cli.options import JsonOpt, PauseOpt
 from memcli.cli.render import err, print_json, progress, to_jsonable
 from memcli.cli.state import get_state
+from memcli.schema.names import SHADOW_BATCH_SIZE
 
 EXIT_CODES = (
     "Exit codes: 0 done; 1 the build failed (the old index is intact); 2 bad option or setting; 3 cannot "
@@ -256,7 +257,7 @@ def convert(
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", min=1, max=100_000, help="Memories per batch (one transaction each)."),
-    ] = 1000,
+    ] = SHADOW_BATCH_SIZE,
     pause: PauseOpt = 0.0,
     dry_run: Annotated[
         bool,

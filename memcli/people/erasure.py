@@ -47,12 +47,13 @@ from memcli.people.scope import (
     row_filters,
     subject_sessions,
 )
+from memcli.schema.names import ERASURE_BATCH_SIZE
 
 if TYPE_CHECKING:
     import psycopg
 
 LOCK = "erasure"
-DEFAULT_BATCH_SIZE = 2000
+DEFAULT_BATCH_SIZE = ERASURE_BATCH_SIZE
 
 
 class ErasureIncomplete(MemcliError):

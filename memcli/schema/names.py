@@ -130,3 +130,8 @@ DEFAULT_VECTOR_TYPE = "vector"
 VECTOR_INDEX = "idx_semantic_memory_vector"
 HNSW_M = 24
 HNSW_EF_CONSTRUCTION = 128
+
+# Rows per transaction of the jobs that rewrite or erase rows beside the application: a re-embed's or a
+# vector conversion's backfill (staged by one COPY, so the commit costs little per row), and an erasure.
+SHADOW_BATCH_SIZE = 1000
+ERASURE_BATCH_SIZE = 2000
