@@ -17,6 +17,7 @@ from memcli.cli.choices import ContentType, MemoryType, StoredTier
 from memcli.cli.options import JsonOpt, YesOpt
 from memcli.cli.render import print_json, to_jsonable
 from memcli.cli.state import State, get_state
+from memcli.schema.names import DELETE_BATCH_SIZE
 
 if TYPE_CHECKING:
     from memcli.people.memories import MemoryDetail, MemoryFilter
@@ -312,7 +313,9 @@ def delete(
     newer_than: NewerOpt = None,
     yes: YesOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; delete nothing.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Rows per transaction.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per transaction.")
+    ] = DELETE_BATCH_SIZE,
     json_: JsonOpt = False,
 ) -> None:
     """Delete memories by id, or every memory matching the filters, in batches (audited per user)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from memcli.errors import ConfigError, NotFoundError
 from memcli.jobs.common import DEFAULT_TIMEOUTS, TIERS, Timeouts, check_batch_size, in_batch, own_transactions
 from memcli.people import audit
-from memcli.schema.names import CONTENT_TYPES, EXPIRING_TIERS
+from memcli.schema.names import CONTENT_TYPES, DELETE_BATCH_SIZE, EXPIRING_TIERS
 
 if TYPE_CHECKING:
     import psycopg
@@ -362,7 +362,7 @@ def delete_memories(
     ids: list[str | uuid.UUID] | None = None,
     where: MemoryFilter | None = None,
     dry_run: bool = False,
-    batch_size: int = 1000,
+    batch_size: int = DELETE_BATCH_SIZE,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> DeleteResult:
     """Delete memories by id, or all that match a filter, in bounded batches (each its own transaction

@@ -135,3 +135,4 @@ HNSW_EF_CONSTRUCTION = 128
 # vector conversion's backfill (staged by one COPY, so the commit costs little per row), and an erasure.
 SHADOW_BATCH_SIZE = 1000
 ERASURE_BATCH_SIZE = 2000
+DELETE_BATCH_SIZE = 1000  # memcli memories delete
