@@ -50,7 +50,12 @@ app = typer.Typer(
     help="Users in memory: list them, show one, export their data (JSON Lines), forget it with proof, "
     "show erasure receipts.",
     no_args_is_help=True,
-    epilog=f"{EXIT_CODES} {FORGET_EXAMPLES}",
+    epilog=(
+        "Exit codes: 0 done (forget of an unknown user too: nothing to erase); 1 no such user (show), or the "
+        "erasure proof found rows left; 2 bad option or malformed UUID; 3 cannot connect; 4 not migrated; "
+        "75 another erasure is running. Examples: memcli users list --order memories · "
+        "memcli users show 3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f · memcli users forget 3f2b...5f --dry-run"
+    ),
 )
 
 DryRunOpt = Annotated[
