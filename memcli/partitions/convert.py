@@ -228,20 +228,31 @@ def _copy_batch(
 
 
 def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> Any:
-    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took."""
+    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took.
+
+    The ids are handed to both tables as one array (``= ANY``): the planner then looks them up by the
+    primary key whatever it believes of the change log's size. Joined to the log instead, a stale
+    estimate of it (the log swells and empties while rows are copied) made it scan both whole tables,
+    under the swap's lock."""
     from psycopg import sql
 
     columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
     pk = _q(spec.primary_key[0])
-    limit = sql.SQL("ORDER BY seq LIMIT {}").format(sql.Literal(size)) if size else sql.SQL("")
+    taken = (
+        sql.SQL("DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT {size})").format(
+            log=_q(spec.changes), size=sql.Literal(size)
+        )
+        if size
+        else sql.SQL("DELETE FROM {log}").format(log=_q(spec.changes))
+    )
     return sql.SQL(
-        "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
+        "WITH taken AS ({taken} RETURNING id), "
         "ids AS (SELECT DISTINCT id FROM taken), "
-        "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids)), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))), "
         "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
-        "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)) "
+        "        SELECT {cols} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))) "
         "SELECT 'caught_up', count(*)::float8 FROM taken"
-    ).format(log=_q(spec.changes), limit=limit, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
+    ).format(taken=taken, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
 
 
 def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
