@@ -50,6 +50,9 @@ CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under
 # The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
 # replay under its lock is then a few milliseconds' work.
 SWAP_WHEN_FEWER = 200
+# The swap's LOCK waits at most this long for the application's transactions, then gives way and tries
+# again after the next catch-up pass: while it waits every statement on the table queues behind it.
+SWAP_LOCK_TIMEOUT_MS = 100
 SWAP_LOCK_RETRIES = 50
 
 
@@ -63,6 +66,7 @@ class TableConversion:
     months: list[str] = field(default_factory=list)
     rows_outside_months: int = 0  # they land in the default partition
     lock_ms: float = 0.0  # how long the swap held the original's ACCESS EXCLUSIVE lock
+    swap_attempts: int = 0  # the swap's tries for its lock (each gave way after SWAP_LOCK_TIMEOUT_MS)
     duration_seconds: float = 0.0
 
 
@@ -281,7 +285,7 @@ def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeout
         sql.SQL(
             "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
         ).format(
-            sql.Literal(f"{ddl_timeouts(timeouts).lock_timeout_ms}ms"),
+            sql.Literal(f"{min(timeouts.lock_timeout_ms, SWAP_LOCK_TIMEOUT_MS)}ms"),
             sql.Literal(f"{timeouts.statement_timeout_ms}ms"),
         ),
         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)),
@@ -382,9 +386,9 @@ def convert_table(
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
     # server's work (the last few changes, catalog renames), never for round trips to this client.
     batch = _swap_batch(conn, spec, timeouts)
-    attempt = 0
     while True:
         result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
+        result.swap_attempts += 1
         try:
             figures = _run_swap(conn, batch)
             # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
@@ -392,10 +396,10 @@ def convert_table(
             result.rows_caught_up += int(figures.get("caught_up", 0))
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
-            attempt += 1
-            if attempt > SWAP_LOCK_RETRIES:
+            # Rolled back: the original serves on, still logging its changes; a later run resumes here.
+            if result.swap_attempts > SWAP_LOCK_RETRIES:
                 raise
-            time.sleep(min(0.05 * attempt, 1.0))
+            time.sleep(min(0.05 * result.swap_attempts, 1.0))
     _drop_leftovers(conn, spec, timeouts)
     conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"
