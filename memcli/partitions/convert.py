@@ -50,9 +50,9 @@ CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under
 # The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
 # replay under its lock is then a few milliseconds' work.
 SWAP_WHEN_FEWER = 200
-# The swap's LOCK waits at most this long for the application's transactions, then gives way and tries
-# again after the next catch-up pass: while it waits every statement on the table queues behind it.
-SWAP_LOCK_TIMEOUT_MS = 100
+# The swap's LOCK waits at most ``PARTITION_LOCK_TIMEOUT_MS`` for the application's transactions, then
+# gives way and tries again after the next catch-up pass: while it waits every statement on the table
+# queues behind it.
 SWAP_LOCK_RETRIES = 50
 
 
@@ -66,7 +66,7 @@ class TableConversion:
     months: list[str] = field(default_factory=list)
     rows_outside_months: int = 0  # they land in the default partition
     lock_ms: float = 0.0  # how long the swap held the original's ACCESS EXCLUSIVE lock
-    swap_attempts: int = 0  # the swap's tries for its lock (each gave way after SWAP_LOCK_TIMEOUT_MS)
+    swap_attempts: int = 0  # the swap's tries for its lock (each gave way after PARTITION_LOCK_TIMEOUT_MS)
     duration_seconds: float = 0.0
 
 
@@ -285,7 +285,7 @@ def _swap_batch(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeout
         sql.SQL(
             "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
         ).format(
-            sql.Literal(f"{min(timeouts.lock_timeout_ms, SWAP_LOCK_TIMEOUT_MS)}ms"),
+            sql.Literal(f"{ddl_timeouts(timeouts).lock_timeout_ms}ms"),
             sql.Literal(f"{timeouts.statement_timeout_ms}ms"),
         ),
         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_q(spec.table)),

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 
 # DDL on a partitioned parent waits at most this long for the application's locks (then retries): every
 # statement queued behind a waiting ACCESS EXCLUSIVE request waits as long.
-PARTITION_LOCK_TIMEOUT_MS = 300
-PARTITION_LOCK_RETRIES = 10
+PARTITION_LOCK_TIMEOUT_MS = 100
+PARTITION_LOCK_RETRIES = 20
 # A conversion plans months back to the oldest row, but no further than this; older rows wait in the
 # default partition (and health says so).
 MAX_MONTHS_BACK = 36
@@ -233,6 +233,40 @@ def _leftovers(conn: psycopg.Connection, spec: PartitionSpec, cutoff: Any) -> li
     return names
 
 
+def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
+    """Detach partition ``name`` (autocommit ``conn``); the milliseconds of the successful try.
+
+    The timeouts and the DETACH go as one string, a transaction of its own that commits as the DETACH
+    ends: the parent's ACCESS EXCLUSIVE lock is never held across a round trip to this client (a
+    maintenance transaction would hold it until the client, waiting for a core, sends its COMMIT).
+    ``DETACH ... CONCURRENTLY``, which would not lock out the application at all, is refused while the
+    table has a default partition.
+    """
+    from psycopg import errors, sql
+
+    ddl = ddl_timeouts(timeouts)
+    statement = sql.SQL(
+        "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true);\n"
+        "ALTER TABLE {} DETACH PARTITION {}"
+    ).format(
+        sql.Literal(f"{ddl.lock_timeout_ms}ms"),
+        sql.Literal(f"{ddl.statement_timeout_ms}ms"),
+        sql.Identifier(spec.table),
+        sql.Identifier(name),
+    )
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            conn.execute(statement.as_string(conn).encode())
+            return (time.perf_counter() - started) * 1000
+        except (errors.LockNotAvailable, errors.DeadlockDetected):
+            attempt += 1
+            if attempt > ddl.lock_retries:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+
+
 def drop_partitions(
     conn: psycopg.Connection,
     spec: PartitionSpec,
@@ -271,21 +305,7 @@ def drop_partitions(
             result.dropped_rows[name] = int(row[0]) if row else 0
             continue
         if name in doomed:
-            started = time.perf_counter()
-
-            def book(_: Any, started: float = started) -> None:
-                result.longest_lock_ms = max(result.longest_lock_ms, (time.perf_counter() - started) * 1000)
-
-            in_batch(
-                conn,
-                ddl_timeouts(timeouts),
-                lambda name=name: conn.execute(
-                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-                        sql.Identifier(spec.table), sql.Identifier(name)
-                    )
-                ),
-                book,
-            )
+            result.longest_lock_ms = max(result.longest_lock_ms, _detach(conn, spec, name, timeouts))
         # Detached: counting and dropping it no longer touches the parent.
         if tier_column:
             counts = conn.execute(
