@@ -8,6 +8,7 @@ on the layout MEMCLI_TEST_LAYOUT names.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from psycopg import errors
 from memcli import migrations
 from memcli.db import connect
 from memcli.jobs.cleanup import CleanupOptions, cleanup_expired
+from memcli.jobs.common import Timeouts
 from memcli.jobs.locks import lock_key
 from memcli.partitions import convert as convert_mod
 from memcli.partitions import upkeep
@@ -175,6 +177,41 @@ def test_cleanup_drops_whole_partitions_and_deletes_only_the_rest(partitioned_db
         left = {str(r[0]) for r in conn.execute("SELECT id FROM conversation_memory")}
         assert left == {live, never} and recent not in left
         assert conn.execute("SELECT to_regclass(%s)", (old,)).fetchone()[0] is None
+
+
+def test_the_detach_gives_way_to_a_conflicting_lock_and_drops_once_it_is_free(partitioned_db: str) -> None:
+    with connect(partitioned_db, autocommit=True) as conn:
+        old = _past_month_with_rows(conn, 2, {"short_term": 3})
+    blocker = psycopg.connect(partitioned_db)
+    blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()  # ACCESS SHARE until it ends
+    release = threading.Timer(0.3, blocker.close)
+    release.start()
+    try:
+        with connect(partitioned_db, autocommit=True) as conn:
+            result = cleanup_expired(conn)
+            assert result.partitions_dropped == [old] and result.deleted["conversation_memory"] == 3
+            assert conn.execute("SELECT to_regclass(%s)", (old,)).fetchone()[0] is None
+    finally:
+        release.join()
+
+
+def test_a_detach_that_never_gets_its_lock_gives_up_and_leaves_the_partition_attached(
+    partitioned_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upkeep, "PARTITION_LOCK_RETRIES", 1)
+    with connect(partitioned_db, autocommit=True) as conn:
+        old = _past_month_with_rows(conn, 2, {"short_term": 3})
+    with psycopg.connect(partitioned_db) as blocker:
+        blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()
+        with connect(partitioned_db, autocommit=True) as conn, pytest.raises(errors.LockNotAvailable):
+            cleanup_expired(conn, CleanupOptions(timeouts=Timeouts(lock_retries=0)))
+        with connect(partitioned_db, autocommit=True) as app:
+            app.execute("SET statement_timeout = '2s'")  # nothing queues the application any more
+            add_memory(app, None, tier="semantic", key="meanwhile")
+            assert [p.name for p in upkeep.list_partitions(app, ["conversation_memory"])].count(old) == 1
+            assert app.execute(f"SELECT count(*) FROM {old}").fetchone()[0] == 3
+    with connect(partitioned_db, autocommit=True) as conn:
+        assert cleanup_expired(conn).partitions_dropped == [old]
 
 
 def test_upkeep_creates_missing_months_and_health_says_when_they_are_missing(
