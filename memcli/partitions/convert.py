@@ -39,7 +39,7 @@ from memcli.partitions.layout import (
     month_start,
 )
 from memcli.partitions.twin import build_twin, swap_statements
-from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_timeouts, required_months
+from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_batch, ddl_timeouts, required_months
 from memcli.settings import get_setting
 
 if TYPE_CHECKING:
@@ -126,8 +126,10 @@ def _build(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) ->
     set_triggers(conn, spec.twin, False)
 
 
-def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
-    """The change log and the triggers filling it: the only step that locks the original (briefly)."""
+def _capture(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts) -> None:
+    """The change log and the triggers filling it: the only step that locks the original before the swap.
+    CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock, which stops the application's writes until the
+    commit: the statements are sent as one string (``ddl_batch``), so that is the server's work only."""
     from psycopg import sql
 
     id_type = conn.execute(
@@ -136,12 +138,12 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         (spec.table, spec.primary_key[0]),
     ).fetchone()[0]  # type: ignore[index]
     pk = _q(spec.primary_key[0])
-    conn.execute(
+    statements = [
         sql.SQL(
             "CREATE TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id {} NOT NULL)"
-        ).format(_q(spec.changes), sql.SQL(id_type))
-    )
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)))
+        ).format(_q(spec.changes), sql.SQL(id_type)),
+        sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)),
+    ]
     # Statement-level triggers with transition tables: one INSERT per statement however many rows.
     for event, rows in (
         ("INSERT", ("new_rows",)),
@@ -152,7 +154,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         select = sql.SQL(" UNION ").join(
             sql.SQL("SELECT {} FROM {}").format(pk, sql.Identifier(r)) for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
                 "INSERT INTO {} (id) {}; RETURN NULL; END $fn$"
@@ -162,7 +164,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
             sql.SQL("{} TABLE AS {}").format(sql.SQL("OLD" if r == "old_rows" else "NEW"), sql.Identifier(r))
             for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
             ).format(
@@ -173,6 +175,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
                 function,
             )
         )
+    ddl_batch(conn, timeouts, statements)
 
 
 def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
@@ -354,7 +357,7 @@ def convert_table(
         if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
             in_batch(conn, timeouts, lambda: _build(conn, spec, months))
         # Copying starts only once every later write is logged.
-        in_batch(conn, ddl_timeouts(timeouts), lambda: _capture(conn, spec))
+        _capture(conn, spec, timeouts)
     else:
         result.resumed = True
         if dry_run:

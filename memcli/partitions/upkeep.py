@@ -233,38 +233,51 @@ def _leftovers(conn: psycopg.Connection, spec: PartitionSpec, cutoff: Any) -> li
     return names
 
 
-def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
-    """Detach partition ``name`` (autocommit ``conn``); the milliseconds of the successful try.
-
-    The timeouts and the DETACH go as one string, a transaction of its own that commits as the DETACH
-    ends: the parent's ACCESS EXCLUSIVE lock is never held across a round trip to this client (a
-    maintenance transaction would hold it until the client, waiting for a core, sends its COMMIT).
-    ``DETACH ... CONCURRENTLY``, which would not lock out the application at all, is refused while the
-    table has a default partition.
-    """
+def ddl_batch(conn: psycopg.Connection, timeouts: Timeouts, statements: list[Any]) -> float:
+    """Run DDL that locks a table the application uses as one string (autocommit ``conn``): one
+    transaction of its own, with the partition DDL's timeouts, that commits as its last statement ends.
+    A lock it takes is never held across a round trip to this client (a maintenance transaction holds
+    it until the client, perhaps waiting for a core, sends the next statement and the COMMIT). Retried
+    when it only timed out waiting for a lock; returns the milliseconds of the successful try."""
     from psycopg import errors, sql
 
     ddl = ddl_timeouts(timeouts)
-    statement = sql.SQL(
-        "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true);\n"
-        "ALTER TABLE {} DETACH PARTITION {}"
-    ).format(
-        sql.Literal(f"{ddl.lock_timeout_ms}ms"),
-        sql.Literal(f"{ddl.statement_timeout_ms}ms"),
-        sql.Identifier(spec.table),
-        sql.Identifier(name),
-    )
+    text = ";\n".join(
+        [
+            sql.SQL("SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)")
+            .format(sql.Literal(f"{ddl.lock_timeout_ms}ms"), sql.Literal(f"{ddl.statement_timeout_ms}ms"))
+            .as_string(conn),
+            *(s.as_string(conn) for s in statements),
+        ]
+    ).encode()
     attempt = 0
     while True:
         started = time.perf_counter()
         try:
-            conn.execute(statement.as_string(conn).encode())
+            conn.execute(text)
             return (time.perf_counter() - started) * 1000
         except (errors.LockNotAvailable, errors.DeadlockDetected):
             attempt += 1
             if attempt > ddl.lock_retries:
                 raise
             time.sleep(min(0.05 * 2**attempt, 1.0))
+
+
+def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
+    """Detach partition ``name`` in one round trip (``ddl_batch``); the milliseconds it took.
+    ``DETACH ... CONCURRENTLY``, which would not lock out the application at all, is refused while the
+    table has a default partition."""
+    from psycopg import sql
+
+    return ddl_batch(
+        conn,
+        timeouts,
+        [
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                sql.Identifier(spec.table), sql.Identifier(name)
+            )
+        ],
+    )
 
 
 def drop_partitions(
