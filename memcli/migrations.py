@@ -545,6 +545,10 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0011_memory_key_index": [
+        "table conversation_memory_keys and function memcli_conversation_memory_release(); the partitioned "
+        "layout's unique-key trigger goes back to looking the key up in every partition",
+    ],
     "0010_partitioned_layout": [
         "functions create_memory_partition(date), memcli_create_partition(regclass, date), "
         "memcli_memory_expiry(...), memcli_lock_memory_key(text, text), memcli_conversation_memory_unique()",

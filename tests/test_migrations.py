@@ -30,7 +30,8 @@ HOT = "0006_semantic_memory_hot_access"
 IMPORTS = "0007_imports"
 VECTOR_INDEX = "0008_vector_index_parameters"
 VECTOR_TYPE = "0009_vector_type"
-HEAD = "0010_partitioned_layout"
+PARTITIONED = "0010_partitioned_layout"
+HEAD = "0011_memory_key_index"
 ALL = [
     "0001_core_tables",
     "0002_memory_system",
@@ -41,6 +42,7 @@ ALL = [
     IMPORTS,
     VECTOR_INDEX,
     VECTOR_TYPE,
+    PARTITIONED,
     HEAD,
 ]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
@@ -170,6 +172,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
         IMPORTS,
@@ -189,6 +192,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         IMPORTS,
         VECTOR_INDEX,
         VECTOR_TYPE,
+        PARTITIONED,
         HEAD,
     ]
     assert kept_rows() == before
@@ -344,6 +348,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         IMPORTS,
         VECTOR_INDEX,
         VECTOR_TYPE,
+        PARTITIONED,
         HEAD,
     ]
 
@@ -655,7 +660,21 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         return row[0] or []
 
     assert reloptions() == ["fillfactor=75"]
-    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_TYPE, VECTOR_INDEX, IMPORTS, HOT]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [
+        HEAD,
+        PARTITIONED,
+        VECTOR_TYPE,
+        VECTOR_INDEX,
+        IMPORTS,
+        HOT,
+    ]
     assert reloptions() == []
-    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, VECTOR_TYPE, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [
+        HOT,
+        IMPORTS,
+        VECTOR_INDEX,
+        VECTOR_TYPE,
+        PARTITIONED,
+        HEAD,
+    ]
     assert reloptions() == ["fillfactor=75"]

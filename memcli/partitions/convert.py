@@ -32,6 +32,7 @@ from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, check_batch_size, in_
 from memcli.partitions.build import copy_columns, set_triggers, triggers_statement
 from memcli.partitions.layout import (
     CAPTURE_TRIGGER,
+    KEY_TABLE,
     SPECS,
     PartitionSpec,
     add_months,
@@ -223,9 +224,16 @@ def _copy_batch(
     row = conn.execute(
         sql.SQL(
             "WITH batch AS (SELECT {cols} FROM {src} {where} ORDER BY {pk} LIMIT %(size)s), "
-            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch) "
+            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch){keys} "
             "SELECT (SELECT b.{pk} FROM batch b ORDER BY b.{pk} DESC LIMIT 1)::text, count(*) FROM batch"
-        ).format(cols=columns, src=_q(spec.table), where=where, pk=pk, twin=_q(spec.twin)),
+        ).format(
+            cols=columns,
+            src=_q(spec.table),
+            where=where,
+            pk=pk,
+            twin=_q(spec.twin),
+            keys=_record_keys(spec, "batch") if _keeps_keys(conn, spec) else sql.SQL(""),
+        ),
         {"after": after, "size": size},
     ).fetchone()
     last, n = (row[0], int(row[1])) if row else (None, 0)
@@ -252,14 +260,62 @@ def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int
         if size
         else sql.SQL("DELETE FROM {log}").format(log=_q(spec.changes))
     )
+    keys = sql.SQL("")
+    if _keeps_keys(conn, spec):
+        (_, unique), key_table = spec.unique[0], _q(KEY_TABLE)
+        a, b = map(_q, unique)
+        # The keys of the refreshed rows as they are now; a removed row's key, unless a row has it now.
+        keys = sql.SQL(
+            ", fresh AS (SELECT {pk}, {a}, {b} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))), "
+            "unkeyed AS (DELETE FROM {keys} k USING gone g WHERE k.{a} = g.{a} AND k.{b} = g.{b} "
+            "            AND k.memory_id = g.{pk} "
+            "            AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.{a} = g.{a} AND s.{b} = g.{b}))"
+            "{record}"
+        ).format(pk=pk, a=a, b=b, src=_q(spec.table), keys=key_table, record=_record_keys(spec, "fresh"))
     return sql.SQL(
         "WITH taken AS ({taken} RETURNING id), "
         "ids AS (SELECT DISTINCT id FROM taken), "
-        "gone AS (DELETE FROM {twin} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids)) RETURNING *), "
         "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
-        "        SELECT {cols} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))) "
+        "        SELECT {cols} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))){keys} "
         "SELECT 'caught_up', count(*)::float8 FROM taken"
-    ).format(taken=taken, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
+    ).format(
+        taken=taken,
+        twin=_q(spec.twin),
+        pk=pk,
+        cols=columns,
+        src=_q(spec.table),
+        keys=keys,
+    )
+
+
+def _keeps_keys(conn: psycopg.Connection, spec: PartitionSpec) -> bool:
+    """The partitioned layout keeps this table's unique key in the key table (revision 0011 on)."""
+    if not spec.unique:
+        return False
+    return conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is not None  # type: ignore[index]
+
+
+def _record_keys(spec: PartitionSpec, rows: str) -> Any:
+    """A CTE recording in the key table the keys of the rows of CTE ``rows``: the twin's triggers are off
+    while rows are copied in, so the copy records what the unique-key trigger would have."""
+    from psycopg import sql
+
+    (_, unique), pk = spec.unique[0], _q(spec.primary_key[0])
+    a, b = map(_q, unique)
+    return sql.SQL(
+        ", keyed AS (INSERT INTO {keys} ({a}, {b}, memory_id) SELECT {a}, {b}, {pk} FROM {rows} "
+        "ON CONFLICT ({a}, {b}) DO UPDATE SET memory_id = EXCLUDED.memory_id)"
+    ).format(keys=_q(KEY_TABLE), a=a, b=b, pk=pk, rows=_q(rows))
+
+
+def _forget_keys(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    """Empty the key table while the table is plain (its unique constraint does the work there): keys a
+    conversion recorded before it was abandoned."""
+    from psycopg import sql
+
+    if _keeps_keys(conn, spec) and not is_partitioned(conn, spec.table):
+        conn.execute(sql.SQL("DELETE FROM {}").format(_q(KEY_TABLE)))
 
 
 def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
@@ -355,7 +411,7 @@ def convert_table(
             result.rows_copied = int(total)
             return result
         if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
-            in_batch(conn, timeouts, lambda: _build(conn, spec, months))
+            in_batch(conn, timeouts, lambda: (_forget_keys(conn, spec), _build(conn, spec, months)))
         # Copying starts only once every later write is logged.
         _capture(conn, spec, timeouts)
     else:
@@ -427,6 +483,7 @@ def abandon_table(
     def work() -> None:
         _drop_capture(conn, spec)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.twin)))
+        _forget_keys(conn, spec)
 
     in_batch(conn, ddl_timeouts(timeouts), work)
     result.status = "abandoned"

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, in_batch
 from memcli.partitions.layout import (
     BY_TABLE,
+    KEY_TABLE,
     SPECS,
     PartitionSpec,
     add_months,
@@ -280,6 +281,37 @@ def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: 
     )
 
 
+KEY_RELEASE_BLOCKS = 16_384  # of the detached partition per batch: 128 MB, some 400k memories (one pass over
+# the key table each: a hash join)
+
+
+def _release_keys(conn: psycopg.Connection, spec: PartitionSpec, detached: str, timeouts: Timeouts) -> None:
+    """Remove from the key table the keys of a detached partition's rows (a drop fires no row trigger).
+
+    The partition is read in ranges of blocks (a TID range scan: sequential, no index), one batch per
+    transaction; a key taken over by a row inserted since the detach names that row and is left alone.
+    """
+    from psycopg import sql
+
+    if not spec.unique or conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+        return
+    (_, unique), pk = spec.unique[0], sql.Identifier(spec.primary_key[0])
+    a, b = map(sql.Identifier, unique)
+    row = conn.execute(
+        "SELECT pg_relation_size(%s) / current_setting('block_size')::bigint", (detached,)
+    ).fetchone()
+    blocks = int(row[0]) if row else 0
+    statement = sql.SQL(
+        "DELETE FROM {keys} k USING {part} p "
+        "WHERE p.ctid >= format('(%%s,0)', %(first)s::bigint)::tid "
+        "  AND p.ctid < format('(%%s,0)', %(last)s::bigint)::tid "
+        "  AND k.{a} = p.{a} AND k.{b} = p.{b} AND k.memory_id = p.{pk}"
+    ).format(keys=sql.Identifier(KEY_TABLE), part=sql.Identifier(detached), a=a, b=b, pk=pk)
+    for first in range(0, blocks, KEY_RELEASE_BLOCKS):
+        params = {"first": first, "last": first + KEY_RELEASE_BLOCKS}
+        in_batch(conn, timeouts, lambda params=params: conn.execute(statement, params))
+
+
 def drop_partitions(
     conn: psycopg.Connection,
     spec: PartitionSpec,
@@ -328,6 +360,7 @@ def drop_partitions(
             counts = conn.execute(
                 sql.SQL("SELECT NULL, count(*) FROM {}").format(sql.Identifier(name))
             ).fetchall()
+        _release_keys(conn, spec, name, timeouts)
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
         result.dropped.append(name)
         result.dropped_rows[name] = sum(int(n) for _, n in counts)
