@@ -31,7 +31,8 @@ IMPORTS = "0007_imports"
 VECTOR_INDEX = "0008_vector_index_parameters"
 VECTOR_TYPE = "0009_vector_type"
 PARTITIONED = "0010_partitioned_layout"
-HEAD = "0011_import_keys_no_foreign_key"
+KEY_INDEX = "0011_memory_key_index"
+HEAD = "0012_import_keys_no_foreign_key"
 ALL = [
     "0001_core_tables",
     "0002_memory_system",
@@ -43,6 +44,7 @@ ALL = [
     VECTOR_INDEX,
     VECTOR_TYPE,
     PARTITIONED,
+    KEY_INDEX,
     HEAD,
 ]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
@@ -172,6 +174,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
@@ -193,6 +196,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
     assert kept_rows() == before
@@ -349,6 +353,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
 
@@ -662,6 +667,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
     assert reloptions() == ["fillfactor=75"]
     assert migrations.downgrade(migrated_db, AUDIT).applied == [
         HEAD,
+        KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
@@ -675,6 +681,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
     assert reloptions() == ["fillfactor=75"]
@@ -701,7 +708,7 @@ def test_import_key_map_foreign_key_goes_and_comes_back_with_its_revision(migrat
             "('b', 'k2', 'semantic_memory', gen_random_uuid(), gen_random_uuid())",
             (kept,),
         )
-    assert migrations.downgrade(migrated_db, PARTITIONED).applied == [HEAD]
+    assert migrations.downgrade(migrated_db, KEY_INDEX).applied == [HEAD]
     assert foreign_keys() == ["memory_import_keys_import_id_fkey"]
     # the row of an import with no record went, as the cascade would have taken it
     with psycopg.connect(migrated_db) as conn:

@@ -586,6 +586,19 @@ class MemoryImportKey(Base):
     import_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
 
 
+class MemoryKey(Base):
+    """The partitioned conversation_memory's unique (session_id, context_key): the row holding each key."""
+
+    __tablename__ = names.MEMORY_KEYS
+    __table_args__ = (
+        PrimaryKeyConstraint("session_id", "context_key", name="conversation_memory_keys_pkey"),
+    )
+
+    session_id: Mapped[str] = mapped_column(Text, nullable=False)
+    context_key: Mapped[str] = mapped_column(Text, nullable=False)
+    memory_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+
+
 class CreatedObject(Base):
     """What memcli created (rather than adopted): a downgrade drops only these."""
 

@@ -10,9 +10,9 @@ memcli does.
 Downgrade puts the foreign key back. Key-map rows of an import whose ``memory_imports`` row was deleted by
 hand meanwhile are removed first, as the constraint's ``ON DELETE CASCADE`` would have removed them.
 
-Revision ID: 0011_import_keys_no_foreign_key
-Revises: 0010_partitioned_layout
-Create Date: 2026-11-30 00:00:10
+Revision ID: 0012_import_keys_no_foreign_key
+Revises: 0011_memory_key_index
+Create Date: 2026-12-01 00:00:01
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011_import_keys_no_foreign_key"
-down_revision: str | Sequence[str] | None = "0010_partitioned_layout"
+revision: str = "0012_import_keys_no_foreign_key"
+down_revision: str | Sequence[str] | None = "0011_memory_key_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
