@@ -40,7 +40,7 @@ from memcli.partitions.layout import (
     month_start,
 )
 from memcli.partitions.twin import build_twin, swap_statements
-from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_timeouts, required_months
+from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_batch, ddl_timeouts, required_months
 from memcli.settings import get_setting
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under
 # The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
 # replay under its lock is then a few milliseconds' work.
 SWAP_WHEN_FEWER = 200
+# The swap's LOCK waits at most ``PARTITION_LOCK_TIMEOUT_MS`` for the application's transactions, then
+# gives way and tries again after the next catch-up pass: while it waits every statement on the table
+# queues behind it.
 SWAP_LOCK_RETRIES = 50
 
 
@@ -64,6 +67,7 @@ class TableConversion:
     months: list[str] = field(default_factory=list)
     rows_outside_months: int = 0  # they land in the default partition
     lock_ms: float = 0.0  # how long the swap held the original's ACCESS EXCLUSIVE lock
+    swap_attempts: int = 0  # the swap's tries for its lock (each gave way after PARTITION_LOCK_TIMEOUT_MS)
     duration_seconds: float = 0.0
 
 
@@ -123,8 +127,10 @@ def _build(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) ->
     set_triggers(conn, spec.twin, False)
 
 
-def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
-    """The change log and the triggers filling it: the only step that locks the original (briefly)."""
+def _capture(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts) -> None:
+    """The change log and the triggers filling it: the only step that locks the original before the swap.
+    CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock, which stops the application's writes until the
+    commit: the statements are sent as one string (``ddl_batch``), so that is the server's work only."""
     from psycopg import sql
 
     id_type = conn.execute(
@@ -133,12 +139,12 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         (spec.table, spec.primary_key[0]),
     ).fetchone()[0]  # type: ignore[index]
     pk = _q(spec.primary_key[0])
-    conn.execute(
+    statements = [
         sql.SQL(
             "CREATE TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id {} NOT NULL)"
-        ).format(_q(spec.changes), sql.SQL(id_type))
-    )
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)))
+        ).format(_q(spec.changes), sql.SQL(id_type)),
+        sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)),
+    ]
     # Statement-level triggers with transition tables: one INSERT per statement however many rows.
     for event, rows in (
         ("INSERT", ("new_rows",)),
@@ -149,7 +155,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         select = sql.SQL(" UNION ").join(
             sql.SQL("SELECT {} FROM {}").format(pk, sql.Identifier(r)) for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
                 "INSERT INTO {} (id) {}; RETURN NULL; END $fn$"
@@ -159,7 +165,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
             sql.SQL("{} TABLE AS {}").format(sql.SQL("OLD" if r == "old_rows" else "NEW"), sql.Identifier(r))
             for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
             ).format(
@@ -170,6 +176,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
                 function,
             )
         )
+    ddl_batch(conn, timeouts, statements)
 
 
 def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
@@ -236,34 +243,44 @@ def _copy_batch(
 
 
 def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> Any:
-    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took."""
+    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took.
+
+    The ids are handed to both tables as one array (``= ANY``): the planner then looks them up by the
+    primary key whatever it believes of the change log's size. Joined to the log instead, a stale
+    estimate of it (the log swells and empties while rows are copied) made it scan both whole tables,
+    under the swap's lock."""
     from psycopg import sql
 
     columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
     pk = _q(spec.primary_key[0])
-    limit = sql.SQL("ORDER BY seq LIMIT {}").format(sql.Literal(size)) if size else sql.SQL("")
+    taken = (
+        sql.SQL("DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT {size})").format(
+            log=_q(spec.changes), size=sql.Literal(size)
+        )
+        if size
+        else sql.SQL("DELETE FROM {log}").format(log=_q(spec.changes))
+    )
     keys = sql.SQL("")
     if _keeps_keys(conn, spec):
         (_, unique), key_table = spec.unique[0], _q(KEY_TABLE)
         a, b = map(_q, unique)
         # The keys of the refreshed rows as they are now; a removed row's key, unless a row has it now.
         keys = sql.SQL(
-            ", fresh AS (SELECT {pk}, {a}, {b} FROM {src} WHERE {pk} IN (SELECT id FROM ids)), "
+            ", fresh AS (SELECT {pk}, {a}, {b} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))), "
             "unkeyed AS (DELETE FROM {keys} k USING gone g WHERE k.{a} = g.{a} AND k.{b} = g.{b} "
             "            AND k.memory_id = g.{pk} "
             "            AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.{a} = g.{a} AND s.{b} = g.{b}))"
             "{record}"
         ).format(pk=pk, a=a, b=b, src=_q(spec.table), keys=key_table, record=_record_keys(spec, "fresh"))
     return sql.SQL(
-        "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
+        "WITH taken AS ({taken} RETURNING id), "
         "ids AS (SELECT DISTINCT id FROM taken), "
-        "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids) RETURNING *), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids)) RETURNING *), "
         "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
-        "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)){keys} "
+        "        SELECT {cols} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))){keys} "
         "SELECT 'caught_up', count(*)::float8 FROM taken"
     ).format(
-        log=_q(spec.changes),
-        limit=limit,
+        taken=taken,
         twin=_q(spec.twin),
         pk=pk,
         cols=columns,
@@ -396,7 +413,7 @@ def convert_table(
         if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
             in_batch(conn, timeouts, lambda: (_forget_keys(conn, spec), _build(conn, spec, months)))
         # Copying starts only once every later write is logged.
-        in_batch(conn, ddl_timeouts(timeouts), lambda: _capture(conn, spec))
+        _capture(conn, spec, timeouts)
     else:
         result.resumed = True
         if dry_run:
@@ -428,9 +445,9 @@ def convert_table(
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
     # server's work (the last few changes, catalog renames), never for round trips to this client.
     batch = _swap_batch(conn, spec, timeouts)
-    attempt = 0
     while True:
         result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
+        result.swap_attempts += 1
         try:
             figures = _run_swap(conn, batch)
             # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
@@ -438,10 +455,10 @@ def convert_table(
             result.rows_caught_up += int(figures.get("caught_up", 0))
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
-            attempt += 1
-            if attempt > SWAP_LOCK_RETRIES:
+            # Rolled back: the original serves on, still logging its changes; a later run resumes here.
+            if result.swap_attempts > SWAP_LOCK_RETRIES:
                 raise
-            time.sleep(min(0.05 * attempt, 1.0))
+            time.sleep(min(0.05 * result.swap_attempts, 1.0))
     _drop_leftovers(conn, spec, timeouts)
     conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"

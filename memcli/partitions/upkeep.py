@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 # DDL on a partitioned parent waits at most this long for the application's locks (then retries): every
 # statement queued behind a waiting ACCESS EXCLUSIVE request waits as long.
-PARTITION_LOCK_TIMEOUT_MS = 300
-PARTITION_LOCK_RETRIES = 10
+PARTITION_LOCK_TIMEOUT_MS = 100
+PARTITION_LOCK_RETRIES = 20
 # A conversion plans months back to the oldest row, but no further than this; older rows wait in the
 # default partition (and health says so).
 MAX_MONTHS_BACK = 36
@@ -234,6 +234,53 @@ def _leftovers(conn: psycopg.Connection, spec: PartitionSpec, cutoff: Any) -> li
     return names
 
 
+def ddl_batch(conn: psycopg.Connection, timeouts: Timeouts, statements: list[Any]) -> float:
+    """Run DDL that locks a table the application uses as one string (autocommit ``conn``): one
+    transaction of its own, with the partition DDL's timeouts, that commits as its last statement ends.
+    A lock it takes is never held across a round trip to this client (a maintenance transaction holds
+    it until the client, perhaps waiting for a core, sends the next statement and the COMMIT). Retried
+    when it only timed out waiting for a lock; returns the milliseconds of the successful try."""
+    from psycopg import errors, sql
+
+    ddl = ddl_timeouts(timeouts)
+    text = ";\n".join(
+        [
+            sql.SQL("SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)")
+            .format(sql.Literal(f"{ddl.lock_timeout_ms}ms"), sql.Literal(f"{ddl.statement_timeout_ms}ms"))
+            .as_string(conn),
+            *(s.as_string(conn) for s in statements),
+        ]
+    ).encode()
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            conn.execute(text)
+            return (time.perf_counter() - started) * 1000
+        except (errors.LockNotAvailable, errors.DeadlockDetected):
+            attempt += 1
+            if attempt > ddl.lock_retries:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+
+
+def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
+    """Detach partition ``name`` in one round trip (``ddl_batch``); the milliseconds it took.
+    ``DETACH ... CONCURRENTLY``, which would not lock out the application at all, is refused while the
+    table has a default partition."""
+    from psycopg import sql
+
+    return ddl_batch(
+        conn,
+        timeouts,
+        [
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                sql.Identifier(spec.table), sql.Identifier(name)
+            )
+        ],
+    )
+
+
 KEY_RELEASE_BLOCKS = 16_384  # of the detached partition per batch: 128 MB, some 400k memories (one pass over
 # the key table each: a hash join)
 
@@ -303,21 +350,7 @@ def drop_partitions(
             result.dropped_rows[name] = int(row[0]) if row else 0
             continue
         if name in doomed:
-            started = time.perf_counter()
-
-            def book(_: Any, started: float = started) -> None:
-                result.longest_lock_ms = max(result.longest_lock_ms, (time.perf_counter() - started) * 1000)
-
-            in_batch(
-                conn,
-                ddl_timeouts(timeouts),
-                lambda name=name: conn.execute(
-                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-                        sql.Identifier(spec.table), sql.Identifier(name)
-                    )
-                ),
-                book,
-            )
+            result.longest_lock_ms = max(result.longest_lock_ms, _detach(conn, spec, name, timeouts))
         # Detached: counting and dropping it no longer touches the parent.
         if tier_column:
             counts = conn.execute(
