@@ -391,6 +391,9 @@ class _Importer:
     def _rows(self, prepared: list[_Prepared], import_id: uuid.UUID) -> _Rows:
         """The COPY rows of one batch, every value converted (JSON encoded, ids derived) here, off the
         writing thread."""
+        # JSON goes in encoded already (here, off the writing thread), passed through as it is by COPY
+        from psycopg.types.json import Jsonb
+
         name = self.source.name
         out = _Rows()
         for item in prepared:
@@ -405,7 +408,7 @@ class _Importer:
                     r.content_type,
                     r.content_text,
                     item.vector,
-                    _encoded_jsonb(metadata),
+                    Jsonb(metadata, dumps=_as_is),
                     r.relevance if r.relevance is not None else 0.5,
                     r.created_at,
                     item.model,
@@ -424,7 +427,7 @@ class _Importer:
                         r.user_id,
                         r.tier,
                         context_key(name, r.source_key),
-                        _encoded_jsonb(_tier_value(r, row_id, metadata)),
+                        Jsonb(_tier_value(r, row_id, metadata), dumps=_as_is),
                         r.importance if r.importance is not None else 0.5,
                         r.access_count,
                         r.last_accessed_at or r.created_at,
@@ -517,13 +520,6 @@ class _Importer:
                 in_batch(self.conn, DEFAULT_TIMEOUTS, work, book)
                 if progress:
                     progress(result.read, total)
-
-
-def _encoded_jsonb(text: str) -> Any:
-    """A JSON value encoded already (by the thread preparing the batch), passed through as it is by COPY."""
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(text, dumps=_as_is)
 
 
 def _tier_value(record: MemoryRecord, memory_id: uuid.UUID, metadata: str) -> str:
