@@ -31,7 +31,8 @@ IMPORTS = "0007_imports"
 VECTOR_INDEX = "0008_vector_index_parameters"
 VECTOR_TYPE = "0009_vector_type"
 PARTITIONED = "0010_partitioned_layout"
-HEAD = "0011_memory_key_index"
+KEY_INDEX = "0011_memory_key_index"
+HEAD = "0012_import_keys_no_foreign_key"
 ALL = [
     "0001_core_tables",
     "0002_memory_system",
@@ -43,6 +44,7 @@ ALL = [
     VECTOR_INDEX,
     VECTOR_TYPE,
     PARTITIONED,
+    KEY_INDEX,
     HEAD,
 ]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
@@ -172,6 +174,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
@@ -193,6 +196,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
     assert kept_rows() == before
@@ -349,6 +353,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
 
@@ -662,6 +667,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
     assert reloptions() == ["fillfactor=75"]
     assert migrations.downgrade(migrated_db, AUDIT).applied == [
         HEAD,
+        KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
@@ -675,6 +681,37 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         VECTOR_INDEX,
         VECTOR_TYPE,
         PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
     assert reloptions() == ["fillfactor=75"]
+
+
+def test_import_key_map_foreign_key_goes_and_comes_back_with_its_revision(migrated_db: str) -> None:
+    def foreign_keys() -> list[str]:
+        with psycopg.connect(migrated_db) as conn:
+            rows = conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'memory_import_keys'::regclass "
+                "AND contype = 'f'"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    assert foreign_keys() == []
+    with psycopg.connect(migrated_db) as conn:
+        kept = conn.execute(
+            "INSERT INTO memory_imports (layout, source_name, status) VALUES ('jsonl', 'a', 'completed') "
+            "RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO memory_import_keys (source_name, source_key, target_table, target_id, import_id) "
+            "VALUES ('a', 'k1', 'semantic_memory', gen_random_uuid(), %s), "
+            "('b', 'k2', 'semantic_memory', gen_random_uuid(), gen_random_uuid())",
+            (kept,),
+        )
+    assert migrations.downgrade(migrated_db, KEY_INDEX).applied == [HEAD]
+    assert foreign_keys() == ["memory_import_keys_import_id_fkey"]
+    # the row of an import with no record went, as the cascade would have taken it
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT source_key FROM memory_import_keys").fetchall() == [("k1",)]
+    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert foreign_keys() == []

@@ -396,6 +396,7 @@ class _Importer:
         for item in prepared:
             r = item.record
             row_id = target_id(name, r.source_key, SEMANTIC)
+            metadata = _ENCODE(r.metadata)
             out.semantic.append(
                 (
                     row_id,
@@ -404,7 +405,7 @@ class _Importer:
                     r.content_type,
                     r.content_text,
                     item.vector,
-                    _jsonb(r.metadata),
+                    _encoded_jsonb(metadata),
                     r.relevance if r.relevance is not None else 0.5,
                     r.created_at,
                     item.model,
@@ -416,12 +417,6 @@ class _Importer:
             out.keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
             if r.tier is not None:
                 conversation_id = target_id(name, r.source_key, CONVERSATION)
-                value = {
-                    "text": r.content_text,
-                    "semantic_memory_id": str(row_id),
-                    **{k: v for k, v in r.metadata.items() if k != "source"},
-                    "source": r.metadata.get("source"),
-                }
                 out.conversation.append(
                     (
                         conversation_id,
@@ -429,7 +424,7 @@ class _Importer:
                         r.user_id,
                         r.tier,
                         context_key(name, r.source_key),
-                        _jsonb(value),
+                        _encoded_jsonb(_tier_value(r, row_id, metadata)),
                         r.importance if r.importance is not None else 0.5,
                         r.access_count,
                         r.last_accessed_at or r.created_at,
@@ -524,11 +519,26 @@ class _Importer:
                     progress(result.read, total)
 
 
-def _jsonb(value: Any) -> Any:
-    """A JSON value encoded now (by the thread preparing the batch), passed through as it is by COPY."""
+def _encoded_jsonb(text: str) -> Any:
+    """A JSON value encoded already (by the thread preparing the batch), passed through as it is by COPY."""
     from psycopg.types.json import Jsonb
 
-    return Jsonb(_ENCODE(value), dumps=_as_is)
+    return Jsonb(text, dumps=_as_is)
+
+
+def _tier_value(record: MemoryRecord, memory_id: uuid.UUID, metadata: str) -> str:
+    """The ``context_value`` of a memory's tier row, as JSON: its text, its memory's id, then its metadata
+    (``metadata``, already encoded for the memory itself, is reused rather than encoded again), and
+    ``source`` (null when the metadata has none).
+
+    jsonb keeps the last of duplicate keys, so a metadata key ``text`` or ``semantic_memory_id`` wins over
+    the first two, as it would in ``{"text": ..., "semantic_memory_id": ..., **metadata}``.
+    """
+    head = f'{{"text":{_ENCODE(record.content_text)},"semantic_memory_id":"{memory_id}"'
+    tail = "" if "source" in record.metadata else ',"source":null'
+    if metadata == "{}":
+        return head + tail + "}"
+    return head + "," + metadata[1:-1] + tail + "}"
 
 
 def _as_is(text: str) -> str:
@@ -557,6 +567,8 @@ def _audit_counts(prepared: list[_Prepared]) -> dict[uuid.UUID | None, dict[str,
 
 
 def _empty(raw: Any) -> bool:
+    if raw is None:
+        return False
     if isinstance(raw, str):
         return raw.strip() in ("[]", "{}", "")
     return isinstance(raw, list | tuple) and len(raw) == 0
