@@ -241,8 +241,10 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0008_vector_index_parameters",
         "0009_vector_type",
         "0010_partitioned_layout",
+        "0011_memory_key_index",
+        "0012_import_keys_no_foreign_key",
     ]
-    assert "8 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
+    assert "10 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -258,6 +260,8 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0008_vector_index_parameters",
         "0009_vector_type",
         "0010_partitioned_layout",
+        "0011_memory_key_index",
+        "0012_import_keys_no_foreign_key",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1

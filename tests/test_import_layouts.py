@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -208,7 +209,7 @@ def test_agent_memories_resume_and_rollback(migrated_db: str) -> None:
         "semantic_memory": 50,
         "conversation_memory": 50,
         "context_relevance": 50,
-        "memory_import_keys": 150,
+        "memory_import_keys": 50,  # one per source row: its tier and relevance rows' ids derive from it
     }
     from memcli.imports.engine import rollback_import
 
@@ -309,7 +310,83 @@ def test_graive_segments_and_their_messages(cli, migrated_db: str) -> None:
         (str(ids["working"]),),
     )
     assert working == "short_term"
-    undone = cli("import", "rollback", report["import_id"], dsn=migrated_db)
-    assert undone.exit_code == 0 and counts(migrated_db)["semantic_memory"] == 0
+    # one key-map row per imported source row (2 messages, 2 segments), each naming its memory
+    assert (
+        scalar(migrated_db, "SELECT count(*) FROM memory_import_keys WHERE target_table = %s", (SEMANTIC,))
+        == 4
+    )
+    assert counts(migrated_db) == {
+        "semantic_memory": 4,
+        "conversation_memory": 2,
+        "context_relevance": 0,
+        "memory_import_keys": 4,
+    }
+    plan = json.loads(
+        cli("import", "rollback", report["import_id"], "--dry-run", "--json", dsn=migrated_db).stdout
+    )
+    assert plan["rows"] == {"semantic_memory": 4, "conversation_memory": 2, "context_relevance": 0}
+    undone = cli("import", "rollback", report["import_id"], "--json", dsn=migrated_db)
+    assert undone.exit_code == 0
+    assert json.loads(undone.stdout)["deleted"] == {"semantic_memory": 4, "conversation_memory": 2}
+    assert set(counts(migrated_db).values()) == {0}
     # memcli's own messages table (the application's) was never touched
     assert scalar(migrated_db, "SELECT count(*) FROM public.messages") == 0
+
+
+def test_rollback_removes_one_import_among_others_and_reads_older_key_maps(
+    migrated_db: str, tmp_path: Path
+) -> None:
+    """Rollback derives a memory's tier and relevance rows from its one key-map row, touches no other
+    import's rows, and still undoes a key map written with one row per target row (older imports)."""
+    from memcli.imports.engine import rollback_import
+    from memcli.imports.records import CONVERSATION, RELEVANCE
+
+    fill_agent_memories(migrated_db, n_extra=6)  # 10 memories: semantic + tier + relevance rows each
+    lines = [
+        {"id": f"j-{n}", "text": f"line {n}", "session_id": "s-1", "tier": "long_term", "decay": 0.1}
+        for n in range(5)
+    ]
+    path = tmp_path / "other.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), "utf-8")
+    with psycopg.connect(migrated_db) as conn, psycopg.connect(migrated_db, autocommit=True) as src:
+        first = run_import(conn, open_source("agent-memories", conn=src, schema="legacy"), None)
+        other = run_import(conn, open_source("jsonl", path=path), None)
+    assert counts(migrated_db) == {
+        "semantic_memory": 15,
+        "conversation_memory": 15,
+        "context_relevance": 15,
+        "memory_import_keys": 15,
+    }
+    # the first import's map as older versions wrote it: a row for each row written, not per source row
+    keys = fetch(
+        migrated_db,
+        "SELECT source_name, source_key FROM memory_import_keys WHERE import_id = %s",
+        (first.import_id,),
+    )
+    with psycopg.connect(migrated_db) as conn:
+        for name, key in keys:
+            for table in (CONVERSATION, RELEVANCE):
+                conn.execute(
+                    "INSERT INTO memory_import_keys "
+                    "(source_name, source_key, target_table, target_id, import_id) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (name, key, table, target_id(name, key, table), first.import_id),
+                )
+        # one of its memories was forgotten since (its tier and relevance rows stay)
+        conn.execute("DELETE FROM semantic_memory WHERE id = %s", (target_id(*keys[0], SEMANTIC),))
+    with psycopg.connect(migrated_db) as conn:
+        planned = rollback_import(conn, first.import_id, dry_run=True)
+        assert planned.rows == {"semantic_memory": 9, "conversation_memory": 10, "context_relevance": 10}
+        assert planned.already_gone == 1
+        undone = rollback_import(conn, first.import_id, batch_size=7)
+    assert undone.deleted == {"semantic_memory": 9, "conversation_memory": 10, "context_relevance": 10}
+    # the other import is whole: its rows and its key map
+    assert counts(migrated_db) == {
+        "semantic_memory": 5,
+        "conversation_memory": 5,
+        "context_relevance": 5,
+        "memory_import_keys": 5,
+    }
+    assert {r[0] for r in fetch(migrated_db, "SELECT DISTINCT import_id FROM memory_import_keys")} == {
+        other.import_id
+    }

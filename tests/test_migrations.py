@@ -30,7 +30,9 @@ HOT = "0006_semantic_memory_hot_access"
 IMPORTS = "0007_imports"
 VECTOR_INDEX = "0008_vector_index_parameters"
 VECTOR_TYPE = "0009_vector_type"
-HEAD = "0010_partitioned_layout"
+PARTITIONED = "0010_partitioned_layout"
+KEY_INDEX = "0011_memory_key_index"
+HEAD = "0012_import_keys_no_foreign_key"
 ALL = [
     "0001_core_tables",
     "0002_memory_system",
@@ -41,6 +43,8 @@ ALL = [
     IMPORTS,
     VECTOR_INDEX,
     VECTOR_TYPE,
+    PARTITIONED,
+    KEY_INDEX,
     HEAD,
 ]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
@@ -170,6 +174,8 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        KEY_INDEX,
+        PARTITIONED,
         VECTOR_TYPE,
         VECTOR_INDEX,
         IMPORTS,
@@ -189,6 +195,8 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         IMPORTS,
         VECTOR_INDEX,
         VECTOR_TYPE,
+        PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
     assert kept_rows() == before
@@ -344,6 +352,8 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         IMPORTS,
         VECTOR_INDEX,
         VECTOR_TYPE,
+        PARTITIONED,
+        KEY_INDEX,
         HEAD,
     ]
 
@@ -655,7 +665,53 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         return row[0] or []
 
     assert reloptions() == ["fillfactor=75"]
-    assert migrations.downgrade(migrated_db, AUDIT).applied == [HEAD, VECTOR_TYPE, VECTOR_INDEX, IMPORTS, HOT]
+    assert migrations.downgrade(migrated_db, AUDIT).applied == [
+        HEAD,
+        KEY_INDEX,
+        PARTITIONED,
+        VECTOR_TYPE,
+        VECTOR_INDEX,
+        IMPORTS,
+        HOT,
+    ]
     assert reloptions() == []
-    assert migrations.upgrade(migrated_db).applied == [HOT, IMPORTS, VECTOR_INDEX, VECTOR_TYPE, HEAD]
+    assert migrations.upgrade(migrated_db).applied == [
+        HOT,
+        IMPORTS,
+        VECTOR_INDEX,
+        VECTOR_TYPE,
+        PARTITIONED,
+        KEY_INDEX,
+        HEAD,
+    ]
     assert reloptions() == ["fillfactor=75"]
+
+
+def test_import_key_map_foreign_key_goes_and_comes_back_with_its_revision(migrated_db: str) -> None:
+    def foreign_keys() -> list[str]:
+        with psycopg.connect(migrated_db) as conn:
+            rows = conn.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = 'memory_import_keys'::regclass "
+                "AND contype = 'f'"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    assert foreign_keys() == []
+    with psycopg.connect(migrated_db) as conn:
+        kept = conn.execute(
+            "INSERT INTO memory_imports (layout, source_name, status) VALUES ('jsonl', 'a', 'completed') "
+            "RETURNING id"
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO memory_import_keys (source_name, source_key, target_table, target_id, import_id) "
+            "VALUES ('a', 'k1', 'semantic_memory', gen_random_uuid(), %s), "
+            "('b', 'k2', 'semantic_memory', gen_random_uuid(), gen_random_uuid())",
+            (kept,),
+        )
+    assert migrations.downgrade(migrated_db, KEY_INDEX).applied == [HEAD]
+    assert foreign_keys() == ["memory_import_keys_import_id_fkey"]
+    # the row of an import with no record went, as the cascade would have taken it
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT source_key FROM memory_import_keys").fetchall() == [("k1",)]
+    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert foreign_keys() == []

@@ -8,6 +8,7 @@ on the layout MEMCLI_TEST_LAYOUT names.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from psycopg import errors
 from memcli import migrations
 from memcli.db import connect
 from memcli.jobs.cleanup import CleanupOptions, cleanup_expired
+from memcli.jobs.common import Timeouts
 from memcli.jobs.locks import lock_key
 from memcli.partitions import convert as convert_mod
 from memcli.partitions import upkeep
@@ -175,6 +177,41 @@ def test_cleanup_drops_whole_partitions_and_deletes_only_the_rest(partitioned_db
         left = {str(r[0]) for r in conn.execute("SELECT id FROM conversation_memory")}
         assert left == {live, never} and recent not in left
         assert conn.execute("SELECT to_regclass(%s)", (old,)).fetchone()[0] is None
+
+
+def test_the_detach_gives_way_to_a_conflicting_lock_and_drops_once_it_is_free(partitioned_db: str) -> None:
+    with connect(partitioned_db, autocommit=True) as conn:
+        old = _past_month_with_rows(conn, 2, {"short_term": 3})
+    blocker = psycopg.connect(partitioned_db)
+    blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()  # ACCESS SHARE until it ends
+    release = threading.Timer(0.3, blocker.close)
+    release.start()
+    try:
+        with connect(partitioned_db, autocommit=True) as conn:
+            result = cleanup_expired(conn)
+            assert result.partitions_dropped == [old] and result.deleted["conversation_memory"] == 3
+            assert conn.execute("SELECT to_regclass(%s)", (old,)).fetchone()[0] is None
+    finally:
+        release.join()
+
+
+def test_a_detach_that_never_gets_its_lock_gives_up_and_leaves_the_partition_attached(
+    partitioned_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upkeep, "PARTITION_LOCK_RETRIES", 1)
+    with connect(partitioned_db, autocommit=True) as conn:
+        old = _past_month_with_rows(conn, 2, {"short_term": 3})
+    with psycopg.connect(partitioned_db) as blocker:
+        blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()
+        with connect(partitioned_db, autocommit=True) as conn, pytest.raises(errors.LockNotAvailable):
+            cleanup_expired(conn, CleanupOptions(timeouts=Timeouts(lock_retries=0)))
+        with connect(partitioned_db, autocommit=True) as app:
+            app.execute("SET statement_timeout = '2s'")  # nothing queues the application any more
+            add_memory(app, None, tier="semantic", key="meanwhile")
+            assert [p.name for p in upkeep.list_partitions(app, ["conversation_memory"])].count(old) == 1
+            assert app.execute(f"SELECT count(*) FROM {old}").fetchone()[0] == 3
+    with connect(partitioned_db, autocommit=True) as conn:
+        assert cleanup_expired(conn).partitions_dropped == [old]
 
 
 def test_upkeep_creates_missing_months_and_health_says_when_they_are_missing(
@@ -368,6 +405,86 @@ def test_the_swap_replays_under_its_lock_what_came_after_the_last_pass(
         assert writes >= 2 and float(score) == pytest.approx(writes / 100)
     finally:
         app.close()
+
+
+def _hold_the_table(dsn: str) -> psycopg.Connection:
+    """Another connection in a transaction that has read conversation_memory: its ACCESS SHARE lock
+    conflicts with the swap's ACCESS EXCLUSIVE one until it ends."""
+    blocker = psycopg.connect(dsn)
+    blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()
+    return blocker
+
+
+def test_the_swap_gives_way_to_a_conflicting_lock_and_retries(
+    plain_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with connect(plain_db, autocommit=True) as conn:
+        _fill_plain(conn)
+    real_swap = convert_mod._run_swap
+    blocker: psycopg.Connection | None = None
+    tries = 0
+
+    def swap_while_held(conn: psycopg.Connection, batch: list[Any]) -> dict[str, float]:
+        nonlocal blocker, tries
+        tries += 1
+        if tries == 1:
+            blocker = _hold_the_table(plain_db)
+        elif tries == 3 and blocker is not None:
+            blocker.close()  # released: the third try gets the lock
+        return real_swap(conn, batch)
+
+    monkeypatch.setattr(convert_mod, "_run_swap", swap_while_held)
+    with connect(plain_db, autocommit=True) as app:
+        expected = snapshot(app, "conversation_memory")
+    with connect(plain_db) as conn:
+        result = convert_mod.convert(conn, ["conversation_memory"], batch_size=50)
+    table = result.tables[0]
+    assert table.status == "converted" and table.swap_attempts == 3 and table.lock_ms > 0
+    with connect(plain_db) as conn:
+        assert layout(conn)["conversation_memory"] == "p"
+        assert snapshot(conn, "conversation_memory") == expected
+
+
+def test_a_swap_that_never_gets_its_lock_gives_up_leaving_the_original_serving_and_resumable(
+    plain_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with connect(plain_db, autocommit=True) as conn:
+        _fill_plain(conn)
+    monkeypatch.setattr(convert_mod, "SWAP_LOCK_RETRIES", 2)
+    real_swap = convert_mod._run_swap
+    tries = 0
+
+    def counted(conn: psycopg.Connection, batch: list[Any]) -> dict[str, float]:
+        nonlocal tries
+        tries += 1
+        return real_swap(conn, batch)
+
+    monkeypatch.setattr(convert_mod, "_run_swap", counted)
+    blocker = _hold_the_table(plain_db)
+    try:
+        with connect(plain_db) as conn, pytest.raises(errors.LockNotAvailable):
+            convert_mod.convert(conn, ["conversation_memory"], batch_size=50)
+        assert tries == 3  # the first try and two retries
+        with connect(plain_db, autocommit=True) as app:
+            # The lock is still held elsewhere, yet nothing of the convert stands in the application's way.
+            app.execute("SET statement_timeout = '2s'")
+            assert layout(app)["conversation_memory"] == "r"
+            add_memory(app, None, tier="semantic", key="after-the-give-up")
+            app.execute("UPDATE conversation_memory SET importance_score = 0.42 WHERE context_key = 'k7'")
+            assert app.execute(
+                "SELECT to_regclass('conversation_memory__twin') IS NOT NULL, "
+                "count(*) FROM conversation_memory__changes"
+            ).fetchone() == (True, 2)  # the twin waits, and the change log keeps recording
+            expected = snapshot(app, "conversation_memory")
+    finally:
+        blocker.close()
+    with connect(plain_db) as conn:
+        result = convert_mod.convert(conn, ["conversation_memory"], batch_size=50)
+    table = result.tables[0]
+    assert table.resumed and table.status == "converted" and table.rows_copied == 0
+    with connect(plain_db) as conn:
+        assert layout(conn)["conversation_memory"] == "p"
+        assert snapshot(conn, "conversation_memory") == expected
 
 
 class Stop(Exception):

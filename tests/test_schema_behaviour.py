@@ -300,7 +300,11 @@ def test_vector_index_is_hnsw_and_no_document_mistakes_ship(
             )
         }
         # the partitioned layout keeps (session_id, context_key) unique with a trigger of its own
-        layout = {"trigger_memory_unique_key"} if partitioned_layout else set()
+        layout = (
+            {"trigger_memory_unique_key", "trigger_memory_unique_key_release"}
+            if partitioned_layout
+            else set()
+        )
         assert triggers == {"trigger_memory_access", "trigger_memory_expiry"} | layout
         assert conn.execute("SELECT to_regproc('encrypt_memory_content')").fetchone() == (None,)
         rls = dict(

@@ -273,7 +273,7 @@ def list_(ctx: typer.Context, json_: JsonOpt = False) -> None:
     if not imports:
         state.console.print("No imports yet.")
         return
-    table = Table("import id", "source", "status", "started", "rows", box=None, header_style="bold")
+    table = Table("import id", "source", "status", "started", "memories", box=None, header_style="bold")
     for item in imports:
         table.add_row(
             str(item.import_id),
@@ -318,7 +318,7 @@ def _render_rollback(state: State, result: RollbackResult) -> None:
     state.console.print(f"Rolled back import {result.import_id}: removed {deleted}.")
     if result.already_gone:
         state.console.print(
-            f"{result.already_gone:,} row(s) it wrote were already gone (consolidated, cleaned)."
+            f"{result.already_gone:,} memory(ies) it imported were already gone (consolidated, cleaned)."
         )
     if result.settings_restored:
         state.console.print(f"Settings restored: {', '.join(result.settings_restored)}")

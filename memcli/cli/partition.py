@@ -239,7 +239,8 @@ def convert(
                 t.status + (" (resumed)" if t.resumed else ""),
                 f"{t.rows_copied:,}",
                 f"{t.rows_caught_up:,}",
-                f"{t.lock_ms:.0f} ms" if t.lock_ms else "",
+                (f"{t.lock_ms:.0f} ms" if t.lock_ms else "")
+                + (f" ({t.swap_attempts} tries)" if t.swap_attempts > 1 else ""),
                 f"{t.rows_outside_months:,}",
             )
         state.console.print(out)

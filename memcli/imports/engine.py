@@ -1,8 +1,9 @@
 """The import engine: plan, batched COPY with a source-key map, resume, and rollback of one import.
 
 Every batch is one transaction: it writes the batch's memories with COPY (``semantic_memory``, and
-``conversation_memory`` / ``context_relevance`` for records that carry a tier or a decay rate), the
-``memory_import_keys`` rows naming what each source row became, and the import's running counts. A batch is
+``conversation_memory`` / ``context_relevance`` for records that carry a tier or a decay rate), one
+``memory_import_keys`` row per source row (naming its memory; the ids of its other rows derive from the same
+source key), and the import's running counts. A batch is
 therefore either wholly in the database (and its source rows in the map) or not at all: a killed import
 resumes by reading the source again and skipping every row the map already holds, and a source row is never
 written twice (the map's primary key would refuse it).
@@ -395,6 +396,7 @@ class _Importer:
         for item in prepared:
             r = item.record
             row_id = target_id(name, r.source_key, SEMANTIC)
+            metadata = _ENCODE(r.metadata)
             out.semantic.append(
                 (
                     row_id,
@@ -403,7 +405,7 @@ class _Importer:
                     r.content_type,
                     r.content_text,
                     item.vector,
-                    _jsonb(r.metadata),
+                    _encoded_jsonb(metadata),
                     r.relevance if r.relevance is not None else 0.5,
                     r.created_at,
                     item.model,
@@ -411,15 +413,10 @@ class _Importer:
                     r.last_accessed_at,
                 )
             )
+            # one key row per source row: its other rows' ids are derived from the same key (rollback)
             out.keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
             if r.tier is not None:
                 conversation_id = target_id(name, r.source_key, CONVERSATION)
-                value = {
-                    "text": r.content_text,
-                    "semantic_memory_id": str(row_id),
-                    **{k: v for k, v in r.metadata.items() if k != "source"},
-                    "source": r.metadata.get("source"),
-                }
                 out.conversation.append(
                     (
                         conversation_id,
@@ -427,7 +424,7 @@ class _Importer:
                         r.user_id,
                         r.tier,
                         context_key(name, r.source_key),
-                        _jsonb(value),
+                        _encoded_jsonb(_tier_value(r, row_id, metadata)),
                         r.importance if r.importance is not None else 0.5,
                         r.access_count,
                         r.last_accessed_at or r.created_at,
@@ -435,7 +432,6 @@ class _Importer:
                         r.expires_at,
                     )
                 )
-                out.keys.append((name, r.source_key, CONVERSATION, conversation_id, import_id))
             if r.decay_factor is not None:
                 relevance_id = target_id(name, r.source_key, RELEVANCE)
                 out.relevance.append(
@@ -449,7 +445,6 @@ class _Importer:
                         r.created_at,
                     )
                 )
-                out.keys.append((name, r.source_key, RELEVANCE, relevance_id, import_id))
         out.audit = _audit_counts(prepared)
         return out
 
@@ -524,11 +519,26 @@ class _Importer:
                     progress(result.read, total)
 
 
-def _jsonb(value: Any) -> Any:
-    """A JSON value encoded now (by the thread preparing the batch), passed through as it is by COPY."""
+def _encoded_jsonb(text: str) -> Any:
+    """A JSON value encoded already (by the thread preparing the batch), passed through as it is by COPY."""
     from psycopg.types.json import Jsonb
 
-    return Jsonb(_ENCODE(value), dumps=_as_is)
+    return Jsonb(text, dumps=_as_is)
+
+
+def _tier_value(record: MemoryRecord, memory_id: uuid.UUID, metadata: str) -> str:
+    """The ``context_value`` of a memory's tier row, as JSON: its text, its memory's id, then its metadata
+    (``metadata``, already encoded for the memory itself, is reused rather than encoded again), and
+    ``source`` (null when the metadata has none).
+
+    jsonb keeps the last of duplicate keys, so a metadata key ``text`` or ``semantic_memory_id`` wins over
+    the first two, as it would in ``{"text": ..., "semantic_memory_id": ..., **metadata}``.
+    """
+    head = f'{{"text":{_ENCODE(record.content_text)},"semantic_memory_id":"{memory_id}"'
+    tail = "" if "source" in record.metadata else ',"source":null'
+    if metadata == "{}":
+        return head + tail + "}"
+    return head + "," + metadata[1:-1] + tail + "}"
 
 
 def _as_is(text: str) -> str:
@@ -557,6 +567,8 @@ def _audit_counts(prepared: list[_Prepared]) -> dict[uuid.UUID | None, dict[str,
 
 
 def _empty(raw: Any) -> bool:
+    if raw is None:
+        return False
     if isinstance(raw, str):
         return raw.strip() in ("[]", "{}", "")
     return isinstance(raw, list | tuple) and len(raw) == 0
@@ -723,7 +735,8 @@ class RollbackResult:
     status_before: str
     rows: dict[str, int] = field(default_factory=dict)  # rows the import wrote, still present, by table
     deleted: dict[str, int] = field(default_factory=dict)
-    already_gone: int = 0  # written by the import but since removed (consolidated, cleaned up, forgotten)
+    # key-map rows (memories) whose row is gone since the import (consolidated, cleaned up, forgotten)
+    already_gone: int = 0
     settings_restored: list[str] = field(default_factory=list)
     settings_kept: list[str] = field(default_factory=list)  # changed again since: left as they are
     batches: int = 0
@@ -745,20 +758,55 @@ def _import_row(conn: psycopg.Connection, import_id: str | uuid.UUID) -> tuple[A
     return row
 
 
-def _present(conn: psycopg.Connection, import_id: uuid.UUID) -> dict[str, int]:
+_PRESENT_CHUNK = 10_000  # ids per count query of a rollback's dry run
+
+
+def _targets(keys: Sequence[tuple[str, str, str, uuid.UUID]]) -> dict[str, list[uuid.UUID]]:
+    """The rows of every table that key-map rows stand for, by table.
+
+    A source row has one key-map row, naming its ``semantic_memory`` row; the ids of the tier and relevance
+    rows written with it derive from the same source key (:func:`target_id`), so they are named here without
+    a row of their own. (The derived id of a row that was never written, a memory without a tier, matches
+    nothing: it is unique to that source row.) Key-map rows naming another table directly, as imports
+    made before one row per source row wrote them, are taken as they are.
+    """
+    by_table: dict[str, set[uuid.UUID]] = {table: set() for table in TARGET_TABLES}
+    for source_name, source_key, table, target in keys:
+        by_table.setdefault(table, set()).add(target)
+        if table == SEMANTIC:
+            for derived in (CONVERSATION, RELEVANCE):
+                by_table[derived].add(target_id(source_name, source_key, derived))
+    return {table: list(ids) for table, ids in by_table.items() if ids}
+
+
+def _present(conn: psycopg.Connection, import_id: uuid.UUID) -> tuple[dict[str, int], int]:
+    """Rows of each table the import wrote that are still there, and how many of its key-map rows name a
+    row that is gone (a memory since consolidated, cleaned up or forgotten)."""
     from psycopg import sql
 
-    counts = {}
-    for table in TARGET_TABLES:
-        row = conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM memory_import_keys k JOIN {} t ON t.id = k.target_id "
-                "WHERE k.import_id = %s AND k.target_table = %s"
-            ).format(sql.Identifier(table)),
-            (import_id, table),
-        ).fetchone()
-        counts[table] = int(row[0]) if row else 0
-    return counts
+    counts = dict.fromkeys(TARGET_TABLES, 0)
+    gone = 0
+    keys = conn.execute(
+        "SELECT source_name, source_key, target_table, target_id FROM memory_import_keys "
+        "WHERE import_id = %s",
+        (import_id,),
+    ).fetchall()
+    for start in range(0, len(keys), _PRESENT_CHUNK):
+        chunk = keys[start : start + _PRESENT_CHUNK]
+        for table, ids in _targets(chunk).items():
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
+            ).fetchone()
+            counts[table] += int(row[0]) if row else 0
+        named: dict[str, list[uuid.UUID]] = {}
+        for _, _, table, target in chunk:
+            named.setdefault(table, []).append(target)
+        for table, ids in named.items():
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
+            ).fetchone()
+            gone += len(ids) - (int(row[0]) if row else 0)
+    return counts, gone
 
 
 def rollback_import(
@@ -781,12 +829,11 @@ def rollback_import(
         row = _import_row(conn, import_id)
         the_id, layout, source_name, status, options = row
         result = RollbackResult(the_id, layout, source_name, dry_run, status)
-        result.rows = _present(conn, the_id)
+        result.rows, result.already_gone = _present(conn, the_id)
         total_keys_row = conn.execute(
             "SELECT count(*) FROM memory_import_keys WHERE import_id = %s", (the_id,)
         ).fetchone()
         total_keys = int(total_keys_row[0]) if total_keys_row else 0
-        result.already_gone = total_keys - sum(result.rows.values())
         if dry_run:
             result.duration_seconds = round(time.perf_counter() - started, 3)
             return result
@@ -797,12 +844,11 @@ def rollback_import(
 
             def batch() -> tuple[int, dict[str, int]]:
                 keys = conn.execute(
-                    "SELECT target_table, target_id FROM memory_import_keys WHERE import_id = %s LIMIT %s",
+                    "SELECT source_name, source_key, target_table, target_id FROM memory_import_keys "
+                    "WHERE import_id = %s LIMIT %s",
                     (the_id, batch_size),
                 ).fetchall()
-                by_table: dict[str, list[uuid.UUID]] = {}
-                for table, target in keys:
-                    by_table.setdefault(table, []).append(target)
+                by_table = _targets(keys)
                 removed: dict[str, int] = {}
                 for table in (RELEVANCE, CONVERSATION, SEMANTIC):
                     ids = by_table.get(table)
@@ -810,7 +856,8 @@ def rollback_import(
                         cursor = conn.execute(
                             sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
                         )
-                        removed[table] = cursor.rowcount
+                        if cursor.rowcount:  # derived ids of rows never written match nothing
+                            removed[table] = cursor.rowcount
                 if removed:
                     from memcli.people import audit
 
@@ -818,7 +865,7 @@ def rollback_import(
                     audit.record(conn, "delete", target="memory", counts=removed)
                 conn.execute(
                     "DELETE FROM memory_import_keys WHERE import_id = %s AND target_id = ANY(%s)",
-                    (the_id, [k[1] for k in keys]),
+                    (the_id, [k[3] for k in keys]),
                 )
                 return len(keys), removed
 
@@ -864,7 +911,7 @@ class ImportSummary:
     status: str
     started_at: Any
     finished_at: Any
-    rows: int  # rows in memcli's tables the import still accounts for (its key map)
+    rows: int  # source rows the import still accounts for (its key map: one row per source row)
     counts: dict[str, Any]
 
 

@@ -9,6 +9,7 @@ it is written, and references between imported rows (a segment to its messages) 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -29,9 +30,19 @@ RELEVANCE = names.CONTEXT_RELEVANCE
 TARGET_TABLES = (SEMANTIC, CONVERSATION, RELEVANCE)
 
 
+# uuid5 computed as uuid.uuid5 does (SHA-1 of the namespace's bytes and the name, version 5, RFC 4122
+# variant), with the namespace's part of the hash done once: ids are derived for every row an import writes.
+_NAMESPACE_HASH = hashlib.sha1(ID_NAMESPACE.bytes, usedforsecurity=False)
+_VERSION_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5 = (5 << 76) | (0x8000 << 48)
+
+
 def target_id(source_name: str, source_key: str, table: str) -> uuid.UUID:
-    """The id the import gives the ``table`` row written for one source row (stable across runs)."""
-    return uuid.uuid5(ID_NAMESPACE, f"{source_name}\x00{source_key}\x00{table}")
+    """The id the import gives the ``table`` row written for one source row (stable across runs): equal to
+    ``uuid.uuid5(ID_NAMESPACE, f"{source_name}\\x00{source_key}\\x00{table}")``."""
+    digest = _NAMESPACE_HASH.copy()
+    digest.update(f"{source_name}\x00{source_key}\x00{table}".encode())
+    return uuid.UUID(int=(int.from_bytes(digest.digest()[:16]) & _VERSION_MASK) | _VERSION_5)
 
 
 def context_key(source_name: str, source_key: str) -> str:

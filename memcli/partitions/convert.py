@@ -32,6 +32,7 @@ from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, check_batch_size, in_
 from memcli.partitions.build import copy_columns, set_triggers, triggers_statement
 from memcli.partitions.layout import (
     CAPTURE_TRIGGER,
+    KEY_TABLE,
     SPECS,
     PartitionSpec,
     add_months,
@@ -39,7 +40,7 @@ from memcli.partitions.layout import (
     month_start,
 )
 from memcli.partitions.twin import build_twin, swap_statements
-from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_timeouts, required_months
+from memcli.partitions.upkeep import MAX_MONTHS_BACK, ddl_batch, ddl_timeouts, required_months
 from memcli.settings import get_setting
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ CATCH_UP_ROUNDS = 50  # catch-up passes before the swap takes what is left under
 # The swap waits for a catch-up pass that found at most this many changes: what is left for the swap to
 # replay under its lock is then a few milliseconds' work.
 SWAP_WHEN_FEWER = 200
+# The swap's LOCK waits at most ``PARTITION_LOCK_TIMEOUT_MS`` for the application's transactions, then
+# gives way and tries again after the next catch-up pass: while it waits every statement on the table
+# queues behind it.
 SWAP_LOCK_RETRIES = 50
 
 
@@ -63,6 +67,7 @@ class TableConversion:
     months: list[str] = field(default_factory=list)
     rows_outside_months: int = 0  # they land in the default partition
     lock_ms: float = 0.0  # how long the swap held the original's ACCESS EXCLUSIVE lock
+    swap_attempts: int = 0  # the swap's tries for its lock (each gave way after PARTITION_LOCK_TIMEOUT_MS)
     duration_seconds: float = 0.0
 
 
@@ -122,8 +127,10 @@ def _build(conn: psycopg.Connection, spec: PartitionSpec, months: list[date]) ->
     set_triggers(conn, spec.twin, False)
 
 
-def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
-    """The change log and the triggers filling it: the only step that locks the original (briefly)."""
+def _capture(conn: psycopg.Connection, spec: PartitionSpec, timeouts: Timeouts) -> None:
+    """The change log and the triggers filling it: the only step that locks the original before the swap.
+    CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock, which stops the application's writes until the
+    commit: the statements are sent as one string (``ddl_batch``), so that is the server's work only."""
     from psycopg import sql
 
     id_type = conn.execute(
@@ -132,12 +139,12 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         (spec.table, spec.primary_key[0]),
     ).fetchone()[0]  # type: ignore[index]
     pk = _q(spec.primary_key[0])
-    conn.execute(
+    statements = [
         sql.SQL(
             "CREATE TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id {} NOT NULL)"
-        ).format(_q(spec.changes), sql.SQL(id_type))
-    )
-    conn.execute(sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)))
+        ).format(_q(spec.changes), sql.SQL(id_type)),
+        sql.SQL("COMMENT ON TABLE {} IS ''").format(_q(spec.changes)),
+    ]
     # Statement-level triggers with transition tables: one INSERT per statement however many rows.
     for event, rows in (
         ("INSERT", ("new_rows",)),
@@ -148,7 +155,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
         select = sql.SQL(" UNION ").join(
             sql.SQL("SELECT {} FROM {}").format(pk, sql.Identifier(r)) for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $fn$ BEGIN "
                 "INSERT INTO {} (id) {}; RETURN NULL; END $fn$"
@@ -158,7 +165,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
             sql.SQL("{} TABLE AS {}").format(sql.SQL("OLD" if r == "old_rows" else "NEW"), sql.Identifier(r))
             for r in rows
         )
-        conn.execute(
+        statements.append(
             sql.SQL(
                 "CREATE TRIGGER {} AFTER {} ON {} REFERENCING {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
             ).format(
@@ -169,6 +176,7 @@ def _capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
                 function,
             )
         )
+    ddl_batch(conn, timeouts, statements)
 
 
 def _drop_capture(conn: psycopg.Connection, spec: PartitionSpec) -> None:
@@ -216,9 +224,16 @@ def _copy_batch(
     row = conn.execute(
         sql.SQL(
             "WITH batch AS (SELECT {cols} FROM {src} {where} ORDER BY {pk} LIMIT %(size)s), "
-            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch) "
+            "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM batch){keys} "
             "SELECT (SELECT b.{pk} FROM batch b ORDER BY b.{pk} DESC LIMIT 1)::text, count(*) FROM batch"
-        ).format(cols=columns, src=_q(spec.table), where=where, pk=pk, twin=_q(spec.twin)),
+        ).format(
+            cols=columns,
+            src=_q(spec.table),
+            where=where,
+            pk=pk,
+            twin=_q(spec.twin),
+            keys=_record_keys(spec, "batch") if _keeps_keys(conn, spec) else sql.SQL(""),
+        ),
         {"after": after, "size": size},
     ).fetchone()
     last, n = (row[0], int(row[1])) if row else (None, 0)
@@ -228,20 +243,79 @@ def _copy_batch(
 
 
 def _catch_up_statement(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> Any:
-    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took."""
+    """Refresh in the twin the rows of (up to ``size``) logged ids; returns how many entries it took.
+
+    The ids are handed to both tables as one array (``= ANY``): the planner then looks them up by the
+    primary key whatever it believes of the change log's size. Joined to the log instead, a stale
+    estimate of it (the log swells and empties while rows are copied) made it scan both whole tables,
+    under the swap's lock."""
     from psycopg import sql
 
     columns = sql.SQL(", ").join(map(_q, copy_columns(conn, spec.table)))
     pk = _q(spec.primary_key[0])
-    limit = sql.SQL("ORDER BY seq LIMIT {}").format(sql.Literal(size)) if size else sql.SQL("")
+    taken = (
+        sql.SQL("DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT {size})").format(
+            log=_q(spec.changes), size=sql.Literal(size)
+        )
+        if size
+        else sql.SQL("DELETE FROM {log}").format(log=_q(spec.changes))
+    )
+    keys = sql.SQL("")
+    if _keeps_keys(conn, spec):
+        (_, unique), key_table = spec.unique[0], _q(KEY_TABLE)
+        a, b = map(_q, unique)
+        # The keys of the refreshed rows as they are now; a removed row's key, unless a row has it now.
+        keys = sql.SQL(
+            ", fresh AS (SELECT {pk}, {a}, {b} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))), "
+            "unkeyed AS (DELETE FROM {keys} k USING gone g WHERE k.{a} = g.{a} AND k.{b} = g.{b} "
+            "            AND k.memory_id = g.{pk} "
+            "            AND NOT EXISTS (SELECT 1 FROM {src} s WHERE s.{a} = g.{a} AND s.{b} = g.{b}))"
+            "{record}"
+        ).format(pk=pk, a=a, b=b, src=_q(spec.table), keys=key_table, record=_record_keys(spec, "fresh"))
     return sql.SQL(
-        "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} {limit}) RETURNING id), "
+        "WITH taken AS ({taken} RETURNING id), "
         "ids AS (SELECT DISTINCT id FROM taken), "
-        "gone AS (DELETE FROM {twin} WHERE {pk} IN (SELECT id FROM ids)), "
+        "gone AS (DELETE FROM {twin} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids)) RETURNING *), "
         "ins AS (INSERT INTO {twin} ({cols}) OVERRIDING SYSTEM VALUE "
-        "        SELECT {cols} FROM {src} WHERE {pk} IN (SELECT id FROM ids)) "
+        "        SELECT {cols} FROM {src} WHERE {pk} = ANY (ARRAY(SELECT id FROM ids))){keys} "
         "SELECT 'caught_up', count(*)::float8 FROM taken"
-    ).format(log=_q(spec.changes), limit=limit, twin=_q(spec.twin), pk=pk, cols=columns, src=_q(spec.table))
+    ).format(
+        taken=taken,
+        twin=_q(spec.twin),
+        pk=pk,
+        cols=columns,
+        src=_q(spec.table),
+        keys=keys,
+    )
+
+
+def _keeps_keys(conn: psycopg.Connection, spec: PartitionSpec) -> bool:
+    """The partitioned layout keeps this table's unique key in the key table (revision 0011 on)."""
+    if not spec.unique:
+        return False
+    return conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is not None  # type: ignore[index]
+
+
+def _record_keys(spec: PartitionSpec, rows: str) -> Any:
+    """A CTE recording in the key table the keys of the rows of CTE ``rows``: the twin's triggers are off
+    while rows are copied in, so the copy records what the unique-key trigger would have."""
+    from psycopg import sql
+
+    (_, unique), pk = spec.unique[0], _q(spec.primary_key[0])
+    a, b = map(_q, unique)
+    return sql.SQL(
+        ", keyed AS (INSERT INTO {keys} ({a}, {b}, memory_id) SELECT {a}, {b}, {pk} FROM {rows} "
+        "ON CONFLICT ({a}, {b}) DO UPDATE SET memory_id = EXCLUDED.memory_id)"
+    ).format(keys=_q(KEY_TABLE), a=a, b=b, pk=pk, rows=_q(rows))
+
+
+def _forget_keys(conn: psycopg.Connection, spec: PartitionSpec) -> None:
+    """Empty the key table while the table is plain (its unique constraint does the work there): keys a
+    conversion recorded before it was abandoned."""
+    from psycopg import sql
+
+    if _keeps_keys(conn, spec) and not is_partitioned(conn, spec.table):
+        conn.execute(sql.SQL("DELETE FROM {}").format(_q(KEY_TABLE)))
 
 
 def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
@@ -337,9 +411,9 @@ def convert_table(
             result.rows_copied = int(total)
             return result
         if conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is None:  # type: ignore[index]
-            in_batch(conn, timeouts, lambda: _build(conn, spec, months))
+            in_batch(conn, timeouts, lambda: (_forget_keys(conn, spec), _build(conn, spec, months)))
         # Copying starts only once every later write is logged.
-        in_batch(conn, ddl_timeouts(timeouts), lambda: _capture(conn, spec))
+        _capture(conn, spec, timeouts)
     else:
         result.resumed = True
         if dry_run:
@@ -358,7 +432,6 @@ def convert_table(
         result.rows_copied += n
         if progress:
             progress(spec.table, result.rows_copied, max(int(total), result.rows_copied))
-    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.twin)))
 
     # Catch up until one pass finds little to do.
     for _ in range(CATCH_UP_ROUNDS):
@@ -366,14 +439,18 @@ def convert_table(
         result.rows_caught_up += taken
         if taken <= SWAP_WHEN_FEWER:
             break
+    # The statistics go with the twin into the original's place. Analysed there, after the swap, each
+    # partition's new statistics would invalidate the application's plans on the table one after another
+    # (a replanning stall per partition, seconds of them); here the application does not read the twin.
+    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.twin)))
 
     # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it. The
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
     # server's work (the last few changes, catalog renames), never for round trips to this client.
     batch = _swap_batch(conn, spec, timeouts)
-    attempt = 0
     while True:
         result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
+        result.swap_attempts += 1
         try:
             figures = _run_swap(conn, batch)
             # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
@@ -381,12 +458,11 @@ def convert_table(
             result.rows_caught_up += int(figures.get("caught_up", 0))
             break
         except (errors.LockNotAvailable, errors.DeadlockDetected):
-            attempt += 1
-            if attempt > SWAP_LOCK_RETRIES:
+            # Rolled back: the original serves on, still logging its changes; a later run resumes here.
+            if result.swap_attempts > SWAP_LOCK_RETRIES:
                 raise
-            time.sleep(min(0.05 * attempt, 1.0))
+            time.sleep(min(0.05 * result.swap_attempts, 1.0))
     _drop_leftovers(conn, spec, timeouts)
-    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"
     result.duration_seconds = time.perf_counter() - started
     return result
@@ -409,6 +485,7 @@ def abandon_table(
     def work() -> None:
         _drop_capture(conn, spec)
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_q(spec.twin)))
+        _forget_keys(conn, spec)
 
     in_batch(conn, ddl_timeouts(timeouts), work)
     result.status = "abandoned"

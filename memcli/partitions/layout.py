@@ -92,6 +92,11 @@ def spec_for(table: str) -> PartitionSpec:
 
 
 UNIQUE_TRIGGER = "trigger_memory_unique_key"  # keeps PartitionSpec.unique on the partitioned layout
+# ... with RELEASE_TRIGGER, through the key table (revision 0011): records each row's key, releases it
+RELEASE_TRIGGER = "trigger_memory_unique_key_release"
+UNIQUE_FUNCTION = "memcli_conversation_memory_unique()"
+RELEASE_FUNCTION = "memcli_conversation_memory_release()"
+KEY_TABLE = names.MEMORY_KEYS
 
 
 def layout_index_name(table: str, columns: tuple[str, ...]) -> str:
@@ -113,7 +118,10 @@ def layout_indexes(table: str, indexes: tuple[str, ...], partitioned: bool) -> t
 def layout_triggers(partitioned: list[str]) -> tuple[tuple[str, str], ...]:
     """Triggers the partitioned layout adds to the given (partitioned) tables."""
     return tuple(
-        (t, UNIQUE_TRIGGER) for t in partitioned if BY_TABLE.get(t) is not None and BY_TABLE[t].unique
+        (t, trigger)
+        for t in partitioned
+        if BY_TABLE.get(t) is not None and BY_TABLE[t].unique
+        for trigger in (UNIQUE_TRIGGER, RELEASE_TRIGGER)
     )
 
 

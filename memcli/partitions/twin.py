@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING, Any
 from memcli.partitions.layout import (
     DEFAULT_SUFFIX,
     OLD_SUFFIX,
+    RELEASE_FUNCTION,
+    RELEASE_TRIGGER,
     TWIN_SUFFIX,
+    UNIQUE_FUNCTION,
     UNIQUE_TRIGGER,
     PartitionSpec,
     layout_index_name,
@@ -37,8 +40,6 @@ from memcli.partitions.layout import (
 
 if TYPE_CHECKING:
     import psycopg
-
-UNIQUE_FUNCTION = "memcli_conversation_memory_unique()"
 
 
 def _ident(*parts: str) -> Any:
@@ -226,7 +227,7 @@ def build_twin(
         "ORDER BY tgname",
         (source_oid,),
     ).fetchall():
-        if name == UNIQUE_TRIGGER or name.startswith(CAPTURE_TRIGGER):
+        if name in (UNIQUE_TRIGGER, RELEASE_TRIGGER) or name.startswith(CAPTURE_TRIGGER):
             continue
         for form in qualified:
             marker = f" ON {form} "
@@ -241,6 +242,13 @@ def build_twin(
                 "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}"
             ).format(_ident(UNIQUE_TRIGGER), _ident(twin), _sql(UNIQUE_FUNCTION))
         )
+        # Not before revision 0011 (a first migration builds the layout in 0010; 0011 adds it then).
+        if conn.execute("SELECT to_regprocedure(%s)", (RELEASE_FUNCTION,)).fetchone()[0] is not None:  # type: ignore[index]
+            conn.execute(
+                sql.SQL("CREATE TRIGGER {} BEFORE DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}").format(
+                    _ident(RELEASE_TRIGGER), _ident(twin), _sql(RELEASE_FUNCTION)
+                )
+            )
 
     # Row-level security, policies, grants, owner, comment.
     flags = conn.execute(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, in_batch
 from memcli.partitions.layout import (
     BY_TABLE,
+    KEY_TABLE,
     SPECS,
     PartitionSpec,
     add_months,
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
 
 # DDL on a partitioned parent waits at most this long for the application's locks (then retries): every
 # statement queued behind a waiting ACCESS EXCLUSIVE request waits as long.
-PARTITION_LOCK_TIMEOUT_MS = 300
-PARTITION_LOCK_RETRIES = 10
+PARTITION_LOCK_TIMEOUT_MS = 100
+PARTITION_LOCK_RETRIES = 20
 # A conversion plans months back to the oldest row, but no further than this; older rows wait in the
 # default partition (and health says so).
 MAX_MONTHS_BACK = 36
@@ -233,6 +234,84 @@ def _leftovers(conn: psycopg.Connection, spec: PartitionSpec, cutoff: Any) -> li
     return names
 
 
+def ddl_batch(conn: psycopg.Connection, timeouts: Timeouts, statements: list[Any]) -> float:
+    """Run DDL that locks a table the application uses as one string (autocommit ``conn``): one
+    transaction of its own, with the partition DDL's timeouts, that commits as its last statement ends.
+    A lock it takes is never held across a round trip to this client (a maintenance transaction holds
+    it until the client, perhaps waiting for a core, sends the next statement and the COMMIT). Retried
+    when it only timed out waiting for a lock; returns the milliseconds of the successful try."""
+    from psycopg import errors, sql
+
+    ddl = ddl_timeouts(timeouts)
+    text = ";\n".join(
+        [
+            sql.SQL("SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)")
+            .format(sql.Literal(f"{ddl.lock_timeout_ms}ms"), sql.Literal(f"{ddl.statement_timeout_ms}ms"))
+            .as_string(conn),
+            *(s.as_string(conn) for s in statements),
+        ]
+    ).encode()
+    attempt = 0
+    while True:
+        started = time.perf_counter()
+        try:
+            conn.execute(text)
+            return (time.perf_counter() - started) * 1000
+        except (errors.LockNotAvailable, errors.DeadlockDetected):
+            attempt += 1
+            if attempt > ddl.lock_retries:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+
+
+def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
+    """Detach partition ``name`` in one round trip (``ddl_batch``); the milliseconds it took.
+    ``DETACH ... CONCURRENTLY``, which would not lock out the application at all, is refused while the
+    table has a default partition."""
+    from psycopg import sql
+
+    return ddl_batch(
+        conn,
+        timeouts,
+        [
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+                sql.Identifier(spec.table), sql.Identifier(name)
+            )
+        ],
+    )
+
+
+KEY_RELEASE_BLOCKS = 16_384  # of the detached partition per batch: 128 MB, some 400k memories (one pass over
+# the key table each: a hash join)
+
+
+def _release_keys(conn: psycopg.Connection, spec: PartitionSpec, detached: str, timeouts: Timeouts) -> None:
+    """Remove from the key table the keys of a detached partition's rows (a drop fires no row trigger).
+
+    The partition is read in ranges of blocks (a TID range scan: sequential, no index), one batch per
+    transaction; a key taken over by a row inserted since the detach names that row and is left alone.
+    """
+    from psycopg import sql
+
+    if not spec.unique or conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+        return
+    (_, unique), pk = spec.unique[0], sql.Identifier(spec.primary_key[0])
+    a, b = map(sql.Identifier, unique)
+    row = conn.execute(
+        "SELECT pg_relation_size(%s) / current_setting('block_size')::bigint", (detached,)
+    ).fetchone()
+    blocks = int(row[0]) if row else 0
+    statement = sql.SQL(
+        "DELETE FROM {keys} k USING {part} p "
+        "WHERE p.ctid >= format('(%%s,0)', %(first)s::bigint)::tid "
+        "  AND p.ctid < format('(%%s,0)', %(last)s::bigint)::tid "
+        "  AND k.{a} = p.{a} AND k.{b} = p.{b} AND k.memory_id = p.{pk}"
+    ).format(keys=sql.Identifier(KEY_TABLE), part=sql.Identifier(detached), a=a, b=b, pk=pk)
+    for first in range(0, blocks, KEY_RELEASE_BLOCKS):
+        params = {"first": first, "last": first + KEY_RELEASE_BLOCKS}
+        in_batch(conn, timeouts, lambda params=params: conn.execute(statement, params))
+
+
 def drop_partitions(
     conn: psycopg.Connection,
     spec: PartitionSpec,
@@ -271,21 +350,7 @@ def drop_partitions(
             result.dropped_rows[name] = int(row[0]) if row else 0
             continue
         if name in doomed:
-            started = time.perf_counter()
-
-            def book(_: Any, started: float = started) -> None:
-                result.longest_lock_ms = max(result.longest_lock_ms, (time.perf_counter() - started) * 1000)
-
-            in_batch(
-                conn,
-                ddl_timeouts(timeouts),
-                lambda name=name: conn.execute(
-                    sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
-                        sql.Identifier(spec.table), sql.Identifier(name)
-                    )
-                ),
-                book,
-            )
+            result.longest_lock_ms = max(result.longest_lock_ms, _detach(conn, spec, name, timeouts))
         # Detached: counting and dropping it no longer touches the parent.
         if tier_column:
             counts = conn.execute(
@@ -295,6 +360,7 @@ def drop_partitions(
             counts = conn.execute(
                 sql.SQL("SELECT NULL, count(*) FROM {}").format(sql.Identifier(name))
             ).fetchall()
+        _release_keys(conn, spec, name, timeouts)
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
         result.dropped.append(name)
         result.dropped_rows[name] = sum(int(n) for _, n in counts)

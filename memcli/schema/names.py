@@ -33,6 +33,8 @@ CREATED_OBJECTS = "memcli_created_objects"  # what memcli created rather than ad
 ALEMBIC_VERSION = "alembic_version"
 IMPORTS = "memory_imports"  # one row per memcli import (revision 0007)
 IMPORT_KEYS = "memory_import_keys"  # source row -> the rows an import wrote for it
+# The partitioned conversation_memory's (session_id, context_key) -> id, its unique index (revision 0011)
+MEMORY_KEYS = "conversation_memory_keys"
 
 # People's data (revision 0005): the audit trail, erasure receipts (and the scope of one in progress),
 # sessions closed by memcli.
@@ -51,6 +53,7 @@ MEMCLI_TABLES: tuple[str, ...] = (
     CREATED_OBJECTS,
     IMPORTS,
     IMPORT_KEYS,
+    MEMORY_KEYS,
     ALEMBIC_VERSION,
 )
 
@@ -98,6 +101,7 @@ FUNCTIONS: tuple[str, ...] = (
     "create_memory_partition(date)",
     "memcli_create_partition(regclass, date)",
     "memcli_conversation_memory_unique()",
+    "memcli_conversation_memory_release()",
     "memcli_lock_memory_key(text, text)",
     "memcli_memory_expiry(timestamp with time zone, timestamp with time zone, text)",
 )
