@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,38 @@ def test_batching_and_order_do_not_change_a_vector(encoder: BertEncoder) -> None
     together = encoder.encode(texts, batch_size=7)
     alone = np.stack([encoder.encode([text])[0] for text in reversed(texts)])[::-1]
     np.testing.assert_allclose(together, alone, atol=2e-6)
+
+
+def test_batches_run_one_per_core_with_blas_on_one_thread_and_the_same_vectors(
+    encoder: BertEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    from memcli.embeddings import bert
+
+    def blas_threads() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen: list[tuple[str, set[int]]] = []
+    forward = BertEncoder._forward
+
+    def spy(self: BertEncoder, batch: list[list[int]]) -> np.ndarray:
+        seen.append((threading.current_thread().name, blas_threads()))
+        return forward(self, batch)
+
+    monkeypatch.setattr(BertEncoder, "_forward", spy)
+    texts = [*REFERENCE["texts"][:20], "word " * 300]
+    before = blas_threads()
+    monkeypatch.setattr(bert, "_cores", lambda: 1)
+    alone = encoder.encode(texts, batch_size=4)
+    assert {name for name, _ in seen} == {threading.current_thread().name}
+    seen.clear()
+    monkeypatch.setattr(bert, "_cores", lambda: 3)
+    threaded = encoder.encode(texts, batch_size=4)
+    assert len({name for name, _ in seen}) > 1
+    assert all(name.startswith("memcli-bert") and threads == {1} for name, threads in seen)
+    assert blas_threads() == before  # the limit ends with the call
+    np.testing.assert_allclose(threaded, alone, atol=2e-6)
 
 
 @settings(max_examples=200, deadline=None)

@@ -17,17 +17,22 @@ Nothing is padded: a batch's tokens are packed into one (tokens x hidden) array 
 which work token by token, and attention runs on each run of equal-length texts (texts are sorted by token
 count) as one stacked product, so no mask is needed either. A batch is capped by its token count and an
 attention run by the size of its score array, so memory stays bounded whatever the texts.
+
+Several batches run at once, one per core, each in its own thread with numpy's BLAS held to one thread
+(``threadpoolctl``): a core then goes from one matrix product to the element-wise steps after it without
+waiting for the other cores, which a multithreaded BLAS makes it do at every step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
 import mmap
 import os
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
 
 # Largest attention-score array (batch x heads x length x length float32) one batch may build, and most
 # tokens per batch: together they bound a batch's memory to a few tens of MB for any text lengths.
-ATTENTION_BUDGET_BYTES = 48 * 1024 * 1024
+ATTENTION_BUDGET_BYTES = 16 * 1024 * 1024
 TOKEN_BUDGET = 8192
 BLOCK_VALUES = 32_768  # 128 kB of float32 per block: a block's few temporaries stay in L2
 
@@ -164,27 +169,33 @@ def _gelu_block(x: numpy.ndarray, bias: numpy.ndarray) -> None:
     x -= q
 
 
-_POOL: Any = None
-
-
 def _in_blocks(x: numpy.ndarray, work: Callable[[slice], None]) -> None:
-    """``work`` on each block of x's rows, small enough to stay in the CPU cache, on every core.
+    """``work`` on each block of x's rows, small enough to stay in the CPU cache.
 
     Element-wise steps (GELU's twenty passes, LayerNorm's ten) then cost a cache pass each rather than a
-    memory pass each, and numpy's ufuncs release the GIL, so the blocks run in parallel as BLAS does.
+    memory pass each.
     """
-    global _POOL
-    rows = x.shape[0]
     block = max(1, BLOCK_VALUES // x.shape[1])
-    blocks = [slice(start, start + block) for start in range(0, rows, block)]
-    if len(blocks) == 1:
-        work(blocks[0])
-        return
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
+    for start in range(0, x.shape[0], block):
+        work(slice(start, start + block))
 
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="memcli-bert")
-    list(_POOL.map(work, blocks))
+
+def _cores() -> int:
+    """The CPUs this process may run on."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[bool]:
+    """numpy's BLAS limited to one thread for the duration; False (nothing changed) without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield False
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield True
 
 
 class BertEncoder:
@@ -203,6 +214,7 @@ class BertEncoder:
         self.heads = int(config["num_attention_heads"])
         self.head_dim = self.hidden // self.heads
         self.layers = int(config["num_hidden_layers"])
+        self.intermediate = int(config["intermediate_size"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         if config.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"unsupported activation {config.get('hidden_act')!r}")
@@ -275,16 +287,39 @@ class BertEncoder:
         return [encoding.ids for encoding in self.tokenizer.encode_batch([t.strip() for t in texts])]
 
     def encode(self, texts: Sequence[str], batch_size: int = 256) -> numpy.ndarray:
-        """Unit-length float32 sentence vectors, one row per text, in the order given."""
+        """Unit-length float32 sentence vectors, one row per text, in the order given.
+
+        Batches run one per core, as the module's docstring says; only that many are in flight at once,
+        so memory stays bounded.
+        """
         import numpy as np
 
         out = np.zeros((len(texts), self.hidden), dtype=np.float32)
         if not texts:
             return out
         ids = self.tokenize(texts)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for batch in self._batches(order, ids, batch_size):
+        # Longest first: the last batches, while the other threads finish, are then the quickest.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        workers = _cores()
+        # Small inputs are split so that every core gets a batch.
+        batches = self._batches(order, ids, min(batch_size, -(-len(texts) // workers)))
+
+        def run(batch: list[int]) -> None:
             out[batch] = self._forward([ids[i] for i in batch])
+
+        with contextlib.ExitStack() as stack:
+            if len(batches) > 1 and workers > 1 and stack.enter_context(_one_blas_thread()):
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = stack.enter_context(
+                    ThreadPoolExecutor(
+                        max_workers=min(workers, len(batches)), thread_name_prefix="memcli-bert"
+                    )
+                )
+                list(pool.map(run, batches))
+            else:
+                for batch in batches:
+                    run(batch)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         out /= norms
@@ -344,29 +379,41 @@ class BertEncoder:
         _layer_norm(h, *self.embed_norm, self.eps)
         groups = self._groups(lengths)
         heads, head_dim = self.heads, self.head_dim
+        # Buffers for the whole pass, reused by every layer: the query-key-value product and the
+        # feed-forward's inner activations are never needed at once, so they share one.
+        shared = np.empty(total * max(3 * self.hidden, self.intermediate), dtype=np.float32)
+        qkv = shared[: total * 3 * self.hidden].reshape(total, 3 * self.hidden)
+        inner = shared[: total * self.intermediate].reshape(total, self.intermediate)
+        context = np.empty_like(h)
+        spare = np.empty_like(h)
         for block in self.blocks:
-            qkv = h @ block["qkv"]
+            np.matmul(h, block["qkv"], out=qkv)
             qkv += block["qkv_bias"]
-            context = np.empty_like(h)
             for row, count, length in groups:
                 rows = slice(row, row + count * length)
                 part = qkv[rows].reshape(count, length, 3, heads, head_dim)
-                # numpy's stacked matmul uses BLAS only on contiguous operands; the copies cost less than the
-                # strided loop it takes otherwise. The key comes transposed, ready for query @ key.T.
-                query = np.ascontiguousarray(part[:, :, 0].transpose(0, 2, 1, 3))
-                key_t = np.ascontiguousarray(part[:, :, 1].transpose(0, 2, 3, 1))
-                value = np.ascontiguousarray(part[:, :, 2].transpose(0, 2, 1, 3))
-                scores = np.matmul(query, key_t)  # the query weights carry 1/sqrt(head_dim)
-                scores -= scores.max(axis=-1, keepdims=True)
+                # Each head's query, key and value are strided views of the packed rows, and its context is
+                # written straight into the packed output: numpy hands such views to BLAS with a leading
+                # dimension, no copy. The query weights carry the scale 1 / sqrt(head_dim).
+                scores = np.matmul(part[:, :, 0].transpose(0, 2, 1, 3), part[:, :, 1].transpose(0, 2, 3, 1))
+                row_stat = scores.max(axis=-1, keepdims=True)
+                scores -= row_stat
                 np.exp(scores, out=scores)
-                scores /= scores.sum(axis=-1, keepdims=True)
-                context[rows].reshape(count, length, heads, head_dim)[...] = np.matmul(
-                    scores, value
-                ).transpose(0, 2, 1, 3)
-            h = self._sublayer(context @ block["out"], block["out_bias"], h, block["norm1"])
-            inner = h @ block["up"]
+                np.sum(scores, axis=-1, keepdims=True, out=row_stat)
+                np.reciprocal(row_stat, out=row_stat)
+                scores *= row_stat
+                np.matmul(
+                    scores,
+                    part[:, :, 2].transpose(0, 2, 1, 3),
+                    out=context[rows].reshape(count, length, heads, head_dim).transpose(0, 2, 1, 3),
+                )
+                del scores
+            np.matmul(context, block["out"], out=spare)
+            h, spare = self._sublayer(spare, block["out_bias"], h, block["norm1"]), h
+            np.matmul(h, block["up"], out=inner)
             _in_blocks(inner, lambda rows, x=inner, b=block["up_bias"]: _gelu_block(x[rows], b))
-            h = self._sublayer(inner @ block["down"], block["down_bias"], h, block["norm2"])
+            np.matmul(inner, block["down"], out=spare)
+            h, spare = self._sublayer(spare, block["down_bias"], h, block["norm2"]), h
         pooled = np.add.reduceat(h, starts, axis=0)
         pooled /= np.asarray(lengths, dtype=np.float32)[:, None]
         return pooled
