@@ -398,8 +398,8 @@ def build_memory_cap_mb(conn: psycopg.Connection) -> int:
 
 # Parallel workers of the index build a re-embed or a type conversion runs while the application searches
 # (tables of 100k rows or more; smaller ones build alone). Not fewer: searches slow down with the build's
-# length, not with its CPU (the build's snapshot keeps the versions the searches' access updates leave from
-# being pruned), and without workers the build took 3.5x as long and search p99 rose more
+# length more than with its CPU (the build's snapshot keeps the versions the searches' access updates leave
+# from being pruned), and without workers the build took 3.5x as long and search p99 rose more
 # (benchmarks/import_bench.py --build-variants, docs/reembed.md).
 ONLINE_BUILD_WORKERS = 2
 
