@@ -16,6 +16,9 @@ at most 2x).
 Usage (under nice: the machine is shared):
     nice -n 10 .venv/bin/python benchmarks/import_bench.py                       # 100k rows per layout
     nice -n 10 .venv/bin/python benchmarks/import_bench.py --rows 20000 --layouts mumble jsonl --repeat 1
+    # the re-embed, index builds with 0 and 2 parallel workers alternating, 3 rounds (medians)
+    nice -n 10 .venv/bin/python benchmarks/import_bench.py --layouts mumble --repeat 1 \
+        --build-variants 0 2 --reembed-repeat 3
 """
 
 from __future__ import annotations
@@ -269,25 +272,19 @@ def _searcher(dsn: str, stop: Any, queue: Any, seconds: float | None = None) -> 
     queue.put(latencies)
 
 
-def bench_reembed(dsn: str, spec: str) -> None:
+def _embedder_alone(dsn: str, spec: str) -> float:
+    """The new embedder alone on every stored text, in the re-embed's order and batches, while the same
+    search traffic runs (the re-embed's throughput baseline)."""
     import psycopg
 
     from memcli.embeddings import get_embedder
-    from memcli.reembed import reembed
     from memcli.shadow import DEFAULT_BATCH_SIZE as BATCH
 
     new = get_embedder(provider=spec)
     with psycopg.connect(dsn) as conn:
-        # the order and batches the re-embed embeds them in
         texts = [r[0] for r in conn.execute("SELECT content_text FROM semantic_memory ORDER BY id")]
     queue: Any = multiprocessing.Queue()
     stop = multiprocessing.Event()
-    before = multiprocessing.Process(target=_searcher, args=(dsn, stop, queue, BEFORE_SECONDS))
-    before.start()
-    base = queue.get()
-    before.join()
-
-    # both throughputs are measured with the same search traffic running
     background = multiprocessing.Process(target=_searcher, args=(dsn, stop, queue))
     background.start()
     started = time.perf_counter()
@@ -297,56 +294,123 @@ def bench_reembed(dsn: str, spec: str) -> None:
     stop.set()
     queue.get(timeout=60)
     background.join(10)
-    stop.clear()
     print(
         f"\nre-embed {len(texts):,} memories to {new.name} ({new.dimension} dimensions), {BATCH} per batch, "
+        f"while {SEARCH_RATE} searches a second run with the old model"
     )
-    print(f"while {SEARCH_RATE} searches a second run with the old model")
     print(f"  embedder alone on the same texts: {alone:8.2f} s {len(texts) / alone:9,.0f} rows/s")
+    return len(texts) / alone
+
+
+def bench_reembed(dsn: str, spec: str, workers: int | None, cap_mb: int | None, alone_rate: float) -> dict:
+    """One re-embed of the database at ``dsn`` (a fresh copy) with the index build's ``workers`` and memory
+    cap: search p99 before it (measured just before, same run) and during each phase."""
+    import psycopg
+
+    from memcli.embeddings import get_embedder
+    from memcli.reembed import reembed
+    from memcli.settings import set_setting
+    from memcli.shadow import DEFAULT_BATCH_SIZE as BATCH
+    from memcli.vector_index import BUILD_MEMORY_CAP_KEY
+
+    new = get_embedder(provider=spec)
+    if cap_mb is not None:
+        with psycopg.connect(dsn) as conn:
+            set_setting(conn, BUILD_MEMORY_CAP_KEY, cap_mb)
+    queue: Any = multiprocessing.Queue()
+    stop = multiprocessing.Event()
+    before = multiprocessing.Process(target=_searcher, args=(dsn, stop, queue, BEFORE_SECONDS))
+    before.start()
+    base = queue.get()
+    before.join()
 
     during = multiprocessing.Process(target=_searcher, args=(dsn, stop, queue))
     during.start()
     time.sleep(1.0)
     with psycopg.connect(dsn) as conn:
         began = time.time()
-        result = reembed(conn, new, spec, batch_size=BATCH)
+        result = reembed(conn, new, spec, batch_size=BATCH, build_workers=workers)
     stop.set()
     loaded = queue.get(timeout=60)
     during.join(10)
     rate = result.filled / result.backfill_seconds
+    label = f"workers {result.build_workers}, {result.build_memory_mb} MB"
+    print(f"  build with {label}:")
     print(
-        f"  backfill (embed + write):         {result.backfill_seconds:8.2f} s {rate:9,.0f} rows/s "
-        f"-> {rate / (len(texts) / alone):.2f} of the embedder alone (target >= {REEMBED_TARGET}); "
+        f"    backfill (embed + write):       {result.backfill_seconds:8.2f} s {rate:9,.0f} rows/s "
+        f"-> {rate / alone_rate:.2f} of the embedder alone (target >= {REEMBED_TARGET}); "
         f"{result.embed_seconds:.2f} s of it in the embedder"
     )
     print(
-        f"  index built concurrently:         {result.index_seconds:8.2f} s; "
+        f"    index built concurrently:       {result.index_seconds:8.2f} s; "
         f"swap {result.swap_seconds * 1000:.0f} ms "
         f"({result.caught_up} rows caught up); whole re-embed {result.duration_seconds:.2f} s"
     )
-    if base and loaded:
-        p99_base = percentile([ms for _, ms in base], 99)
-        p99_during = percentile([ms for t, ms in loaded if t >= began], 99)
-        print(
-            f"  search p99 before {p99_base:.1f} ms ({len(base)} queries), during the re-embed "
-            f"{p99_during:.1f} ms ({len(loaded)} queries): {p99_during / p99_base:.2f}x "
-            f"(target <= {P99_TARGET}x)"
-        )
-        # by phase (boundaries from the phases' durations, counted back from the end)
-        ended = began + result.duration_seconds
-        index_from = ended - result.swap_seconds - result.index_seconds
-        backfill_from = index_from - result.backfill_seconds
-        for phase, lo, hi in (
-            ("backfill", backfill_from, index_from),
-            ("index build + swap", index_from, ended),
-        ):
-            inside = [ms for t, ms in loaded if lo <= t < hi]
-            if inside:
-                p99 = percentile(inside, 99)
-                print(f"    {phase:20} p99 {p99:7.1f} ms ({len(inside)} queries): {p99 / p99_base:.2f}x")
+    figures = {"label": label, "build_s": result.index_seconds, "whole_s": result.duration_seconds}
+    p99_base = percentile([ms for _, ms in base], 99)
+    p99_during = percentile([ms for t, ms in loaded if t >= began], 99)
+    figures.update(before=p99_base, whole=p99_during / p99_base)
+    print(
+        f"    search p99 before {p99_base:.1f} ms ({len(base)} queries), during the re-embed "
+        f"{p99_during:.1f} ms ({len(loaded)} queries): {p99_during / p99_base:.2f}x "
+        f"(target <= {P99_TARGET}x)"
+    )
+    # by phase (boundaries from the phases' durations, counted back from the end)
+    ended = began + result.duration_seconds
+    index_from = ended - result.swap_seconds - result.index_seconds
+    backfill_from = index_from - result.backfill_seconds
+    for phase, key, lo, hi in (
+        ("backfill", "backfill", backfill_from, index_from),
+        ("index build + swap", "build", index_from, ended),
+    ):
+        inside = [ms for t, ms in loaded if lo <= t < hi]
+        if inside:
+            p99 = percentile(inside, 99)
+            figures[key] = p99 / p99_base
+            print(f"      {phase:20} p99 {p99:7.1f} ms ({len(inside)} queries): {p99 / p99_base:.2f}x")
+    return figures
+
+
+def _variant(text: str) -> tuple[int | None, int | None]:
+    """``W`` or ``W/CAP``: the build's parallel workers, and a build memory cap in MB (64: the server's
+    default maintenance_work_mem, the on-disk build for a graph larger than that); ``default``: memcli's."""
+    if text == "default":
+        return None, None
+    workers, _, cap = text.partition("/")
+    return int(workers), int(cap) if cap else None
+
+
+def reembed_runs(server: Any, template: str, spec: str, variants: list[str], repeat: int) -> None:
+    """Re-embed fresh copies of ``template``, the variants alternating, ``repeat`` rounds; medians."""
+    import statistics
+
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    alone_rate = 0.0
+    for round_ in range(repeat):
+        for n, variant in enumerate(variants):
+            copy = server.create_database(f"reembed_{round_}_{n}", template=template)
+            if not alone_rate:
+                alone_rate = _embedder_alone(copy, spec)
+            workers, cap = _variant(variant)
+            runs[variant].append(bench_reembed(copy, spec, workers, cap, alone_rate))
+    if repeat > 1 or len(variants) > 1:
+        print(f"\nmedians over {repeat} run(s) each (p99 during / p99 before, target <= {P99_TARGET}x):")
+        for figures in runs.values():
+
+            def med(key: str, figures: list[dict] = figures) -> float:
+                return statistics.median(f.get(key, float("nan")) for f in figures)
+
+            print(
+                f"  {figures[0]['label']:24} whole {med('whole'):.2f}x, backfill {med('backfill'):.2f}x, "
+                f"build {med('build'):.2f}x; p99 before {med('before'):.1f} ms; "
+                f"build {med('build_s'):.1f} s, whole re-embed {med('whole_s'):.1f} s"
+            )
 
 
 def main() -> int:
+    import psycopg
+    from psycopg import sql
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=LAYOUTS)
@@ -355,6 +419,17 @@ def main() -> int:
     )
     parser.add_argument(
         "--reembed", default="hashing:b", help="embedder spec for the re-embed part ('' skips)"
+    )
+    parser.add_argument(
+        "--build-variants",
+        nargs="*",
+        default=["default"],
+        metavar="W[/CAP]",
+        help="index builds to compare: parallel workers, optionally a build memory cap in MB "
+        "('default': memcli's choice)",
+    )
+    parser.add_argument(
+        "--reembed-repeat", type=int, default=1, help="rounds of the re-embed variants (medians)"
     )
     args = parser.parse_args()
     with embedded_server("memcli-import-bench") as server, tempfile.TemporaryDirectory() as tmp:
@@ -395,7 +470,13 @@ def main() -> int:
                 print(f"{'':16} rounds (ratio): {ratios}")
         print(f"target: import throughput >= {IMPORT_TARGET:.0%} of raw COPY (ratio column)")
         if args.reembed and mumble_target:
-            bench_reembed(mumble_target, args.reembed)
+            # every re-embed starts from the same imported database
+            from psycopg.conninfo import conninfo_to_dict
+
+            imported = str(conninfo_to_dict(mumble_target)["dbname"])
+            with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(imported)))
+            reembed_runs(server, imported, args.reembed, args.build_variants, args.reembed_repeat)
     return 0
 
 

@@ -46,6 +46,8 @@ class ReembedResult:
     caught_up: int = 0  # rows written meanwhile, embedded inside the swap transaction
     backfill_seconds: float = 0.0
     index_seconds: float = 0.0  # the concurrent index build
+    build_workers: int | None = None  # its parallel workers
+    build_memory_mb: int | None = None  # its maintenance_work_mem
     swap_seconds: float = 0.0
     embed_seconds: float = 0.0  # time spent in the embedder (part of the backfill)
     duration_seconds: float = 0.0
@@ -69,8 +71,14 @@ def _current(conn: psycopg.Connection) -> tuple[str | None, int | None]:
     return get_setting(conn, "embedding.model"), stored_dimension(conn)
 
 
-def spec_for(embedder: Embedder, vector_type: str = names.DEFAULT_VECTOR_TYPE) -> shadow.ShadowSpec:
-    """The new vectors keep the stored type (vector or halfvec): a re-embed changes the model only."""
+def spec_for(
+    embedder: Embedder,
+    vector_type: str = names.DEFAULT_VECTOR_TYPE,
+    m: int = names.HNSW_M,
+    ef_construction: int = names.HNSW_EF_CONSTRUCTION,
+) -> shadow.ShadowSpec:
+    """The new vectors keep the stored type (vector or halfvec) and their index the live one's parameters:
+    a re-embed changes the model only."""
     from memcli.vector_convert import column_type_sql
     from memcli.vector_index import OPCLASSES
 
@@ -79,6 +87,7 @@ def spec_for(embedder: Embedder, vector_type: str = names.DEFAULT_VECTOR_TYPE) -
         opclass=OPCLASSES[vector_type],
         source_column="content_text",
         model=embedder.name,
+        index_options=f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})",
     )
 
 
@@ -121,12 +130,15 @@ def reembed(
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,
     pause_seconds: float = 0.0,
+    build_workers: int | None = None,
 ) -> ReembedResult:
     """Switch the stored vectors to ``embedder`` (see the module docstring); resumes a change under way.
 
     ``embedder_spec`` (``provider[:model]``) is recorded so status can name it. ``max_rows`` stops the
     backfill after that many rows without swapping (phase ``stopped``; run again to continue).
-    Holds the re-embed and vectors locks (exit 75 while an import or another re-embed runs).
+    ``build_workers``: parallel workers of the new index's build (default
+    :data:`memcli.vector_index.ONLINE_BUILD_WORKERS`). Holds the re-embed and vectors locks (exit 75 while
+    an import or another re-embed runs).
     """
     from memcli.embeddings import _compare
     from memcli.errors import NotReadyError
@@ -135,7 +147,7 @@ def reembed(
     from memcli.readiness import require_migrated
     from memcli.settings import get_setting, set_setting
     from memcli.vector_convert import STATE_KEY as CONVERT_STATE_KEY
-    from memcli.vector_index import column_type
+    from memcli.vector_index import ONLINE_BUILD_WORKERS, column_type, live_parameters, plan_online_build
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -176,7 +188,19 @@ def reembed(
                 "a vector type conversion is under way; it uses the same shadow columns",
                 hint="finish it (memcli vectors convert) or drop it (memcli vectors convert --abort) first",
             )
-        spec = spec_for(embedder, column_type(conn)[0])
+        kind = column_type(conn)[0]
+        m, ef_construction = live_parameters(conn)
+        spec = spec_for(embedder, kind, m, ef_construction)
+        plan = plan_online_build(
+            conn,
+            result.rows,
+            int(embedder.dimension),
+            kind,
+            m,
+            ef_construction,
+            workers=ONLINE_BUILD_WORKERS if build_workers is None else build_workers,
+        )
+        result.build_workers, result.build_memory_mb = plan.workers, plan.maintenance_work_mem_mb
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed"):
             log = RunLog(conn, "reembed")
             log.close_interrupted()
@@ -215,7 +239,7 @@ def reembed(
                     result.phase = "stopped"
                 else:
                     t0 = time.perf_counter()
-                    shadow.build_index(conn, spec)
+                    shadow.build_index(conn, spec, plan=plan)
                     result.index_seconds = round(time.perf_counter() - t0, 3)
 
                     def finalize(c: psycopg.Connection) -> None:

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg import sql
 
+    from memcli.vector_index import BuildPlan
+
 TABLE = "semantic_memory"
 LIVE_COLUMN = "embedding_vector"
 LIVE_MODEL_COLUMN = "embedding_model"
@@ -408,12 +410,28 @@ def resume(
     return before.done, filled
 
 
-def build_index(conn: psycopg.Connection, spec: ShadowSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
-    """CREATE INDEX CONCURRENTLY on the shadow column (``conn`` in autocommit mode)."""
+def build_index(
+    conn: psycopg.Connection,
+    spec: ShadowSpec,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    *,
+    plan: BuildPlan | None = None,
+) -> None:
+    """CREATE INDEX CONCURRENTLY on the shadow column (``conn`` in autocommit mode).
+
+    ``plan`` (:func:`memcli.vector_index.plan_online_build`) gives the build its memory and parallel
+    workers for this session only; without it the server's settings apply.
+    """
     from psycopg import sql
 
     conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeouts.ddl_lock_timeout_ms}ms",))
     conn.execute("SET statement_timeout = 0")
+    if plan is not None:
+        conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false), "
+            "set_config('max_parallel_maintenance_workers', %s, false)",
+            (f"{int(plan.maintenance_work_mem_mb)}MB", str(int(plan.workers))),
+        )
     try:
         state = shadow_progress(conn).index
         if state == "building":  # left invalid by an interrupted build
@@ -432,6 +450,9 @@ def build_index(conn: psycopg.Connection, spec: ShadowSpec, timeouts: Timeouts =
     finally:
         conn.execute("RESET lock_timeout")
         conn.execute("RESET statement_timeout")
+        if plan is not None:  # the build's memory and workers are not the session's
+            conn.execute("RESET maintenance_work_mem")
+            conn.execute("RESET max_parallel_maintenance_workers")
 
 
 @dataclass

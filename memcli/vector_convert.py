@@ -96,16 +96,6 @@ def _stored_model(conn: psycopg.Connection) -> str | None:
     return row[0] if row else None
 
 
-def _parameters(conn: psycopg.Connection) -> tuple[int, int]:
-    """(m, ef_construction) of the live index when valid, else memcli's defaults."""
-    from memcli.vector_index import index_info
-
-    info = index_info(conn)
-    if info and info.valid:
-        return info.m, info.ef_construction
-    return names.HNSW_M, names.HNSW_EF_CONSTRUCTION
-
-
 def spec_for(conn: psycopg.Connection, kind: str, m: int, ef_construction: int) -> shadow.ShadowSpec:
     """The shadow of type ``kind`` (same dimension), indexed with ``m`` / ``ef_construction``."""
     from memcli.vector_index import OPCLASSES, column_type
@@ -123,28 +113,12 @@ def spec_for(conn: psycopg.Connection, kind: str, m: int, ef_construction: int) 
 def _build_index(
     conn: psycopg.Connection, spec: shadow.ShadowSpec, kind: str, rows: int, m: int, ef_construction: int
 ) -> None:
-    """The shadow's index, with maintenance_work_mem sized to its graph (as memcli index rebuild does)."""
-    from memcli.vector_index import build_memory_cap_mb, column_type, plan_build
+    """The shadow's index, with memory sized to its graph and the online builds' workers."""
+    from memcli.vector_index import column_type, plan_online_build
 
     _, dimension = column_type(conn)
-    plan = plan_build(
-        rows,
-        int(dimension or 0),
-        m=m,
-        ef_construction=ef_construction,
-        cap_mb=build_memory_cap_mb(conn),
-        column_type=kind,
-    )
-    conn.execute(
-        "SELECT set_config('maintenance_work_mem', %s, false), "
-        "set_config('max_parallel_maintenance_workers', %s, false)",
-        (f"{plan.maintenance_work_mem_mb}MB", str(plan.workers)),
-    )
-    try:
-        shadow.build_index(conn, spec)
-    finally:
-        conn.execute("RESET maintenance_work_mem")
-        conn.execute("RESET max_parallel_maintenance_workers")
+    plan = plan_online_build(conn, rows, int(dimension or 0), kind, m, ef_construction)
+    shadow.build_index(conn, spec, plan=plan)
 
 
 def convert(
@@ -167,7 +141,7 @@ def convert(
     from memcli.readiness import require_migrated
     from memcli.reembed import REEMBED_LOCK
     from memcli.settings import get_setting, set_setting
-    from memcli.vector_index import column_type, expected_index_bytes, index_info
+    from memcli.vector_index import column_type, expected_index_bytes, index_info, live_parameters
 
     kind = check_vector_type(to_type)
     if batch_size < 1:
@@ -201,7 +175,7 @@ def convert(
             result.estimated_index_bytes = expected_index_bytes(result.rows, int(dimension or 0), m, kind)
             result.duration_seconds = round(time.perf_counter() - started, 3)
             return result
-        m, ef_construction = _parameters(conn)
+        m, ef_construction = live_parameters(conn)
         spec = spec_for(conn, kind, m, ef_construction)
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="vectors convert"):
             log = RunLog(conn, "vectors convert")

@@ -396,6 +396,49 @@ def build_memory_cap_mb(conn: psycopg.Connection) -> int:
     return cap
 
 
+# Parallel workers of the index build a re-embed or a type conversion runs while the application searches
+# (tables of 100k rows or more; smaller ones build alone). Not fewer: searches slow down with the build's
+# length more than with its CPU (the build's snapshot keeps the versions the searches' access updates leave
+# from being pruned), and without workers the build took 3.5x as long and search p99 rose more
+# (benchmarks/import_bench.py --build-variants, docs/reembed.md).
+ONLINE_BUILD_WORKERS = 2
+
+
+def live_parameters(conn: psycopg.Connection) -> tuple[int, int]:
+    """(m, ef_construction) of the live index when valid, else memcli's defaults: an index built to replace
+    it (re-embed, type conversion) keeps the recall it was built for."""
+    info = index_info(conn)
+    if info and info.valid:
+        return info.m, info.ef_construction
+    return DEFAULT_M, DEFAULT_EF_CONSTRUCTION
+
+
+def plan_online_build(
+    conn: psycopg.Connection,
+    rows: int,
+    dimension: int,
+    kind: str,
+    m: int,
+    ef_construction: int,
+    *,
+    workers: int = ONLINE_BUILD_WORKERS,
+) -> BuildPlan:
+    """The build of a shadow column's index: memory sized to its graph (within the cap) so it never
+    falls back to the slow on-disk build, and ``workers`` parallel workers on a table big enough to split."""
+    if workers < 0:
+        raise ConfigError(f"build workers must be 0 or more, got {workers}")
+    plan = plan_build(
+        rows,
+        dimension,
+        m=m,
+        ef_construction=ef_construction,
+        cap_mb=build_memory_cap_mb(conn),
+        column_type=kind,
+        server_max_workers=workers,
+    )
+    return plan
+
+
 def plan_rebuild(
     conn: psycopg.Connection,
     *,

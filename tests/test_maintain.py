@@ -114,7 +114,7 @@ def test_dry_run_changes_nothing_and_logs_nothing(migrated_db: str, cli: Any) ->
             if job == "weekly":
                 steps = {s["step"]: s["rows"] for s in out["steps"]}
                 # only the 3 live old short-term memories merge; the 4 expired ones are left for cleanup
-                assert steps == {"consolidate": 3, "decay": 1, "archive": 2}
+                assert steps == {"consolidate": 3, "decay": 1, "archive": 2, "partition_keys": 0}
         assert conn.execute(query).fetchone() == before
 
 
@@ -131,6 +131,7 @@ def test_weekly_with_a_failing_step_runs_the_others_and_exits_1(migrated_db: str
         "consolidate": "succeeded",
         "decay": "failed",
         "archive": "succeeded",
+        "partition_keys": "succeeded",
     }
     rows = log_rows(migrated_db, "weekly")
     assert [r[:2] for r in rows] == [
@@ -138,6 +139,7 @@ def test_weekly_with_a_failing_step_runs_the_others_and_exits_1(migrated_db: str
         ("consolidate", "succeeded"),
         ("decay", "failed"),
         ("archive", "succeeded"),
+        ("partition_keys", "succeeded"),
     ]
     assert "lock timeout" in rows[2][3]
     with connect(migrated_db) as conn:
@@ -181,7 +183,13 @@ def test_a_raising_step_does_not_stop_the_run(migrated_db: str) -> None:
 
 def test_weekly_forget_and_option_checks(migrated_db: str, cli: Any) -> None:
     out = run_json(cli, migrated_db, "maintain", "weekly", "--forget")
-    assert [s["step"] for s in out["steps"]] == ["consolidate", "decay", "archive", "forget"]
+    assert [s["step"] for s in out["steps"]] == [
+        "consolidate",
+        "decay",
+        "archive",
+        "forget",
+        "partition_keys",
+    ]
     assert cli("maintain", "daily", "--forget", dsn=migrated_db).exit_code == 2
     assert cli("maintain", "hourly", dsn=migrated_db).exit_code == 2
 

@@ -1,15 +1,16 @@
 """The partitioned layout's unique (session_id, context_key) through the key table (revision 0011).
 
 Every row's key is recorded in ``conversation_memory_keys`` with the row's id; a delete releases it, a
-partition drop releases its rows' keys, a conversion records the keys of the rows it copies. The layouts
-refuse and accept the same writes.
+partition drop leaves its rows' keys for the weekly sweep (an insert of such a key takes it over), a
+conversion records the keys of the rows it copies. The layouts refuse and accept the same writes.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -22,6 +23,7 @@ from memcli import migrations
 from memcli.db import connect
 from memcli.jobs.cleanup import cleanup_expired
 from memcli.partitions import convert as convert_mod
+from memcli.partitions import upkeep
 from memcli.partitions.layout import CONVERSATION_MEMORY, add_months, month_start
 
 CONSTRAINT = "conversation_memory_session_id_context_key_key"
@@ -115,26 +117,78 @@ def test_a_concurrent_writer_of_the_same_key_waits_then_fails_or_succeeds(partit
             second.close()
 
 
-def test_a_dropped_partitions_keys_are_released_and_a_stale_key_is_taken_over(partitioned_db: str) -> None:
+def _two_months_ago(conn: psycopg.Connection) -> tuple[date, datetime]:
+    month = add_months(month_start(conn.execute("SELECT now()").fetchone()[0]), -2)
+    conn.execute("SELECT create_memory_partition(%s)", (month,))
+    return month, datetime(month.year, month.month, 10, tzinfo=UTC)
+
+
+def test_a_dropped_partitions_keys_are_taken_over_then_swept(partitioned_db: str) -> None:
     with connect(partitioned_db, autocommit=True) as conn:
-        month = add_months(month_start(conn.execute("SELECT now()").fetchone()[0]), -2)
-        conn.execute("SELECT create_memory_partition(%s)", (month,))
-        gone = datetime(month.year, month.month, 10, tzinfo=UTC)
-        for n in range(30):
-            insert(conn, "old", f"k{n}", gone)
+        month, gone = _two_months_ago(conn)
+        old = {insert(conn, "old", f"k{n}", gone) for n in range(30)}
         live = insert(conn, "live", "k0")
         result = cleanup_expired(conn)
         assert f"conversation_memory_{month:%Y_%m}" in result.partitions_dropped
-        assert recorded(conn) == rows_keys(conn) == {("live", "k0", live)}
-        insert(conn, "old", "k1")  # free again
+        # the drop does not wait for the keys: they stay recorded, naming rows that are gone
+        assert {i for s, _, i in recorded(conn) if s == "old"} == old
+        again = insert(conn, "old", "k1")  # free again: the stale key is taken over
+        with pytest.raises(errors.UniqueViolation):
+            insert(conn, "old", "k1")
 
-        # a key recorded without its row (as a drop killed before it released its keys leaves it)
+        assert upkeep.release_stale_keys(conn, dry_run=True).released == 29
+        assert len(recorded(conn)) == 31  # a dry run removes nothing
+        sweep = upkeep.release_stale_keys(conn)
+        assert (sweep.released, sweep.skipped) == (29, None)
+        assert recorded(conn) == rows_keys(conn) == {("live", "k0", live), ("old", "k1", again)}
+        assert upkeep.release_stale_keys(conn).released == 0
+
+        # a key recorded without its row, however it got there, is taken over like a dropped one
         stale = str(uuid.uuid4())
         conn.execute("INSERT INTO conversation_memory_keys VALUES ('s', 'k', %s)", (stale,))
         new = insert(conn, "s", "k")
         assert ("s", "k", new) in recorded(conn)
         with pytest.raises(errors.UniqueViolation):
             insert(conn, "s", "k")
+
+
+def test_the_sweep_keeps_a_stale_key_taken_over_while_it_waits(partitioned_db: str) -> None:
+    """The sweep finds a key stale, but an insert has taken it over and holds its lock: once that insert
+    commits, the key names a live row and must stay (else the next insert of the key would pass)."""
+    with connect(partitioned_db, autocommit=True) as conn, connect(partitioned_db) as writer:
+        _, gone = _two_months_ago(conn)
+        insert(conn, "s", "k", gone)
+        cleanup_expired(conn)
+        new = insert(writer, "s", "k")  # takes the stale key over; not committed yet
+        outcome: dict[str, Any] = {}
+
+        def sweep() -> None:
+            with connect(partitioned_db, autocommit=True) as own:
+                outcome["result"] = upkeep.release_stale_keys(own)
+
+        sweeper = threading.Thread(target=sweep)
+        sweeper.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while datetime.now(UTC) < deadline:
+            waiting = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%%DELETE FROM%%'"
+            ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.05)
+        assert waiting, "the sweep never waited for the key's lock"
+        writer.commit()
+        sweeper.join(30)
+        assert outcome["result"].released == 0
+        assert recorded(conn) == {("s", "k", new)}
+        with pytest.raises(errors.UniqueViolation):
+            insert(conn, "s", "k")
+
+
+def test_the_sweep_skips_the_plain_layout(plain_db: str) -> None:
+    with connect(plain_db, autocommit=True) as conn:
+        assert upkeep.release_stale_keys(conn).skipped == "plain layout"
 
 
 # The same writes on both layouts: the same rows stored, the same writes refused.

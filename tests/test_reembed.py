@@ -10,6 +10,7 @@ import time
 import numpy as np
 import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 
 from memcli.embeddings.hashing import HashingEmbedder
 from memcli.errors import NotReadyError
@@ -123,6 +124,53 @@ def test_reembed_while_searches_run(demo_db: str, new: HashingEmbedder, spec: st
         assert search(conn, new, text, top_k=1).hits[0].id == memory_id
         with pytest.raises(NotReadyError):
             search(conn, OLD, text)
+
+
+def _out_of_memory(notices: list[str]) -> list[str]:
+    return [n for n in notices if "no longer fits" in n]  # pgvector's notice: the on-disk build begins
+
+
+@pytest.mark.slow
+def test_new_index_keeps_the_live_parameters_and_builds_in_memory(demo_db: str) -> None:
+    """The shadow's index is built with the live index's m / ef_construction and its memory sized to the
+    graph (the session's 1 MB would send pgvector to its slow on-disk build); a small table, no workers."""
+    texts = [f"memory {i} about dinner number {i % 37}" for i in range(1500)]  # a graph 1 MB cannot hold
+    with psycopg.connect(demo_db) as conn:
+        register_vector(conn)
+        with conn.cursor().copy(
+            "COPY semantic_memory (session_id, content_type, content_text, embedding_vector, "
+            "embedding_model) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["text", "text", "text", "vector", "text"])
+            for text, vector in zip(texts, OLD.embed(texts), strict=True):
+                copy.write_row(("s-big", "conversation", text, vector, OLD.name))
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.execute("DROP INDEX idx_semantic_memory_vector")
+        conn.execute(
+            "CREATE INDEX idx_semantic_memory_vector ON semantic_memory "
+            "USING hnsw (embedding_vector vector_cosine_ops) WITH (m = 12, ef_construction = 48)"
+        )
+    new = HashingEmbedder(variant="b")
+    notices: list[str] = []
+    with psycopg.connect(demo_db) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SET maintenance_work_mem = '1MB'")
+        conn.commit()
+        result = reembed(conn, new, "hashing:b")
+    assert result.phase == "swapped" and result.build_workers == 0 and result.build_memory_mb >= 64
+    assert _out_of_memory(notices) == []
+    index = scalar(demo_db, "SELECT pg_get_indexdef('idx_semantic_memory_vector'::regclass)")
+    assert "m='12'" in index and "ef_construction='48'" in index
+    # the control: the same build in the session's 1 MB does not fit the graph
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SET maintenance_work_mem = '1MB'")
+        conn.execute("SET max_parallel_maintenance_workers = 0")
+        conn.execute(
+            "CREATE INDEX control ON semantic_memory "
+            "USING hnsw (embedding_vector vector_cosine_ops) WITH (m = 12, ef_construction = 48)"
+        )
+    assert _out_of_memory(notices)
 
 
 def test_interrupted_reembed_leaves_the_old_model_working_then_resumes(cli, demo_db: str) -> None:

@@ -12,7 +12,7 @@ the partitioned table cannot have:
   every partition): its row may still exist (a duplicate: the same unique violation as before), may have
   left with a dropped partition, or may be this very row moving between partitions.
 - ``memcli_conversation_memory_release()``, a BEFORE DELETE trigger, removes a deleted row's key (a
-  partition drop cannot fire it: upkeep removes a dropped partition's keys itself).
+  partition drop cannot fire it: a dropped partition's keys stay until ``maintain weekly`` sweeps them).
 
 Every row's key is recorded; a recorded key without its row is allowed (it only sends the next insert of
 that key the old way). On the plain layout the table stays empty: the unique constraint does the work.

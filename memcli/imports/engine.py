@@ -314,6 +314,8 @@ class _Rows:
     relevance: list[tuple[Any, ...]] = field(default_factory=list)
     keys: list[tuple[Any, ...]] = field(default_factory=list)
     audit: dict[uuid.UUID | None, dict[str, int]] = field(default_factory=dict)
+    # per table: (columns, rows, the rows as binary COPY data), formatted by the preparing thread
+    copy_data: list[tuple[str, str, int, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -343,6 +345,7 @@ class _Importer:
         self.result = result
         self.done = self._done_keys()
         self._cursor: psycopg.Cursor[Any]
+        self._format_cursor: psycopg.Cursor[Any]
         # The vectors go in binary as the column's own type (vector or halfvec: memcli vectors convert).
         kind = column_type(conn)[0]
         self._semantic_types = [kind if t == "vector" else t for t in _SEMANTIC_TYPES]
@@ -391,6 +394,9 @@ class _Importer:
     def _rows(self, prepared: list[_Prepared], import_id: uuid.UUID) -> _Rows:
         """The COPY rows of one batch, every value converted (JSON encoded, ids derived) here, off the
         writing thread."""
+        # JSON goes in encoded already (here, off the writing thread), passed through as it is by COPY
+        from psycopg.types.json import Jsonb
+
         name = self.source.name
         out = _Rows()
         for item in prepared:
@@ -405,7 +411,7 @@ class _Importer:
                     r.content_type,
                     r.content_text,
                     item.vector,
-                    _encoded_jsonb(metadata),
+                    Jsonb(metadata, dumps=_as_is),
                     r.relevance if r.relevance is not None else 0.5,
                     r.created_at,
                     item.model,
@@ -424,7 +430,7 @@ class _Importer:
                         r.user_id,
                         r.tier,
                         context_key(name, r.source_key),
-                        _encoded_jsonb(_tier_value(r, row_id, metadata)),
+                        Jsonb(_tier_value(r, row_id, metadata), dumps=_as_is),
                         r.importance if r.importance is not None else 0.5,
                         r.access_count,
                         r.last_accessed_at or r.created_at,
@@ -446,28 +452,47 @@ class _Importer:
                     )
                 )
         out.audit = _audit_counts(prepared)
+        self._format(out)
         return out
 
-    def _write(self, rows: _Rows) -> dict[str, int]:
-        """COPY one batch's prepared rows (binary: vectors as float32 bytes, JSON already encoded)."""
-        from memcli.people import audit
-
-        written = dict.fromkeys(TARGET_TABLES, 0)
-        cur = self._cursor
-        for table, columns, types, data in (
+    def _tables(self, rows: _Rows) -> list[tuple[str, str, Sequence[str], list[tuple[Any, ...]]]]:
+        return [
             (SEMANTIC, _SEMANTIC_COLUMNS, self._semantic_types, rows.semantic),
             (CONVERSATION, _CONVERSATION_COLUMNS, _CONVERSATION_TYPES, rows.conversation),
             (RELEVANCE, _RELEVANCE_COLUMNS, _RELEVANCE_TYPES, rows.relevance),
             (names.IMPORT_KEYS, _KEY_COLUMNS, _KEY_TYPES, rows.keys),
-        ):
+        ]
+
+    def _format(self, rows: _Rows) -> None:
+        """Each table's rows as binary COPY data, formatted here by the preparing thread: the writing
+        thread, which the import waits on, only sends it (psycopg's ``Copy`` writing to a buffer)."""
+        import io
+
+        from psycopg import Copy
+        from psycopg.copy import FileWriter
+
+        for table, columns, types, data in self._tables(rows):
             if not data:
                 continue
-            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            buffer = io.BytesIO()
+            with Copy(self._format_cursor, binary=True, writer=FileWriter(buffer)) as copy:
                 copy.set_types(types)
                 for row in data:
                     copy.write_row(row)
+            rows.copy_data.append((table, columns, len(data), buffer.getvalue()))
+            data.clear()  # formatted: the batch waiting in the queue keeps the bytes only
+
+    def _write(self, rows: _Rows) -> dict[str, int]:
+        """COPY one batch's formatted rows (binary: vectors as float32 bytes, JSON already encoded)."""
+        from memcli.people import audit
+
+        written = dict.fromkeys(TARGET_TABLES, 0)
+        cur = self._cursor
+        for table, columns, count, data in rows.copy_data:
+            with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(data)
             if table in written:
-                written[table] = len(data)
+                written[table] = count
         # one audit row per user whose memories this batch wrote (rows per table, never content), in the
         # batch's transaction: the import of a user's data is never committed without its audit row.
         audit.record_many(
@@ -476,6 +501,24 @@ class _Importer:
             [("user" if user else "session", user, counts) for user, counts in rows.audit.items()],
         )
         return written
+
+    def _warm_up(self) -> _Rows:
+        """A batch of one row of every value type, formatted once to make the dumpers (then dropped)."""
+        import datetime as dt
+
+        import numpy as np
+        from psycopg.types.json import Jsonb
+
+        doc = Jsonb("{}", dumps=_as_is)
+        now = dt.datetime.now(dt.UTC)
+        some = uuid.uuid4()
+        vector = np.zeros(self.plan.target_dimension or 1, dtype=np.float32)
+        rows = _Rows()
+        rows.semantic.append((some, "s", some, "t", "t", vector, doc, 0.5, now, "m", 0, now))
+        rows.conversation.append((some, "s", some, "t", "t", doc, 0.5, 0, now, now, now))
+        rows.relevance.append((some, "s", "t", "t", 0.5, 0.5, now))
+        rows.keys.append(("n", "k", "t", some, some))
+        return rows
 
     def _batches(self, import_id: uuid.UUID) -> Iterator[_Batch]:
         """Read, convert and prepare the source's batches (run ahead of the writes, in their own thread)."""
@@ -493,11 +536,16 @@ class _Importer:
         from psycopg.types.json import Jsonb
 
         result = self.result
+        # The cursor whose adapters (pgvector's among them) format the COPY data, used by the preparing
+        # thread only. Its dumpers are made here, before that thread starts: making one reads the
+        # connection's encoding, which the writing thread must not be using at the same time.
+        self._format_cursor = vector_cursor(self.conn)
+        self._format(self._warm_up())
         batches = self._batches(import_id)
         # the source is read and prepared ahead of the writes when it has a connection of its own
         ahead = prefetched(batches) if getattr(self.source, "conn", None) is not self.conn else batches
         # closed on the way out, whatever happens: the producer thread stops before the caller goes on
-        with contextlib.closing(ahead), vector_cursor(self.conn) as self._cursor:
+        with self._format_cursor, contextlib.closing(ahead), vector_cursor(self.conn) as self._cursor:
             for batch in ahead:
 
                 def work(batch: _Batch = batch) -> dict[str, int]:
@@ -517,13 +565,6 @@ class _Importer:
                 in_batch(self.conn, DEFAULT_TIMEOUTS, work, book)
                 if progress:
                     progress(result.read, total)
-
-
-def _encoded_jsonb(text: str) -> Any:
-    """A JSON value encoded already (by the thread preparing the batch), passed through as it is by COPY."""
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(text, dumps=_as_is)
 
 
 def _tier_value(record: MemoryRecord, memory_id: uuid.UUID, metadata: str) -> str:

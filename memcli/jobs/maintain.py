@@ -13,8 +13,9 @@ Jobs and their steps:
   ``stale_relevance`` (relevance decayed below ``relevance.min_score``), ``close_sessions`` (sessions
   past ``sessions.close_hours``, consolidated and recorded closed) and ``retention`` (semantic memories,
   the logs and relevance rows older than their ``retention.*`` setting);
-- ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``, and
-  ``forget`` when asked;
+- ``weekly``: ``consolidate`` (merge old short-term memories per session), ``decay``, ``archive``,
+  ``forget`` when asked, and ``partition_keys`` (on the partitioned layout: the keys of rows gone with a
+  dropped partition, swept from the key table);
 - ``monthly``: ``vacuum_analyze`` and ``reindex`` of the memory tables;
 - ``cleanup`` and ``consolidate``: what the commands of those names run.
 
@@ -318,7 +319,13 @@ def job_steps(job: str, options: MaintainOptions, progress: ProgressCallback | N
         weekly = ConsolidateOptions(
             dry_run=dry_run, decay=True, archive=True, forget=options.forget, timeouts=timeouts
         )
-        return consolidate_steps(weekly, progress)
+        return [
+            *consolidate_steps(weekly, progress),
+            Step(
+                "partition_keys",
+                lambda conn: upkeep.release_stale_keys(conn, dry_run=dry_run, timeouts=timeouts),
+            ),
+        ]
     if job == "monthly":
         lock_ms = timeouts.ddl_lock_timeout_ms
         return [

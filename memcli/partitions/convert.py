@@ -432,7 +432,6 @@ def convert_table(
         result.rows_copied += n
         if progress:
             progress(spec.table, result.rows_copied, max(int(total), result.rows_copied))
-    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.twin)))
 
     # Catch up until one pass finds little to do.
     for _ in range(CATCH_UP_ROUNDS):
@@ -440,6 +439,10 @@ def convert_table(
         result.rows_caught_up += taken
         if taken <= SWAP_WHEN_FEWER:
             break
+    # The statistics go with the twin into the original's place. Analysed there, after the swap, each
+    # partition's new statistics would invalidate the application's plans on the table one after another
+    # (a replanning stall per partition, seconds of them); here the application does not read the twin.
+    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.twin)))
 
     # Swap under a short lock: a waiting ACCESS EXCLUSIVE request queues the application behind it. The
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
@@ -460,7 +463,6 @@ def convert_table(
                 raise
             time.sleep(min(0.05 * result.swap_attempts, 1.0))
     _drop_leftovers(conn, spec, timeouts)
-    conn.execute(sql.SQL("ANALYZE {}").format(_q(spec.table)))
     result.status = "converted"
     result.duration_seconds = time.perf_counter() - started
     return result

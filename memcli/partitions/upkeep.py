@@ -281,35 +281,93 @@ def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: 
     )
 
 
-KEY_RELEASE_BLOCKS = 16_384  # of the detached partition per batch: 128 MB, some 400k memories (one pass over
-# the key table each: a hash join)
+KEY_SWEEP_BLOCKS = 16_384  # of the key table per batch: 128 MB, over a million keys (one hash anti-join
+# against the memory ids each)
 
 
-def _release_keys(conn: psycopg.Connection, spec: PartitionSpec, detached: str, timeouts: Timeouts) -> None:
-    """Remove from the key table the keys of a detached partition's rows (a drop fires no row trigger).
+@dataclass
+class KeySweepResult:
+    """What ``release_stale_keys`` did: keys of rows gone with a dropped partition, removed."""
 
-    The partition is read in ranges of blocks (a TID range scan: sequential, no index), one batch per
-    transaction; a key taken over by a row inserted since the detach names that row and is left alone.
+    dry_run: bool = False
+    released: int = 0
+    batches: int = 0
+    skipped: str | None = None  # why nothing was looked at (plain layout, a conversion under way)
+    duration_seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return self.released
+
+
+def release_stale_keys(
+    conn: psycopg.Connection,
+    *,
+    dry_run: bool = False,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> KeySweepResult:
+    """Remove from the key table the keys whose row is gone (autocommit ``conn``).
+
+    A partition drop fires no row trigger, so a dropped partition's keys stay recorded; that is allowed (an
+    insert of such a key takes the key's lock, finds no row and takes the key over), so the drop does not
+    wait for them and they are swept here, the way VACUUM follows a DELETE. The key table is read in ranges
+    of blocks (a TID range scan), one batch per transaction; a key is removed only if it still names the
+    row found missing, so a key taken over meanwhile stays. Skipped while a conversion fills its twin
+    (whose keys name rows not yet in ``conversation_memory``).
     """
     from psycopg import sql
 
-    if not spec.unique or conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
-        return
+    started = time.perf_counter()
+    result = KeySweepResult(dry_run=dry_run)
+    spec = BY_TABLE["conversation_memory"]
+    if conn.execute("SELECT to_regclass(%s)", (KEY_TABLE,)).fetchone()[0] is None:  # type: ignore[index]
+        result.skipped = "no key table"
+    elif not is_partitioned(conn, spec.table):
+        result.skipped = "plain layout"
+    elif conn.execute("SELECT to_regclass(%s)", (spec.twin,)).fetchone()[0] is not None:  # type: ignore[index]
+        result.skipped = "a conversion is under way"
+    if result.skipped:
+        result.duration_seconds = time.perf_counter() - started
+        return result
     (_, unique), pk = spec.unique[0], sql.Identifier(spec.primary_key[0])
     a, b = map(sql.Identifier, unique)
+    stale = sql.SQL(
+        "SELECT k.{a}, k.{b}, k.memory_id FROM {keys} k "
+        "WHERE k.ctid >= format('(%%s,0)', %(first)s::bigint)::tid "
+        "  AND k.ctid < format('(%%s,0)', %(last)s::bigint)::tid "
+        "  AND NOT EXISTS (SELECT 1 FROM {memories} m WHERE m.{pk} = k.memory_id)"
+    ).format(keys=sql.Identifier(KEY_TABLE), memories=sql.Identifier(spec.table), a=a, b=b, pk=pk)
+    if dry_run:
+        statement = sql.SQL("SELECT count(*) FROM ({}) s").format(stale)
+    else:
+        # the key must still name the missing row when its lock is ours (a concurrent insert may take it
+        # over): the join on memory_id is checked again on the row's latest version
+        statement = sql.SQL(
+            "WITH stale AS MATERIALIZED ({stale}) "
+            "DELETE FROM {keys} k USING stale s "
+            "WHERE k.{a} = s.{a} AND k.{b} = s.{b} AND k.memory_id = s.memory_id"
+        ).format(stale=stale, keys=sql.Identifier(KEY_TABLE), a=a, b=b)
     row = conn.execute(
-        "SELECT pg_relation_size(%s) / current_setting('block_size')::bigint", (detached,)
+        "SELECT pg_relation_size(%s) / current_setting('block_size')::bigint", (KEY_TABLE,)
     ).fetchone()
     blocks = int(row[0]) if row else 0
-    statement = sql.SQL(
-        "DELETE FROM {keys} k USING {part} p "
-        "WHERE p.ctid >= format('(%%s,0)', %(first)s::bigint)::tid "
-        "  AND p.ctid < format('(%%s,0)', %(last)s::bigint)::tid "
-        "  AND k.{a} = p.{a} AND k.{b} = p.{b} AND k.memory_id = p.{pk}"
-    ).format(keys=sql.Identifier(KEY_TABLE), part=sql.Identifier(detached), a=a, b=b, pk=pk)
-    for first in range(0, blocks, KEY_RELEASE_BLOCKS):
-        params = {"first": first, "last": first + KEY_RELEASE_BLOCKS}
-        in_batch(conn, timeouts, lambda params=params: conn.execute(statement, params))
+    for first in range(0, blocks, KEY_SWEEP_BLOCKS):
+        params = {"first": first, "last": first + KEY_SWEEP_BLOCKS}
+
+        def batch(params: dict[str, int] = params) -> int:
+            cur = conn.execute(statement, params)
+            if dry_run:
+                found = cur.fetchone()
+                return int(found[0]) if found else 0
+            return cur.rowcount
+
+        def book(n: int) -> None:
+            result.released += n
+            result.batches += 1
+
+        in_batch(conn, timeouts, batch, record=book, rows=None if dry_run else (lambda n: n))
+    result.duration_seconds = time.perf_counter() - started
+    return result
 
 
 def drop_partitions(
@@ -360,7 +418,6 @@ def drop_partitions(
             counts = conn.execute(
                 sql.SQL("SELECT NULL, count(*) FROM {}").format(sql.Identifier(name))
             ).fetchall()
-        _release_keys(conn, spec, name, timeouts)
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
         result.dropped.append(name)
         result.dropped_rows[name] = sum(int(n) for _, n in counts)

@@ -592,6 +592,10 @@ class MemoryKey(Base):
     __tablename__ = names.MEMORY_KEYS
     __table_args__ = (
         PrimaryKeyConstraint("session_id", "context_key", name="conversation_memory_keys_pkey"),
+        {
+            "comment": "the (session_id, context_key) of every memory of the partitioned "
+            "conversation_memory, where a unique index cannot be: kept by its triggers"
+        },
     )
 
     session_id: Mapped[str] = mapped_column(Text, nullable=False)
