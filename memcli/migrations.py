@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, LockedError, MemcliError, NotReadyError
@@ -93,6 +94,19 @@ def script_location() -> Path:
         f"migration scripts not found (looked in {package.parent / 'alembic'} and {package / '_migrations'})",
         hint="reinstall memcli",
     )
+
+
+def load_revision(filename: str) -> ModuleType:
+    """The revision module in ``versions/filename``: a later revision's downgrade puts back an earlier one's
+    definitions from it rather than from a copy. (A revision's file name is not an importable module name.)"""
+    import importlib.util
+
+    path = script_location() / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"memcli_revision_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def alembic_config(

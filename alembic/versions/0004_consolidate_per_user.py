@@ -14,11 +14,10 @@ Create Date: 2026-11-30 00:00:04
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+from memcli.migrations import load_revision
 
 revision: str = "0004_consolidate_per_user"
 down_revision: str | Sequence[str] | None = "0003_operations_security"
@@ -144,13 +143,7 @@ PER_USER = (
 
 def _single_merge() -> tuple[str, ...]:
     """Revision 0002's definitions, as that revision creates them: one merged memory per session."""
-    # The revision's file name is not an importable module name: load it from its path.
-    path = Path(__file__).with_name("0002_memory_system.py")
-    spec = importlib.util.spec_from_file_location("memcli_revision_0002_memory_system", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return tuple(module.CONSOLIDATE_SESSION_MEMORIES)
+    return tuple(load_revision("0002_memory_system.py").CONSOLIDATE_SESSION_MEMORIES)
 
 
 def upgrade() -> None:

@@ -34,6 +34,32 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# The unique (session_id, context_key) trigger function (revision 0011 replaces it and puts it back on its
+# downgrade from here).
+UNIQUE_FUNCTION = """
+CREATE OR REPLACE FUNCTION memcli_conversation_memory_unique() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.session_id = OLD.session_id AND NEW.context_key = OLD.context_key THEN
+        RETURN NEW;
+    END IF;
+    PERFORM memcli_lock_memory_key(NEW.session_id, NEW.context_key);
+    IF EXISTS (SELECT 1 FROM conversation_memory
+                WHERE session_id = NEW.session_id AND context_key = NEW.context_key
+                  AND id IS DISTINCT FROM NEW.id) THEN
+        RAISE EXCEPTION 'duplicate key value violates unique constraint "%"',
+                        'conversation_memory_session_id_context_key_key'
+            USING ERRCODE = 'unique_violation',
+                  CONSTRAINT = 'conversation_memory_session_id_context_key_key',
+                  DETAIL = format('Key (session_id, context_key)=(%s, %s) already exists.',
+                                  NEW.session_id, NEW.context_key);
+    END IF;
+    RETURN NEW;
+END
+$fn$
+"""
+
+
 def upgrade() -> None:
     op.execute(
         """
@@ -133,30 +159,7 @@ def upgrade() -> None:
         $fn$
         """
     )
-    op.execute(
-        """
-        CREATE FUNCTION memcli_conversation_memory_unique() RETURNS trigger
-        LANGUAGE plpgsql AS $fn$
-        BEGIN
-            IF TG_OP = 'UPDATE' AND NEW.session_id = OLD.session_id AND NEW.context_key = OLD.context_key THEN
-                RETURN NEW;
-            END IF;
-            PERFORM memcli_lock_memory_key(NEW.session_id, NEW.context_key);
-            IF EXISTS (SELECT 1 FROM conversation_memory
-                        WHERE session_id = NEW.session_id AND context_key = NEW.context_key
-                          AND id IS DISTINCT FROM NEW.id) THEN
-                RAISE EXCEPTION 'duplicate key value violates unique constraint "%"',
-                                'conversation_memory_session_id_context_key_key'
-                    USING ERRCODE = 'unique_violation',
-                          CONSTRAINT = 'conversation_memory_session_id_context_key_key',
-                          DETAIL = format('Key (session_id, context_key)=(%s, %s) already exists.',
-                                          NEW.session_id, NEW.context_key);
-            END IF;
-            RETURN NEW;
-        END
-        $fn$
-        """
-    )
+    op.execute(UNIQUE_FUNCTION)
     if context.config.attributes.get("memcli.partitioned"):
         if context.is_offline_mode():
             raise RuntimeError(

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from alembic import op
+from memcli.migrations import load_revision
 
 revision: str = "0011_memory_key_index"
 down_revision: str | Sequence[str] | None = "0010_partitioned_layout"
@@ -85,30 +86,6 @@ BEGIN
     DELETE FROM conversation_memory_keys
      WHERE session_id = OLD.session_id AND context_key = OLD.context_key AND memory_id = OLD.id;
     RETURN OLD;
-END
-$fn$
-"""
-
-# Revision 0010's trigger function, put back on downgrade.
-PREVIOUS_UNIQUE_FUNCTION = """
-CREATE OR REPLACE FUNCTION memcli_conversation_memory_unique() RETURNS trigger
-LANGUAGE plpgsql SECURITY INVOKER AS $fn$
-BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.session_id = OLD.session_id AND NEW.context_key = OLD.context_key THEN
-        RETURN NEW;
-    END IF;
-    PERFORM memcli_lock_memory_key(NEW.session_id, NEW.context_key);
-    IF EXISTS (SELECT 1 FROM conversation_memory
-                WHERE session_id = NEW.session_id AND context_key = NEW.context_key
-                  AND id IS DISTINCT FROM NEW.id) THEN
-                RAISE EXCEPTION 'duplicate key value violates unique constraint "%"',
-                                'conversation_memory_session_id_context_key_key'
-                    USING ERRCODE = 'unique_violation',
-                          CONSTRAINT = 'conversation_memory_session_id_context_key_key',
-                          DETAIL = format('Key (session_id, context_key)=(%s, %s) already exists.',
-                                          NEW.session_id, NEW.context_key);
-    END IF;
-    RETURN NEW;
 END
 $fn$
 """
@@ -187,6 +164,6 @@ def downgrade() -> None:
         """
     )
     op.execute("ALTER FUNCTION memcli_conversation_memory_unique() RESET ALL")
-    op.execute(PREVIOUS_UNIQUE_FUNCTION)
+    op.execute(load_revision("0010_partitioned_layout.py").UNIQUE_FUNCTION)
     op.execute("DROP FUNCTION memcli_conversation_memory_release()")
     op.execute(f"DROP TABLE {KEYS}")
