@@ -312,3 +312,35 @@ def test_revision_0011_records_the_keys_of_a_partitioned_layout_and_goes_back(pa
             insert(conn, "s", "k")
         conn.execute("DELETE FROM conversation_memory WHERE context_key = 'j'")
         assert recorded(conn) == rows_keys(conn)
+
+
+def test_the_sweep_refuses_a_role_that_row_level_security_limits(partitioned_db: str, pg_server: str) -> None:
+    """Rows the policies hide from the sweeping role are not missing: it must stop, not remove their keys."""
+    role = f"app_{uuid.uuid4().hex[:10]}"
+    with connect(pg_server, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {} NOLOGIN").format(psycopg.sql.Identifier(role)))
+    try:
+        with connect(partitioned_db, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+                ).format(psycopg.sql.Identifier(role))
+            )
+            other = str(uuid.uuid4())
+            conn.execute(
+                "INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, "
+                "context_value) VALUES ('s', %s, 'short_term', 'k', '{}')",
+                (other,),
+            )
+            before = recorded(conn)
+            conn.execute(psycopg.sql.SQL("SET ROLE {}").format(psycopg.sql.Identifier(role)))
+            conn.execute("SELECT set_config('memcli.user_id', %s, false)", (str(uuid.uuid4()),))
+            assert conn.execute("SELECT count(*) FROM conversation_memory").fetchone()[0] == 0  # hidden
+            with pytest.raises(errors.InsufficientPrivilege):
+                upkeep.release_stale_keys(conn)
+            conn.execute("RESET ROLE")
+            assert recorded(conn) == before
+            conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(role)))
+    finally:
+        with connect(pg_server, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))

@@ -139,6 +139,14 @@ def upgrade() -> None:
                     EXECUTE format('CREATE TRIGGER trigger_memory_unique_key_release BEFORE DELETE ON %I '
                                    'FOR EACH ROW EXECUTE FUNCTION memcli_conversation_memory_release()',
                                    v_table);
+                    -- a twin being filled has its triggers off (the conversion keeps its keys itself):
+                    -- the new one follows them
+                    IF EXISTS (SELECT 1 FROM pg_trigger
+                                WHERE tgrelid = to_regclass(v_table) AND NOT tgisinternal
+                                  AND tgname = 'trigger_memory_unique_key' AND tgenabled = 'D') THEN
+                        EXECUTE format('ALTER TABLE %I DISABLE TRIGGER trigger_memory_unique_key_release',
+                                       v_table);
+                    END IF;
                 END IF;
             END LOOP;
         END

@@ -418,7 +418,8 @@ def maintain(
     daily: cleanup (expired memories, then relevance rows of sessions with no memories left), then
     stale_relevance (relevance rows decayed below settings relevance.min_score).
     weekly: consolidate (merge short-term memories older than consolidation.min_age_days per session),
-    decay (relevance * decay_factor), archive (low-importance long-term memories); forget with --forget.
+    decay (relevance * decay_factor), archive (low-importance long-term memories); forget with --forget;
+    partition_keys (partitioned layout: keys of rows gone with a dropped partition, swept).
     monthly: vacuum_analyze (ANALYZE each memory table, VACUUM (ANALYZE) where dead rows piled up) and
     reindex (REINDEX INDEX CONCURRENTLY of every memory-table index; leftovers of failed rebuilds dropped).
 

@@ -569,7 +569,7 @@ class MemoryImport(Base):
 class MemoryImportKey(Base):
     """Source row -> the memory an import wrote for it (one row per source row): resumability and rollback.
 
-    ``import_id`` names a ``memory_imports`` row without a foreign key (revision 0011): its check cost a
+    ``import_id`` names a ``memory_imports`` row without a foreign key (revision 0012): its check cost a
     third of the map's writing, and memcli never deletes an import's row.
     """
 
