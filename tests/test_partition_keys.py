@@ -344,3 +344,33 @@ def test_the_sweep_refuses_a_role_that_row_level_security_limits(partitioned_db:
     finally:
         with connect(pg_server, autocommit=True) as admin:
             admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+def test_erasure_removes_the_subjects_stale_keys_and_proves_it(partitioned_db: str) -> None:
+    """Keys whose memories left with a dropped partition still name the user's session: they go with the
+    user, and another user's live key in the same session stays."""
+    from memcli.people.erasure import forget
+    from memcli.people.scope import user_subject
+
+    erased, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def add(conn: psycopg.Connection, user: str, key: str, expires_at: datetime | None = None) -> str:
+        row = conn.execute(
+            "INSERT INTO conversation_memory (session_id, user_id, memory_type, context_key, context_value, "
+            "expires_at) VALUES ('shared', %s, 'short_term', %s, '{}', %s) RETURNING id",
+            (user, key, expires_at),
+        ).fetchone()
+        return str(row[0])
+
+    with connect(partitioned_db, autocommit=True) as conn:
+        _, gone = _two_months_ago(conn)
+        for n in range(5):
+            add(conn, erased, f"old{n}", gone)
+        add(conn, erased, "live")
+        kept = add(conn, other, "theirs")
+        cleanup_expired(conn)
+        assert len(recorded(conn)) == 7  # 5 stale keys left by the drop
+        result = forget(conn, user_subject(erased))
+        assert result.proven and result.erased["conversation_memory_keys"] == 5
+        assert result.remaining["conversation_memory_keys"] == 0
+        assert recorded(conn) == {("shared", "theirs", kept)}

@@ -47,7 +47,7 @@ from memcli.people.scope import (
     row_filters,
     subject_sessions,
 )
-from memcli.schema.names import ERASURE_BATCH_SIZE
+from memcli.schema.names import ERASURE_BATCH_SIZE, MEMORY_KEYS
 
 if TYPE_CHECKING:
     import psycopg
@@ -265,6 +265,38 @@ def _erase_part(
         pass
 
 
+# The partitioned layout's key table can still hold keys (session id, context key) of the subject's sessions
+# whose memories left with a dropped partition (maintain weekly sweeps them): they go with the erasure, and
+# the proof counts them. Keys of live rows in those sessions (another user's) stay.
+_STALE_KEYS = (
+    "FROM {keys} k WHERE k.session_id = ANY(%(s)s) "
+    "AND NOT EXISTS (SELECT 1 FROM conversation_memory m WHERE m.id = k.memory_id)"
+)
+
+
+def _stale_keys(conn: psycopg.Connection, sessions: list[str], verb: str) -> int | None:
+    """Count (``SELECT count(*)``) or remove (``DELETE``) the subject's sessions' keys that name no row;
+    None on the plain layout (the key table stays empty) or for a role without access to the key table."""
+    from psycopg import sql
+
+    from memcli.partitions.layout import is_partitioned
+
+    if not is_partitioned(conn, "conversation_memory"):
+        return None
+    allowed = conn.execute(
+        "SELECT has_table_privilege(%s, 'SELECT') AND has_table_privilege(%s, 'DELETE')",
+        (MEMORY_KEYS, MEMORY_KEYS),
+    ).fetchone()
+    if not (allowed and allowed[0]):
+        return None
+    statement = sql.SQL(verb + " " + _STALE_KEYS).format(keys=sql.Identifier(MEMORY_KEYS))
+    cur = conn.execute(statement, {"s": sessions})
+    if verb == "DELETE":
+        return cur.rowcount
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 def forget(
     conn: psycopg.Connection,
     subject: Subject,
@@ -324,6 +356,9 @@ def forget(
                     _erase_table(
                         conn, name, subject, sessions, receipt_id, size, timeouts, result, progress, planned
                     )
+                keys = common.in_batch(conn, timeouts, lambda: _stale_keys(conn, sessions, "DELETE"))
+                if keys is not None:
+                    result.erased[MEMORY_KEYS] = result.erased.get(MEMORY_KEYS, 0) + keys
                 _finish(conn, subject, sessions, receipt_id, result)
             except BaseException as exc:
                 result.duration_seconds = time.perf_counter() - started
@@ -368,6 +403,9 @@ def _finish(
         if subject.user_id is not None:
             result.audit_rows_pseudonymised = audit.pseudonymise(conn, subject.user_id, digest)
         result.remaining = count_rows(conn, subject, sessions)
+        stale_keys = _stale_keys(conn, sessions, "SELECT count(*)")
+        if stale_keys is not None:
+            result.remaining[MEMORY_KEYS] = stale_keys
         left = {name: n for name, n in result.remaining.items() if n}
         if left:
             raise ErasureIncomplete(
