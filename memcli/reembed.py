@@ -80,14 +80,14 @@ def spec_for(
     """The new vectors keep the stored type (vector or halfvec) and their index the live one's parameters:
     a re-embed changes the model only."""
     from memcli.vector_convert import column_type_sql
-    from memcli.vector_index import OPCLASSES
+    from memcli.vector_index import OPCLASSES, hnsw_options
 
     return shadow.ShadowSpec(
         column_type=column_type_sql(vector_type, int(embedder.dimension)),
         opclass=OPCLASSES[vector_type],
         source_column="content_text",
         model=embedder.name,
-        index_options=f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})",
+        index_options=hnsw_options(m, ef_construction),
     )
 
 

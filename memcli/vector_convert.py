@@ -98,7 +98,7 @@ def _stored_model(conn: psycopg.Connection) -> str | None:
 
 def spec_for(conn: psycopg.Connection, kind: str, m: int, ef_construction: int) -> shadow.ShadowSpec:
     """The shadow of type ``kind`` (same dimension), indexed with ``m`` / ``ef_construction``."""
-    from memcli.vector_index import OPCLASSES, column_type
+    from memcli.vector_index import OPCLASSES, column_type, hnsw_options
 
     _, dimension = column_type(conn)
     return shadow.ShadowSpec(
@@ -106,7 +106,7 @@ def spec_for(conn: psycopg.Connection, kind: str, m: int, ef_construction: int) 
         opclass=OPCLASSES[kind],
         source_column=shadow.LIVE_COLUMN,
         model=_stored_model(conn),
-        index_options=f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})",
+        index_options=hnsw_options(m, ef_construction),
     )
 
 

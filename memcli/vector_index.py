@@ -274,22 +274,25 @@ def read_progress(conn: psycopg.Connection, pid: int) -> tuple[str, int, int] | 
     return (str(row[0]), int(row[1] or 0), int(row[2] or 0)) if row else None
 
 
+def hnsw_options(m: int, ef_construction: int) -> str:
+    """The index's storage parameters as SQL (integers only, so safe to compose)."""
+    return f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+
+
 def build_statement(
     name: str, kind: str, m: int, ef_construction: int, *, concurrently: bool = True, column: str = COLUMN
 ) -> Any:
     from psycopg import sql
 
     return sql.SQL(
-        "CREATE INDEX {concurrently} {name} ON {table} USING hnsw ({column} {opclass}) "
-        "WITH (m = {m}, ef_construction = {ef})"
+        "CREATE INDEX {concurrently} {name} ON {table} USING hnsw ({column} {opclass}) {options}"
     ).format(
         concurrently=sql.SQL("CONCURRENTLY" if concurrently else ""),
         name=sql.Identifier(name),
         table=sql.Identifier(TABLE),
         column=sql.Identifier(column),
         opclass=sql.SQL(OPCLASSES[kind]),
-        m=sql.Literal(int(m)),
-        ef=sql.Literal(int(ef_construction)),
+        options=sql.SQL(hnsw_options(m, ef_construction)),
     )
 
 
