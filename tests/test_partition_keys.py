@@ -98,8 +98,9 @@ def test_a_concurrent_writer_of_the_same_key_waits_then_fails_or_succeeds(partit
 
             thread = threading.Thread(target=write)
             thread.start()
-            thread.join(0.5)
-            assert thread.is_alive()  # waits for the first writer, as on a unique index
+            # waits for the first writer's transaction, as on a unique index
+            assert _waits_for_a_lock(partitioned_db, second.info.backend_pid)
+            assert thread.is_alive()
             getattr(first, outcome)()
             thread.join(10)
             assert not thread.is_alive()
@@ -115,6 +116,20 @@ def test_a_concurrent_writer_of_the_same_key_waits_then_fails_or_succeeds(partit
         finally:
             first.close()
             second.close()
+
+
+def _waits_for_a_lock(dsn: str, pid: int, seconds: float = 20) -> bool:
+    """Whether backend ``pid`` is seen waiting for a lock within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone()
+            if row and row[0] == "Lock":
+                return True
+            time.sleep(0.02)
+    return False
 
 
 def _two_months_ago(conn: psycopg.Connection) -> tuple[date, datetime]:

@@ -311,11 +311,12 @@ def _record_keys(spec: PartitionSpec, rows: str) -> Any:
 
 def _forget_keys(conn: psycopg.Connection, spec: PartitionSpec) -> None:
     """Empty the key table while the table is plain (its unique constraint does the work there): keys a
-    conversion recorded before it was abandoned."""
+    conversion recorded before it was abandoned. TRUNCATE: nothing else uses the table then, and a
+    conversion abandoned late may have recorded as many keys as the table has rows."""
     from psycopg import sql
 
     if _keeps_keys(conn, spec) and not is_partitioned(conn, spec.table):
-        conn.execute(sql.SQL("DELETE FROM {}").format(_q(KEY_TABLE)))
+        conn.execute(sql.SQL("TRUNCATE {}").format(_q(KEY_TABLE)))
 
 
 def _catch_up_batch(conn: psycopg.Connection, spec: PartitionSpec, size: int | None) -> int:
