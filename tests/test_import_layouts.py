@@ -375,6 +375,11 @@ def test_rollback_removes_one_import_among_others_and_reads_older_key_maps(
         # one of its memories was forgotten since (its tier and relevance rows stay)
         conn.execute("DELETE FROM semantic_memory WHERE id = %s", (target_id(*keys[0], SEMANTIC),))
     with psycopg.connect(migrated_db) as conn:
+        from memcli.imports.engine import list_imports
+
+        # the older map counts its source rows, not its rows
+        assert {s.import_id: s.rows for s in list_imports(conn)} == {first.import_id: 10, other.import_id: 5}
+    with psycopg.connect(migrated_db) as conn:
         planned = rollback_import(conn, first.import_id, dry_run=True)
         assert planned.rows == {"semantic_memory": 9, "conversation_memory": 10, "context_relevance": 10}
         assert planned.already_gone == 1

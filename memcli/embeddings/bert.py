@@ -32,6 +32,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,11 @@ def _cores() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
+# The BLAS limit is the process's, not the thread's: two encodes setting and restoring it at once could
+# leave it at one thread, so they take turns.
+_BLAS_LIMIT = threading.Lock()
+
+
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[bool]:
     """numpy's BLAS limited to one thread for the duration; False (nothing changed) without threadpoolctl."""
@@ -194,7 +200,7 @@ def _one_blas_thread() -> Iterator[bool]:
     except ImportError:
         yield False
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _BLAS_LIMIT, threadpool_limits(limits=1, user_api="blas"):
         yield True
 
 

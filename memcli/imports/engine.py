@@ -952,7 +952,8 @@ class ImportSummary:
     status: str
     started_at: Any
     finished_at: Any
-    rows: int  # source rows the import still accounts for (its key map: one row per source row)
+    rows: int  # source rows the import still accounts for (distinct keys: maps written before one row per
+    # source row hold one row per table written)
     counts: dict[str, Any]
 
 
@@ -961,7 +962,8 @@ def list_imports(conn: psycopg.Connection) -> list[ImportSummary]:
     rows = conn.execute(
         """
         SELECT i.id, i.layout, i.source_name, i.status, i.started_at, i.finished_at,
-               (SELECT count(*) FROM memory_import_keys k WHERE k.import_id = i.id), coalesce(i.counts, '{}')
+               (SELECT count(DISTINCT k.source_key) FROM memory_import_keys k WHERE k.import_id = i.id),
+               coalesce(i.counts, '{}')
         FROM memory_imports i ORDER BY i.started_at DESC
         """
     ).fetchall()
