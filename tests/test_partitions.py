@@ -614,3 +614,24 @@ def test_drop_only_cleanup_deletes_no_row_of_a_live_partition(partitioned_db: st
         assert waiting in left and stray not in left
         waiting_only = cleanup_expired(conn, CleanupOptions(drop_only=False))
         assert waiting_only.deleted["conversation_memory"] == 1  # the waiting one
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_partition_list_and_convert_read_at_the_terminal_width(plain_db: str, cli: Any, width: int) -> None:
+    with connect(plain_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO conversation_memory (session_id, memory_type, context_key, context_value) "
+            "VALUES ('s', 'short_term', 'k', '{}')"
+        )
+    env = {"COLUMNS": str(width)}
+    converted = cli("partition", "convert", dsn=plain_db, env=env)
+    assert converted.exit_code == 0, converted.output
+    lines = converted.stdout.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert any(line.split()[:3] == ["conversation_memory", "converted", "1"] for line in lines)
+    listed = cli("partition", "list", dsn=plain_db, env=env).stdout.splitlines()
+    assert all(len(line) <= width for line in listed)
+    month = datetime.now(UTC)
+    name = f"conversation_memory_{month:%Y_%m}"
+    row = next(line for line in listed if line.startswith(name))
+    assert f"{month:%Y-%m}-01" in row  # the whole name and its lower bound, not cut

@@ -94,15 +94,22 @@ def list_(ctx: typer.Context, table: TableOpt = None, json_: JsonOpt = False) ->
     if not partitions:
         state.console.print("No partitioned table (plain layout); see: memcli partition convert --help")
         return
-    from rich.table import Table
+    from memcli.cli.render import Col, FitTable
 
-    out = Table("table", "partition", "from", "to", "rows (est.)", "size", "note", box=None)
+    # a partition's name begins with its table's, so the table needs no column of its own
+    out = FitTable(
+        Col("partition"),
+        Col("from"),
+        Col("to"),
+        Col("rows (est.)", justify="right"),
+        Col("size", justify="right", drop=1),
+        Col("note", text=True),
+    )
     for p in partitions:
         note = "due to drop" if p.droppable else ""
         if p.is_default and p.keyed_rows_in_default:
             note = f"{p.keyed_rows_in_default:,} row(s) outside every month"
         out.add_row(
-            p.table,
             p.name,
             "DEFAULT" if p.is_default else f"{p.lower:%Y-%m-%d}",
             "" if p.is_default else f"{p.upper:%Y-%m-%d}",
@@ -230,9 +237,16 @@ def convert(
             return
         if bar:
             state.console.print()
-        from rich.table import Table
+        from memcli.cli.render import Col, FitTable
 
-        out = Table("table", "status", "rows copied", "caught up", "lock held", "outside months", box=None)
+        out = FitTable(
+            Col("table"),
+            Col("status", text=True),
+            Col("rows copied", justify="right"),
+            Col("caught up", justify="right", drop=2),
+            Col("lock held", justify="right", drop=1),
+            Col("outside months", justify="right", drop=3),
+        )
         for t in result.tables:
             out.add_row(
                 t.table,
