@@ -101,7 +101,7 @@ def list_(ctx: typer.Context, table: TableOpt = None, json_: JsonOpt = False) ->
         Col("partition"),
         Col("from"),
         Col("to"),
-        Col("rows (est.)", justify="right"),
+        Col("rows", justify="right"),  # the planner's estimate: "~"
         Col("size", justify="right", drop=1),
         Col("note", text=True),
     )
@@ -113,7 +113,7 @@ def list_(ctx: typer.Context, table: TableOpt = None, json_: JsonOpt = False) ->
             p.name,
             "DEFAULT" if p.is_default else f"{p.lower:%Y-%m-%d}",
             "" if p.is_default else f"{p.upper:%Y-%m-%d}",
-            f"{p.rows_estimate:,}",
+            f"~{p.rows_estimate:,}",
             _size(p.bytes),
             note,
         )
@@ -247,15 +247,16 @@ def convert(
             Col("lock held", justify="right", drop=1),
             Col("outside months", justify="right", drop=3),
         )
+        # counts of 0 stay blank: a blank cell is not folded into the status when the column is dropped
         for t in result.tables:
             out.add_row(
                 t.table,
                 t.status + (" (resumed)" if t.resumed else ""),
                 f"{t.rows_copied:,}",
-                f"{t.rows_caught_up:,}",
+                f"{t.rows_caught_up:,}" if t.rows_caught_up else "",
                 (f"{t.lock_ms:.0f} ms" if t.lock_ms else "")
                 + (f" ({t.swap_attempts} tries)" if t.swap_attempts > 1 else ""),
-                f"{t.rows_outside_months:,}",
+                f"{t.rows_outside_months:,}" if t.rows_outside_months else "",
             )
         state.console.print(out)
 
