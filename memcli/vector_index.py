@@ -502,6 +502,7 @@ def run_rebuild(
     """
     from psycopg import sql
 
+    from memcli import access
     from memcli.jobs.locks import job_lock
 
     new_name = INDEX_NAME + NEW_SUFFIX
@@ -515,15 +516,17 @@ def run_rebuild(
         target = new_name if plan.current is not None else INDEX_NAME
         statement = build_statement(target, plan.build.column_type, plan.build.m, plan.build.ef_construction)
         try:
-            yield from run_with_progress(
-                conn,
-                monitor,
-                statement,
-                maintenance_work_mem_mb=plan.build.maintenance_work_mem_mb,
-                workers=plan.build.workers,
-                poll_s=poll_s,
-                rows_hint=plan.build.rows,
-            )
+            # The build holds one snapshot throughout: searches log their access meanwhile (memcli.access).
+            with access.deferring(conn):
+                yield from run_with_progress(
+                    conn,
+                    monitor,
+                    statement,
+                    maintenance_work_mem_mb=plan.build.maintenance_work_mem_mb,
+                    workers=plan.build.workers,
+                    poll_s=poll_s,
+                    rows_hint=plan.build.rows,
+                )
         except BaseException:
             if not conn.closed and not conn.broken:
                 conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(target)))
