@@ -19,6 +19,9 @@ Usage (under nice: the machine is shared):
     # the re-embed, index builds with 0 and 2 parallel workers alternating, 3 rounds (medians)
     nice -n 10 .venv/bin/python benchmarks/import_bench.py --layouts mumble --repeat 1 \
         --build-variants 0 2 --reembed-repeat 3
+    # searches logging their access during the build against updating the rows in place
+    nice -n 10 .venv/bin/python benchmarks/import_bench.py --layouts mumble --repeat 1 \
+        --build-variants 2:inplace 2 --reembed-repeat 2
 """
 
 from __future__ import annotations
@@ -302,7 +305,20 @@ def _embedder_alone(dsn: str, spec: str) -> float:
     return len(texts) / alone
 
 
-def bench_reembed(dsn: str, spec: str, workers: int | None, cap_mb: int | None, alone_rate: float) -> dict:
+def _updates(conn: Any) -> tuple[int, int]:
+    """semantic_memory's row updates so far, and how many of them were heap-only (HOT), partitions
+    included."""
+    row = conn.execute(
+        "SELECT coalesce(sum(n_tup_upd), 0), coalesce(sum(n_tup_hot_upd), 0) FROM pg_stat_user_tables "
+        "WHERE relid = 'semantic_memory'::regclass "
+        "OR relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'semantic_memory'::regclass)"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def bench_reembed(
+    dsn: str, spec: str, workers: int | None, cap_mb: int | None, alone_rate: float, inplace: bool = False
+) -> dict:
     """One re-embed of the database at ``dsn`` (a fresh copy) with the index build's ``workers`` and memory
     cap: search p99 before it (measured just before, same run) and during each phase."""
     import psycopg
@@ -328,13 +344,18 @@ def bench_reembed(dsn: str, spec: str, workers: int | None, cap_mb: int | None, 
     during.start()
     time.sleep(1.0)
     with psycopg.connect(dsn) as conn:
+        updates_before = _updates(conn)
+        conn.commit()
         began = time.time()
         result = reembed(conn, new, spec, batch_size=BATCH, build_workers=workers)
     stop.set()
     loaded = queue.get(timeout=60)
     during.join(10)
+    time.sleep(1.5)  # the backends' statistics reach the views within a second
+    with psycopg.connect(dsn) as conn:
+        updates, hot = (a - b for a, b in zip(_updates(conn), updates_before, strict=True))
     rate = result.filled / result.backfill_seconds
-    label = f"workers {result.build_workers}, {result.build_memory_mb} MB"
+    label = f"workers {result.build_workers}, {result.build_memory_mb} MB" + (", in place" if inplace else "")
     print(f"  build with {label}:")
     print(
         f"    backfill (embed + write):       {result.backfill_seconds:8.2f} s {rate:9,.0f} rows/s "
@@ -345,6 +366,10 @@ def bench_reembed(dsn: str, spec: str, workers: int | None, cap_mb: int | None, 
         f"    index built concurrently:       {result.index_seconds:8.2f} s; "
         f"swap {result.swap_seconds * 1000:.0f} ms "
         f"({result.caught_up} rows caught up); whole re-embed {result.duration_seconds:.2f} s"
+    )
+    print(
+        f"    semantic_memory updates during it: {updates:,}, {updates - hot:,} not heap-only "
+        f"(each of those writes into every index, the live HNSW one included)"
     )
     figures = {"label": label, "build_s": result.index_seconds, "whole_s": result.duration_seconds}
     p99_base = percentile([ms for _, ms in base], 99)
@@ -371,18 +396,24 @@ def bench_reembed(dsn: str, spec: str, workers: int | None, cap_mb: int | None, 
     return figures
 
 
-def _variant(text: str) -> tuple[int | None, int | None]:
+def _variant(text: str) -> tuple[int | None, int | None, bool]:
     """``W`` or ``W/CAP``: the build's parallel workers, and a build memory cap in MB (64: the server's
-    default maintenance_work_mem, the on-disk build for a graph larger than that); ``default``: memcli's."""
+    default maintenance_work_mem, the on-disk build for a graph larger than that); ``default``: memcli's.
+    A ``:inplace`` suffix: searches update the rows they return during the build too (the access log of
+    revision 0013 dropped from that copy, as on a schema before it), the baseline for the log."""
+    text, _, mode = text.partition(":")
+    inplace = mode == "inplace"
     if text == "default":
-        return None, None
+        return None, None, inplace
     workers, _, cap = text.partition("/")
-    return int(workers), int(cap) if cap else None
+    return int(workers), int(cap) if cap else None, inplace
 
 
 def reembed_runs(server: Any, template: str, spec: str, variants: list[str], repeat: int) -> None:
     """Re-embed fresh copies of ``template``, the variants alternating, ``repeat`` rounds; medians."""
     import statistics
+
+    import psycopg
 
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     alone_rate = 0.0
@@ -391,8 +422,11 @@ def reembed_runs(server: Any, template: str, spec: str, variants: list[str], rep
             copy = server.create_database(f"reembed_{round_}_{n}", template=template)
             if not alone_rate:
                 alone_rate = _embedder_alone(copy, spec)
-            workers, cap = _variant(variant)
-            runs[variant].append(bench_reembed(copy, spec, workers, cap, alone_rate))
+            workers, cap, inplace = _variant(variant)
+            if inplace:
+                with psycopg.connect(copy, autocommit=True) as conn:
+                    conn.execute("DROP TABLE semantic_memory_access")
+            runs[variant].append(bench_reembed(copy, spec, workers, cap, alone_rate, inplace))
     if repeat > 1 or len(variants) > 1:
         print(f"\nmedians over {repeat} run(s) each (p99 during / p99 before, target <= {P99_TARGET}x):")
         for figures in runs.values():
@@ -424,9 +458,10 @@ def main() -> int:
         "--build-variants",
         nargs="*",
         default=["default"],
-        metavar="W[/CAP]",
+        metavar="W[/CAP][:inplace]",
         help="index builds to compare: parallel workers, optionally a build memory cap in MB "
-        "('default': memcli's choice)",
+        "('default': memcli's choice); ':inplace': searches update the rows they return during the build "
+        "too, instead of logging their access",
     )
     parser.add_argument(
         "--reembed-repeat", type=int, default=1, help="rounds of the re-embed variants (medians)"

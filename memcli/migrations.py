@@ -559,6 +559,10 @@ def downgrade(
 
 # What reverting each revision removes (the core tables: only those memcli created, read from the database).
 REVISION_DROPS: dict[str, list[str]] = {
+    "0013_semantic_memory_access_log": [
+        "table semantic_memory_access (access recorded during a vector index build is folded into "
+        "semantic_memory first)",
+    ],
     "0012_import_keys_no_foreign_key": [
         "nothing: the import key map's foreign key to memory_imports comes back (key rows of an import whose "
         "record was deleted by hand are removed first, as its cascade would have)",

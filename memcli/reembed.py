@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from memcli import shadow
+from memcli import access, shadow
 from memcli.errors import ConfigError
 from memcli.jobs.common import ProgressCallback, own_transactions
 from memcli.jobs.locks import job_lock
@@ -62,6 +62,8 @@ class ReembedStatus:
     dimension: int | None
     target: dict[str, Any] | None  # the change under way, if any
     progress: shadow.ShadowProgress = field(default_factory=lambda: shadow.ShadowProgress(False))
+    # searches' access records logged during an index build and not yet added to the counts (memcli.access)
+    access_pending: int = 0
 
 
 def _current(conn: psycopg.Connection) -> tuple[str | None, int | None]:
@@ -97,7 +99,9 @@ def reembed_status(conn: psycopg.Connection) -> ReembedStatus:
 
     require_migrated(conn)
     model, dimension = _current(conn)
-    return ReembedStatus(model, dimension, get_setting(conn, STATE_KEY), shadow.shadow_progress(conn))
+    return ReembedStatus(
+        model, dimension, get_setting(conn, STATE_KEY), shadow.shadow_progress(conn), access.pending(conn)
+    )
 
 
 def _fill(embedder: Embedder) -> shadow.Fill:
@@ -204,6 +208,7 @@ def reembed(
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed"):
             log = RunLog(conn, "reembed")
             log.close_interrupted()
+            access.fold(conn)  # what searches logged during an interrupted build
             entry = log.start(
                 None, {"from": from_model, "to": embedder.name, "dimension": embedder.dimension}
             )

@@ -22,7 +22,8 @@ come through. The words of a hybrid query match when any of them occurs (websear
 -word, or — keeps its own meaning).
 
 Returned rows count as read: their ``access_count`` goes up by one and ``last_accessed_at`` is set, in
-place (see :func:`_record_access` for why that costs a fraction of the query).
+place (see :func:`_record_access` for why that costs a fraction of the query) — or, while memcli builds a
+vector index concurrently, appended to a log folded in afterwards (:mod:`memcli.access`).
 """
 
 from __future__ import annotations
@@ -278,13 +279,18 @@ def _search_transaction(conn: psycopg.Connection) -> Iterator[bool]:
             conn.autocommit = autocommit
 
 
-def _finish(conn: psycopg.Connection, ids: list[uuid.UUID], *, commit: bool) -> None:
-    """Record access to ``ids`` (:func:`_record_access`) and COMMIT the search's own transaction, in one
-    round trip."""
+def _finish(conn: psycopg.Connection, ids: list[uuid.UUID], *, commit: bool, defer: bool = False) -> None:
+    """Record access to ``ids`` (:func:`_record_access`, or appended to the access log while a vector index
+    is built: ``defer``, see :mod:`memcli.access`) and COMMIT the search's own transaction, in one round
+    trip."""
+    from memcli import access
+
     if not ids and not commit:
         return
     with conn.pipeline():
-        if ids:
+        if ids and defer:
+            access.record(conn, ids)
+        elif ids:
             _record_access(conn, ids)
         if commit:
             conn.execute("COMMIT")
@@ -302,6 +308,7 @@ class _Context:
     generic_floor: Any  # search.min_similarity
     ef_search: Any  # search.ef_search
     iterative: bool  # pgvector >= 0.8: iterative index scans
+    defer_access: bool = False  # a vector index is being built: log access (memcli.access)
 
     @property
     def expected_dimension(self) -> int | None:
@@ -315,8 +322,9 @@ SELECT (SELECT value FROM memory_settings WHERE key = 'embedding.model'),
        (SELECT value FROM memory_settings WHERE key = %(floor)s),
        (SELECT value FROM memory_settings WHERE key = %(generic)s),
        (SELECT value FROM memory_settings WHERE key = %(ef)s),
-       coalesce((SELECT string_to_array(v.extversion, '.')::int[] >= '{0,8}'
-                 FROM pg_extension v WHERE v.extname = 'vector'), false)
+       coalesce((SELECT string_to_array(v.extversion, '.')::int[] >= '{{0,8}}'
+                 FROM pg_extension v WHERE v.extname = 'vector'), false),
+       coalesce({deferred}, false)
 FROM (SELECT 1) AS one LEFT JOIN (
     SELECT nullif(a.atttypmod, -1) AS typmod, t.typname
     FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
@@ -335,6 +343,7 @@ def _read_context(conn: psycopg.Connection, *, begin: bool) -> _Context:
     """
     import psycopg as pg
 
+    from memcli import access
     from memcli.embeddings.floors import GENERIC_SETTING, SETTING
     from memcli.readiness import MISSING_TABLES_SQL, REQUIRED_TABLES, check_missing
     from memcli.vector_index import EF_SEARCH_KEY
@@ -346,7 +355,13 @@ def _read_context(conn: psycopg.Connection, *, begin: bool) -> _Context:
             missing = conn.execute(MISSING_TABLES_SQL, (list(REQUIRED_TABLES),))
             conn.execute("LOCK TABLE semantic_memory IN ACCESS SHARE MODE")
             context = conn.execute(
-                _CONTEXT_SQL, {"floor": SETTING, "generic": GENERIC_SETTING, "ef": EF_SEARCH_KEY}
+                _compose(_CONTEXT_SQL, deferred=access.DEFERRED_SQL),
+                {
+                    "floor": SETTING,
+                    "generic": GENERIC_SETTING,
+                    "ef": EF_SEARCH_KEY,
+                    **access.DEFERRED_PARAMS,
+                },
             )
         row = missing.fetchone()
         check_missing(list(row[0]) if row else [])
@@ -365,6 +380,7 @@ def _read_context(conn: psycopg.Connection, *, begin: bool) -> _Context:
         generic_floor=values[5],
         ef_search=values[6],
         iterative=bool(values[7]),
+        defer_access=bool(values[8]),
     )
 
 
@@ -629,7 +645,12 @@ def search(
                 """
             ).fetchone()  # type: ignore[misc]
             result.empty_database, result.unembedded = bool(empty), bool(unembedded)
-        _finish(conn, [hit.id for hit in result.hits] if record_access else [], commit=owns_transaction)
+        _finish(
+            conn,
+            [hit.id for hit in result.hits] if record_access else [],
+            commit=owns_transaction,
+            defer=context.defer_access,
+        )
 
     timing["total_ms"] = _ms(time.perf_counter() - started)
     result.timing = timing

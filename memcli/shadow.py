@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from memcli import access
 from memcli.errors import MemcliError
 from memcli.jobs.common import (
     DEFAULT_TIMEOUTS,
@@ -436,23 +437,31 @@ def build_index(
         state = shadow_progress(conn).index
         if state == "building":  # left invalid by an interrupted build
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(SHADOW_INDEX)))
-        conn.execute(
-            sql.SQL(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} USING hnsw ({col} {ops}) {opts}"
-            ).format(
-                index=_ident(SHADOW_INDEX),
-                table=_ident(TABLE),
-                col=_ident(SHADOW_COLUMN),
-                ops=sql.SQL(spec.opclass),
-                opts=sql.SQL(spec.index_options),
-            )
-        )
+        # The build holds one snapshot throughout: searches log their access meanwhile (memcli.access).
+        with access.deferring(conn):
+            _create_index(conn, spec)
     finally:
         conn.execute("RESET lock_timeout")
         conn.execute("RESET statement_timeout")
         if plan is not None:  # the build's memory and workers are not the session's
             conn.execute("RESET maintenance_work_mem")
             conn.execute("RESET max_parallel_maintenance_workers")
+
+
+def _create_index(conn: psycopg.Connection, spec: ShadowSpec) -> None:
+    from psycopg import sql
+
+    conn.execute(
+        sql.SQL(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} USING hnsw ({col} {ops}) {opts}"
+        ).format(
+            index=_ident(SHADOW_INDEX),
+            table=_ident(TABLE),
+            col=_ident(SHADOW_COLUMN),
+            ops=sql.SQL(spec.opclass),
+            opts=sql.SQL(spec.index_options),
+        )
+    )
 
 
 @dataclass
@@ -515,8 +524,10 @@ def swap(
                 )
             )
         conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(_ident(SHADOW_INDEX), _ident(LIVE_INDEX)))
+        access.clear(conn)  # the build's, if it could not clear it itself
         finalize(conn)
     result.seconds = time.perf_counter() - started
+    access.fold(conn, timeouts)  # what searches logged just before the build cleared its flag
     return result
 
 
@@ -539,4 +550,6 @@ def abort(conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> bo
                 _ident(TABLE), _ident(SHADOW_COLUMN), _ident(SHADOW_MODEL_COLUMN)
             )
         )
+        access.clear(conn)
+    access.fold(conn, timeouts)  # what searches logged during an interrupted build
     return True

@@ -243,8 +243,9 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0010_partitioned_layout",
         "0011_memory_key_index",
         "0012_import_keys_no_foreign_key",
+        "0013_semantic_memory_access_log",
     ]
-    assert "10 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
+    assert "11 pending revisions: 0003_operations_security, 0004_consolidate_per_user" in result.message
     assert result.hint == "run: memcli migrate"
     execute(migrated_db, "DELETE FROM alembic_version")
     result = check(migrated_db, "schema_revision")
@@ -262,6 +263,7 @@ def test_pending_migration(cli, migrated_db: str) -> None:
         "0010_partitioned_layout",
         "0011_memory_key_index",
         "0012_import_keys_no_foreign_key",
+        "0013_semantic_memory_access_log",
     ]
     assert "alembic_version is empty" in result.message
     assert cli("health", "--check", "schema_revision", dsn=migrated_db).exit_code == 1

@@ -32,7 +32,8 @@ VECTOR_INDEX = "0008_vector_index_parameters"
 VECTOR_TYPE = "0009_vector_type"
 PARTITIONED = "0010_partitioned_layout"
 KEY_INDEX = "0011_memory_key_index"
-HEAD = "0012_import_keys_no_foreign_key"
+KEYS_NO_FK = "0012_import_keys_no_foreign_key"
+HEAD = "0013_semantic_memory_access_log"
 ALL = [
     "0001_core_tables",
     "0002_memory_system",
@@ -45,6 +46,7 @@ ALL = [
     VECTOR_TYPE,
     PARTITIONED,
     KEY_INDEX,
+    KEYS_NO_FK,
     HEAD,
 ]
 MEMORY_TABLES = {*names.MEMORY_TABLES, names.SETTINGS_TABLE}
@@ -174,6 +176,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
 
     assert migrations.downgrade(migrated_db, "0002_memory_system").applied == [
         HEAD,
+        KEYS_NO_FK,
         KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
@@ -197,6 +200,7 @@ def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -
         VECTOR_TYPE,
         PARTITIONED,
         KEY_INDEX,
+        KEYS_NO_FK,
         HEAD,
     ]
     assert kept_rows() == before
@@ -354,6 +358,7 @@ def test_ddl_fails_fast_behind_application_locks(app_db: str) -> None:
         VECTOR_TYPE,
         PARTITIONED,
         KEY_INDEX,
+        KEYS_NO_FK,
         HEAD,
     ]
 
@@ -667,6 +672,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
     assert reloptions() == ["fillfactor=75"]
     assert migrations.downgrade(migrated_db, AUDIT).applied == [
         HEAD,
+        KEYS_NO_FK,
         KEY_INDEX,
         PARTITIONED,
         VECTOR_TYPE,
@@ -682,6 +688,7 @@ def test_semantic_memory_fillfactor_comes_and_goes_with_its_revision(migrated_db
         VECTOR_TYPE,
         PARTITIONED,
         KEY_INDEX,
+        KEYS_NO_FK,
         HEAD,
     ]
     assert reloptions() == ["fillfactor=75"]
@@ -708,10 +715,10 @@ def test_import_key_map_foreign_key_goes_and_comes_back_with_its_revision(migrat
             "('b', 'k2', 'semantic_memory', gen_random_uuid(), gen_random_uuid())",
             (kept,),
         )
-    assert migrations.downgrade(migrated_db, KEY_INDEX).applied == [HEAD]
+    assert migrations.downgrade(migrated_db, KEY_INDEX).applied == [HEAD, KEYS_NO_FK]
     assert foreign_keys() == ["memory_import_keys_import_id_fkey"]
     # the row of an import with no record went, as the cascade would have taken it
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("SELECT source_key FROM memory_import_keys").fetchall() == [("k1",)]
-    assert migrations.upgrade(migrated_db).applied == [HEAD]
+    assert migrations.upgrade(migrated_db).applied == [KEYS_NO_FK, HEAD]
     assert foreign_keys() == []

@@ -118,6 +118,11 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
         return
     console = state.console
     console.print(f"Stored vectors: {result.model or '(no model recorded)'}, {result.dimension} dimensions.")
+    if result.access_pending:
+        console.print(
+            f"{result.access_pending:,} search accesses logged during an index build are not in the access "
+            "counts yet: the build adds them when it ends (a stopped one's: memcli reembed, or abort)."
+        )
     if not result.target and not result.progress.exists:
         console.print("No re-embed under way.")
         return

@@ -603,6 +603,24 @@ class MemoryKey(Base):
     memory_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
 
 
+class MemoryAccess(Base):
+    """A search's access to a memory, recorded while a vector index is built concurrently (see
+    :mod:`memcli.access`). The table has no key (an append is one heap insertion); the ORM needs one, so
+    the mapping names both columns, which the table does not enforce."""
+
+    __tablename__ = names.ACCESS_LOG
+    __table_args__ = (
+        {
+            "comment": "searches' access records while a vector index is built concurrently; folded into "
+            "semantic_memory.access_count / last_accessed_at afterwards"
+        },
+    )
+    __mapper_args__ = {"primary_key": ["memory_id", "accessed_at"]}
+
+    memory_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), nullable=False)
+    accessed_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+
+
 class CreatedObject(Base):
     """What memcli created (rather than adopted): a downgrade drops only these."""
 

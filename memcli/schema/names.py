@@ -35,6 +35,8 @@ IMPORTS = "memory_imports"  # one row per memcli import (revision 0007)
 IMPORT_KEYS = "memory_import_keys"  # source row -> the rows an import wrote for it
 # The partitioned conversation_memory's (session_id, context_key) -> id, its unique index (revision 0011)
 MEMORY_KEYS = "conversation_memory_keys"
+# Searches' access records while a vector index is built concurrently, folded afterwards (revision 0013)
+ACCESS_LOG = "semantic_memory_access"
 
 # People's data (revision 0005): the audit trail, erasure receipts (and the scope of one in progress),
 # sessions closed by memcli.
@@ -54,6 +56,7 @@ MEMCLI_TABLES: tuple[str, ...] = (
     IMPORTS,
     IMPORT_KEYS,
     MEMORY_KEYS,
+    ACCESS_LOG,
     ALEMBIC_VERSION,
 )
 

@@ -1,0 +1,166 @@
+"""Searches' access records while a vector index of ``semantic_memory`` is built concurrently.
+
+A search counts the rows it returns as read by updating them in place (``access_count + 1``,
+``last_accessed_at``), heap-only as long as each page has room (revision 0006). ``CREATE INDEX
+CONCURRENTLY`` holds one snapshot for its whole build, and no row version newer than it can be pruned
+meanwhile: the versions those updates leave pile up, pages fill, the updates stop being heap-only, each then
+inserts into every index of the table (the HNSW one included, where the copies of the hottest rows crowd the
+searches' candidate lists), and searches slow down the longer the build runs (benchmarks/import_bench.py:
+p99 six times the one before over a 205 s build).
+
+So while memcli builds such an index (:func:`deferring`), the setting ``search.access_deferred`` names the
+building session, and searches append ``(memory_id, accessed_at)`` to ``semantic_memory_access`` instead (one
+heap insertion, no index). The search reads the flag in the query it already makes for its settings
+(:mod:`memcli.search`), and follows it only while that session is alive and the role may insert into the
+log: a build killed with its client leaves a flag that no search follows. :func:`fold` adds the logged
+access to ``semantic_memory`` in bounded batches once the build is over; the next re-embed, abort or type
+conversion folds what an interrupted one left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, maintenance_transaction
+from memcli.schema import names
+
+if TYPE_CHECKING:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+FLAG_KEY = "search.access_deferred"
+LOG = names.ACCESS_LOG
+FOLD_BATCH = 2000  # access records folded per transaction (rows locked at most: as many)
+
+# For the search's context query (its parameters: DEFERRED_PARAMS): true while the flag names a live
+# session and this role may append to the log (else the search updates in place, as always). Evaluated
+# only when the flag is set.
+DEFERRED_SQL = """
+(SELECT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = (s.value ->> 'pid')::int)
+        AND coalesce(has_table_privilege(to_regclass(%(access_log)s), 'INSERT'), false)
+   FROM memory_settings s WHERE s.key = %(access_flag)s)
+"""
+DEFERRED_PARAMS = {"access_log": f"public.{LOG}", "access_flag": FLAG_KEY}
+
+
+@dataclass
+class FoldResult:
+    records: int = 0  # access records folded
+    memories: int = 0  # memories whose counts they raised (a memory deleted meanwhile is not counted)
+    seconds: float = 0.0
+
+
+def _log() -> sql.Identifier:
+    from psycopg import sql
+
+    return sql.Identifier(LOG)
+
+
+def record(conn: psycopg.Connection, ids: list[uuid.UUID]) -> None:
+    """Append an access record for each of ``ids`` (the deferred form of a search's access update)."""
+    from psycopg import sql
+
+    conn.execute(sql.SQL("INSERT INTO {} (memory_id) SELECT unnest(%s::uuid[])").format(_log()), (ids,))
+
+
+@contextmanager
+def deferring(conn: psycopg.Connection) -> Iterator[None]:
+    """Searches log their access instead of updating ``semantic_memory`` for the duration of the block
+    (``conn``, in autocommit mode, builds the index in it). On the way out the flag is cleared and the log
+    folded, on a best-effort basis so that an error of the block is the one raised: a flag this session
+    could not clear is cleared by the swap (or abort), and records not folded stay for the next fold."""
+    from memcli.settings import set_setting
+
+    if not exists(conn):  # a schema from before revision 0013: searches update in place
+        yield
+        return
+    set_setting(
+        conn, FLAG_KEY, {"pid": conn.info.backend_pid, "since": datetime.now().astimezone().isoformat()}
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            clear(conn)
+            fold(conn)
+
+
+def exists(conn: psycopg.Connection) -> bool:
+    """Whether the log is there (revision 0013)."""
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{LOG}",)).fetchone()
+    return bool(row and row[0])
+
+
+def clear(conn: psycopg.Connection) -> None:
+    """Searches update in place again (the flag's row removed)."""
+    conn.execute("DELETE FROM memory_settings WHERE key = %s", (FLAG_KEY,))
+
+
+def pending(conn: psycopg.Connection) -> int:
+    """Access records not folded yet."""
+    from psycopg import sql
+
+    if not exists(conn):
+        return 0
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_log())).fetchone()
+    return int(row[0]) if row else 0
+
+
+def fold(
+    conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, batch_size: int = FOLD_BATCH
+) -> FoldResult:
+    """Add the logged access to ``semantic_memory`` and empty the log, ``batch_size`` records a transaction.
+
+    Each batch deletes its records and raises the counts in one transaction, so a record is counted once,
+    whatever interrupts it. The memories are locked in id order, as a search's own update locks them (its
+    ``id = ANY(...)`` index scan walks the ids in order): the two wait for each other but never deadlock.
+    Records appended while the fold runs are folded too, or by the next fold.
+    """
+    from psycopg import sql
+
+    take = sql.SQL(
+        """
+        DELETE FROM {log}
+         WHERE ctid = ANY(ARRAY(SELECT ctid FROM {log} LIMIT %s FOR UPDATE SKIP LOCKED))
+        RETURNING memory_id, accessed_at
+        """
+    ).format(log=_log())
+    result = FoldResult()
+    if not exists(conn):
+        return result
+    started = time.perf_counter()
+    while True:
+        with maintenance_transaction(conn, timeouts):
+            taken = conn.execute(take, (batch_size,)).fetchall()
+            if not taken:
+                break
+            counts: Counter[uuid.UUID] = Counter(r[0] for r in taken)
+            last: dict[uuid.UUID, datetime] = {}
+            for memory_id, at in taken:
+                if memory_id not in last or at > last[memory_id]:
+                    last[memory_id] = at
+            ids = sorted(counts)
+            conn.execute("SELECT 1 FROM semantic_memory WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
+            updated = conn.execute(
+                """
+                UPDATE semantic_memory m
+                   SET access_count = coalesce(m.access_count, 0) + a.n,
+                       last_accessed_at = greatest(m.last_accessed_at, a.last)
+                  FROM unnest(%s::uuid[], %s::int[], %s::timestamptz[]) AS a(id, n, last)
+                 WHERE m.id = a.id
+                """,
+                (ids, [counts[i] for i in ids], [last[i] for i in ids]),
+            )
+            result.records += len(taken)
+            result.memories += updated.rowcount
+    result.seconds = time.perf_counter() - started
+    return result
