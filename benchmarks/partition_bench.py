@@ -206,9 +206,10 @@ def run_reads(dsns: dict[str, str], sessions: int, reads: int, rounds: int) -> d
     """One session's and one user's memories, the layouts taking turns in ``rounds`` rounds on the same
     keys; per layout the p50 / mean / p99 of all reads and the median of the rounds' means.
 
-    Each query twice: as a prepared statement (planned once; what a driver with a statement cache does)
-    and as one-off statements (planned on every call: the planner then weighs every partition's indexes,
-    which an application without prepared statements pays on each read)."""
+    Each query three times: as a prepared statement (what a driver with a statement cache does: Postgres
+    then plans it for each value while that looks cheaper than one generic plan), as a prepared statement
+    under ``plan_cache_mode = force_generic_plan`` (planned once), and as one-off statements (planned on
+    every call: the planner then weighs every partition's indexes)."""
     import psycopg
 
     rng = random.Random(11)
@@ -228,8 +229,15 @@ def run_reads(dsns: dict[str, str], sessions: int, reads: int, rounds: int) -> d
                 lambda: f"user-{rng.randrange(sessions // 4)}",
             ),
         )
-        for prepared, (label, query, arg) in [(p, q) for p in (True, False) for q in queries]:
-            label += "" if prepared else "_unprepared"
+        modes = (("", True, "auto"), ("_generic", True, "force_generic_plan"), ("_unprepared", False, "auto"))
+        for (suffix, prepared, plan_cache_mode), (label, query, arg) in [
+            (m, q) for m in modes for q in queries
+        ]:
+            label += suffix
+            for name, dsn in dsns.items():  # new sessions: nothing prepared yet, this plan_cache_mode
+                conns[name].close()
+                conns[name] = psycopg.connect(dsn, autocommit=True)
+                conns[name].execute("SELECT set_config('plan_cache_mode', %s, false)", (plan_cache_mode,))
             for conn in conns.values():  # warm the cache and the prepared statement
                 for _ in range(50):
                     conn.execute(query, (arg(),), prepare=prepared).fetchall()

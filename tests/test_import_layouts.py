@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import psycopg
@@ -333,11 +334,29 @@ def test_graive_segments_and_their_messages(cli, migrated_db: str) -> None:
     assert scalar(migrated_db, "SELECT count(*) FROM public.messages") == 0
 
 
+class _KeyMapReads(psycopg.Cursor):
+    """A cursor noting how many key-map rows each read of the map returned."""
+
+    pages: ClassVar[list[int]] = []
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self._reads_map = str(query).startswith("SELECT source_name, source_key, target_table, target_id")
+        return super().execute(query, params, **kwargs)
+
+    def fetchall(self) -> Any:
+        rows = super().fetchall()
+        if getattr(self, "_reads_map", False):
+            _KeyMapReads.pages.append(len(rows))
+        return rows
+
+
 def test_rollback_removes_one_import_among_others_and_reads_older_key_maps(
-    migrated_db: str, tmp_path: Path
+    migrated_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rollback derives a memory's tier and relevance rows from its one key-map row, touches no other
-    import's rows, and still undoes a key map written with one row per target row (older imports)."""
+    import's rows, and still undoes a key map written with one row per target row (older imports); its
+    count reads the map in pages."""
+    from memcli.imports import engine
     from memcli.imports.engine import rollback_import
     from memcli.imports.records import CONVERSATION, RELEVANCE
 
@@ -383,6 +402,17 @@ def test_rollback_removes_one_import_among_others_and_reads_older_key_maps(
         planned = rollback_import(conn, first.import_id, dry_run=True)
         assert planned.rows == {"semantic_memory": 9, "conversation_memory": 10, "context_relevance": 10}
         assert planned.already_gone == 1
+    # the count reads the map a page at a time (pages of 4 here), never the whole map at once
+    monkeypatch.setattr(engine, "_PRESENT_CHUNK", 4)
+    _KeyMapReads.pages.clear()
+    with psycopg.connect(migrated_db, cursor_factory=_KeyMapReads) as conn:
+        paged = rollback_import(conn, first.import_id, dry_run=True)
+    assert (paged.rows, paged.already_gone) == (planned.rows, planned.already_gone)
+    assert _KeyMapReads.pages and max(_KeyMapReads.pages) <= 4
+    # the first import's 30 rows, a source key's rows kept on one page (read again at the next page's start)
+    assert sum(_KeyMapReads.pages) >= 30
+    monkeypatch.undo()
+    with psycopg.connect(migrated_db) as conn:
         undone = rollback_import(conn, first.import_id, batch_size=7)
     assert undone.deleted == {"semantic_memory": 9, "conversation_memory": 10, "context_relevance": 10}
     # the other import is whole: its rows and its key map

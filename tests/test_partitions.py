@@ -199,12 +199,24 @@ def test_a_detach_that_never_gets_its_lock_gives_up_and_leaves_the_partition_att
     partitioned_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(upkeep, "PARTITION_LOCK_RETRIES", 1)
+    real_retry, tries = upkeep.retry_on_lock, 0
+
+    def counted(retries: int, attempt: Any, *args: Any) -> Any:
+        def counted_attempt() -> Any:
+            nonlocal tries
+            tries += 1
+            return attempt()
+
+        return real_retry(retries, counted_attempt, *args)
+
+    monkeypatch.setattr(upkeep, "retry_on_lock", counted)
     with connect(partitioned_db, autocommit=True) as conn:
         old = _past_month_with_rows(conn, 2, {"short_term": 3})
     with psycopg.connect(partitioned_db) as blocker:
         blocker.execute("SELECT count(*) FROM conversation_memory").fetchone()
         with connect(partitioned_db, autocommit=True) as conn, pytest.raises(errors.LockNotAvailable):
             cleanup_expired(conn, CleanupOptions(timeouts=Timeouts(lock_retries=0)))
+        assert tries == 2  # the detach's first try and PARTITION_LOCK_RETRIES more
         with connect(partitioned_db, autocommit=True) as app:
             app.execute("SET statement_timeout = '2s'")  # nothing queues the application any more
             add_memory(app, None, tier="semantic", key="meanwhile")

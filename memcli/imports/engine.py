@@ -799,7 +799,7 @@ def _import_row(conn: psycopg.Connection, import_id: str | uuid.UUID) -> tuple[A
     return row
 
 
-_PRESENT_CHUNK = 10_000  # ids per count query of a rollback's dry run
+_PRESENT_CHUNK = 10_000  # key-map rows per page (and ids per count query) of a rollback's count
 
 
 def _targets(keys: Sequence[tuple[str, str, str, uuid.UUID]]) -> dict[str, list[uuid.UUID]]:
@@ -820,33 +820,57 @@ def _targets(keys: Sequence[tuple[str, str, str, uuid.UUID]]) -> dict[str, list[
     return {table: list(ids) for table, ids in by_table.items() if ids}
 
 
-def _present(conn: psycopg.Connection, import_id: uuid.UUID) -> tuple[dict[str, int], int]:
+def _present(conn: psycopg.Connection, import_id: uuid.UUID, source_name: str) -> tuple[dict[str, int], int]:
     """Rows of each table the import wrote that are still there, and how many of its key-map rows name a
-    row that is gone (a memory since consolidated, cleaned up or forgotten)."""
+    row that is gone (a memory since consolidated, cleaned up or forgotten).
+
+    The key map is read a page at a time, in the order of its primary key (every key of an import has the
+    import's source name), so a rollback of millions of rows holds one page in memory, never the map.
+    """
     from psycopg import sql
 
+    page = _PRESENT_CHUNK
     counts = dict.fromkeys(TARGET_TABLES, 0)
     gone = 0
-    keys = conn.execute(
-        "SELECT source_name, source_key, target_table, target_id FROM memory_import_keys "
-        "WHERE import_id = %s",
-        (import_id,),
-    ).fetchall()
-    for start in range(0, len(keys), _PRESENT_CHUNK):
-        chunk = keys[start : start + _PRESENT_CHUNK]
-        for table, ids in _targets(chunk).items():
+    columns = "SELECT source_name, source_key, target_table, target_id FROM memory_import_keys "
+    order = " ORDER BY source_name, source_key, target_table LIMIT %s"
+    after: tuple[str, str, str] | None = None
+    while True:
+        if after is None:
+            keys = conn.execute(
+                columns + "WHERE source_name = %s AND import_id = %s" + order,
+                (source_name, import_id, page),
+            ).fetchall()
+        else:
+            keys = conn.execute(
+                columns + "WHERE source_name = %s AND import_id = %s "
+                "AND (source_name, source_key, target_table) > (%s, %s, %s)" + order,
+                (source_name, import_id, *after, page),
+            ).fetchall()
+        if not keys:
+            break
+        full = len(keys) == page
+        if full:
+            # a source key's rows (several in older maps) stay on one page: a memory's tier row named by
+            # its own map row and derived from its memory's row is then one id, counted once
+            whole = [k for k in keys if k[1] != keys[-1][1]]
+            keys = whole or keys
+        for table, ids in _targets(keys).items():
             row = conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
             ).fetchone()
             counts[table] += int(row[0]) if row else 0
         named: dict[str, list[uuid.UUID]] = {}
-        for _, _, table, target in chunk:
+        for _, _, table, target in keys:
             named.setdefault(table, []).append(target)
         for table, ids in named.items():
             row = conn.execute(
                 sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
             ).fetchone()
             gone += len(ids) - (int(row[0]) if row else 0)
+        if not full:
+            break
+        after = keys[-1][:3]
     return counts, gone
 
 
@@ -870,7 +894,7 @@ def rollback_import(
         row = _import_row(conn, import_id)
         the_id, layout, source_name, status, options = row
         result = RollbackResult(the_id, layout, source_name, dry_run, status)
-        result.rows, result.already_gone = _present(conn, the_id)
+        result.rows, result.already_gone = _present(conn, the_id, source_name)
         total_keys_row = conn.execute(
             "SELECT count(*) FROM memory_import_keys WHERE import_id = %s", (the_id,)
         ).fetchone()

@@ -88,25 +88,43 @@ def in_batch(
     until it returns, so a batch is either rolled back or both committed and counted. ``rows`` says how
     many rows the batch processed: they count into the running step's log row in the same transaction.
     """
+
+    def attempt() -> T:
+        with ExitStack() as held:
+            with maintenance_transaction(conn, timeouts):
+                value = work()
+                if rows is not None:
+                    runlog.count_committed(conn, rows(value))
+                held.enter_context(interrupts.deferred())
+            if record is not None:
+                record(value)
+            return value
+
+    return retry_on_lock(timeouts.lock_retries, attempt)
+
+
+def backoff(tries: int) -> float:
+    """Seconds to pause before retry number ``tries`` (1, 2, ...): doubling from 0.1 s, at most 1 s."""
+    return min(0.05 * 2**tries, 1.0)
+
+
+def retry_on_lock(
+    retries: int, attempt: Callable[[], T], pause: Callable[[int], float] = backoff
+) -> T:
+    """``attempt()``, tried again up to ``retries`` times while it only timed out waiting for a lock (or
+    lost a deadlock), pausing ``pause(tries)`` seconds between tries; the last failure propagates. The
+    attempt must have rolled back what it did (one transaction, or one statement string)."""
     from psycopg import errors
 
-    attempt = 0
+    tries = 0
     while True:
         try:
-            with ExitStack() as held:
-                with maintenance_transaction(conn, timeouts):
-                    value = work()
-                    if rows is not None:
-                        runlog.count_committed(conn, rows(value))
-                    held.enter_context(interrupts.deferred())
-                if record is not None:
-                    record(value)
-                return value
+            return attempt()
         except (errors.LockNotAvailable, errors.DeadlockDetected):
-            attempt += 1
-            if attempt > timeouts.lock_retries:
+            tries += 1
+            if tries > retries:
                 raise
-            time.sleep(min(0.05 * 2**attempt, 1.0))
+            time.sleep(pause(tries))
 
 
 def attach_partial(exc: BaseException, result: Any) -> None:

@@ -28,7 +28,14 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError
-from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, check_batch_size, in_batch, own_transactions
+from memcli.jobs.common import (
+    DEFAULT_TIMEOUTS,
+    Timeouts,
+    check_batch_size,
+    in_batch,
+    own_transactions,
+    retry_on_lock,
+)
 from memcli.partitions.build import copy_columns, set_triggers, triggers_statement
 from memcli.partitions.layout import (
     CAPTURE_TRIGGER,
@@ -392,7 +399,7 @@ def convert_table(
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> TableConversion:
     """Convert one table (autocommit ``conn``; the caller holds the ``partitions`` job lock)."""
-    from psycopg import errors, sql
+    from psycopg import sql
 
     started = time.perf_counter()
     result = TableConversion(spec.table)
@@ -449,20 +456,18 @@ def convert_table(
     # statements are prepared from the catalog first and sent as one batch, so the lock is held for the
     # server's work (the last few changes, catalog renames), never for round trips to this client.
     batch = _swap_batch(conn, spec, timeouts)
-    while True:
-        result.rows_caught_up += _catch_up(conn, spec, size, timeouts)  # what came in meanwhile, unlocked
+
+    def swap() -> dict[str, float]:
+        # A try that gave way rolled back: the original serves on, still logging its changes (a later
+        # run resumes here); what came in meanwhile is caught up, unlocked, before the next.
+        result.rows_caught_up += _catch_up(conn, spec, size, timeouts)
         result.swap_attempts += 1
-        try:
-            figures = _run_swap(conn, batch)
-            # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
-            result.lock_ms = figures.get("held_ms", 0.0)
-            result.rows_caught_up += int(figures.get("caught_up", 0))
-            break
-        except (errors.LockNotAvailable, errors.DeadlockDetected):
-            # Rolled back: the original serves on, still logging its changes; a later run resumes here.
-            if result.swap_attempts > SWAP_LOCK_RETRIES:
-                raise
-            time.sleep(min(0.05 * result.swap_attempts, 1.0))
+        return _run_swap(conn, batch)
+
+    figures = retry_on_lock(SWAP_LOCK_RETRIES, swap, pause=lambda tries: min(0.05 * tries, 1.0))
+    # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
+    result.lock_ms = figures.get("held_ms", 0.0)
+    result.rows_caught_up += int(figures.get("caught_up", 0))
     _drop_leftovers(conn, spec, timeouts)
     result.status = "converted"
     result.duration_seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, in_batch
+from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, in_batch, retry_on_lock
 from memcli.partitions.layout import (
     BY_TABLE,
     KEY_TABLE,
@@ -240,7 +240,7 @@ def ddl_batch(conn: psycopg.Connection, timeouts: Timeouts, statements: list[Any
     A lock it takes is never held across a round trip to this client (a maintenance transaction holds
     it until the client, perhaps waiting for a core, sends the next statement and the COMMIT). Retried
     when it only timed out waiting for a lock; returns the milliseconds of the successful try."""
-    from psycopg import errors, sql
+    from psycopg import sql
 
     ddl = ddl_timeouts(timeouts)
     text = ";\n".join(
@@ -251,17 +251,13 @@ def ddl_batch(conn: psycopg.Connection, timeouts: Timeouts, statements: list[Any
             *(s.as_string(conn) for s in statements),
         ]
     ).encode()
-    attempt = 0
-    while True:
+
+    def attempt() -> float:
         started = time.perf_counter()
-        try:
-            conn.execute(text)
-            return (time.perf_counter() - started) * 1000
-        except (errors.LockNotAvailable, errors.DeadlockDetected):
-            attempt += 1
-            if attempt > ddl.lock_retries:
-                raise
-            time.sleep(min(0.05 * 2**attempt, 1.0))
+        conn.execute(text)
+        return (time.perf_counter() - started) * 1000
+
+    return retry_on_lock(ddl.lock_retries, attempt)
 
 
 def _detach(conn: psycopg.Connection, spec: PartitionSpec, name: str, timeouts: Timeouts) -> float:
