@@ -333,6 +333,8 @@ def bench_reembed(
     if cap_mb is not None:
         with psycopg.connect(dsn) as conn:
             set_setting(conn, BUILD_MEMORY_CAP_KEY, cap_mb)
+    with psycopg.connect(dsn) as conn:  # what --dry-run foresees, compared below with what it took
+        plan = reembed(conn, new, spec, dry_run=True, build_workers=workers)
     queue: Any = multiprocessing.Queue()
     stop = multiprocessing.Event()
     before = multiprocessing.Process(target=_searcher, args=(dsn, stop, queue, BEFORE_SECONDS))
@@ -356,6 +358,11 @@ def bench_reembed(
         updates, hot = (a - b for a, b in zip(_updates(conn), updates_before, strict=True))
     rate = result.filled / result.backfill_seconds
     label = f"workers {result.build_workers}, {result.build_memory_mb} MB" + (", in place" if inplace else "")
+    figures: dict[str, Any] = {
+        "label": label,
+        "build_s": result.index_seconds,
+        "whole_s": result.duration_seconds,
+    }
     print(f"  build with {label}:")
     print(
         f"    backfill (embed + write):       {result.backfill_seconds:8.2f} s {rate:9,.0f} rows/s "
@@ -367,11 +374,19 @@ def bench_reembed(
         f"swap {result.swap_seconds * 1000:.0f} ms "
         f"({result.caught_up} rows caught up); whole re-embed {result.duration_seconds:.2f} s"
     )
+    figures.update(
+        est_backfill=plan.estimated_backfill_seconds / result.backfill_seconds,
+        est_build=plan.estimated_index_seconds / result.index_seconds,
+    )
+    print(
+        f"    --dry-run estimated: backfill {plan.estimated_backfill_seconds:.1f} s "
+        f"({figures['est_backfill']:.2f} of it), index build {plan.estimated_index_seconds:.1f} s "
+        f"({figures['est_build']:.2f} of it)"
+    )
     print(
         f"    semantic_memory updates during it: {updates:,}, {updates - hot:,} not heap-only "
         f"(each of those writes into every index, the live HNSW one included)"
     )
-    figures = {"label": label, "build_s": result.index_seconds, "whole_s": result.duration_seconds}
     p99_base = percentile([ms for _, ms in base], 99)
     p99_during = percentile([ms for t, ms in loaded if t >= began], 99)
     figures.update(before=p99_base, whole=p99_during / p99_base)
@@ -437,7 +452,8 @@ def reembed_runs(server: Any, template: str, spec: str, variants: list[str], rep
             print(
                 f"  {figures[0]['label']:24} whole {med('whole'):.2f}x, backfill {med('backfill'):.2f}x, "
                 f"build {med('build'):.2f}x; p99 before {med('before'):.1f} ms; "
-                f"build {med('build_s'):.1f} s, whole re-embed {med('whole_s'):.1f} s"
+                f"build {med('build_s'):.1f} s, whole re-embed {med('whole_s'):.1f} s; dry-run estimates "
+                f"{med('est_backfill'):.2f} of the backfill, {med('est_build'):.2f} of the build"
             )
 
 

@@ -13,8 +13,8 @@ building session, and searches append ``(memory_id, accessed_at)`` to ``semantic
 heap insertion, no index). The search reads the flag in the query it already makes for its settings
 (:mod:`memcli.search`), and follows it only while that session is alive and the role may insert into the
 log: a build killed with its client leaves a flag that no search follows. :func:`fold` adds the logged
-access to ``semantic_memory`` in bounded batches once the build is over; the next re-embed, abort or type
-conversion folds what an interrupted one left.
+access to ``semantic_memory`` in bounded batches once the build is over; what an interrupted one left is
+folded by the next re-embed or abort, or when the next build ends.
 """
 
 from __future__ import annotations

@@ -53,7 +53,9 @@ class ReembedResult:
     duration_seconds: float = 0.0
     rows_per_second: float | None = None
     sample_rows: int = 0  # dry run: texts embedded to estimate
-    estimated_seconds: float | None = None  # dry run
+    estimated_seconds: float | None = None  # dry run: the backfill and the index build
+    estimated_backfill_seconds: float | None = None
+    estimated_index_seconds: float | None = None  # from a sample build (vector_index.estimate_build)
 
 
 @dataclass
@@ -109,19 +111,19 @@ def _fill(embedder: Embedder) -> shadow.Fill:
 
 
 def _estimate(conn: psycopg.Connection, embedder: Embedder, result: ReembedResult) -> None:
-    """Embed a sample of stored texts and scale their time to the whole table (the writes cost extra,
-    measured by benchmarks/import_bench.py: about a fifth with the fastest embedder)."""
+    """The backfill's time: embed a sample of stored texts and scale their time to the whole table (the
+    writes cost extra, measured by benchmarks/import_bench.py: about a fifth with the fastest embedder)."""
     rows = conn.execute(
         "SELECT content_text FROM semantic_memory WHERE content_text IS NOT NULL LIMIT %s", (SAMPLE_ROWS,)
     ).fetchall()
     result.sample_rows = len(rows)
     if not rows:
-        result.estimated_seconds = 0.0
+        result.estimated_backfill_seconds = 0.0
         return
     started = time.perf_counter()
     embedder.embed([r[0] for r in rows])
     per_row = (time.perf_counter() - started) / len(rows)
-    result.estimated_seconds = round(per_row * result.rows * 1.25, 1)
+    result.estimated_backfill_seconds = round(per_row * result.rows * 1.25, 1)
 
 
 def reembed(
@@ -141,7 +143,8 @@ def reembed(
     ``embedder_spec`` (``provider[:model]``) is recorded so status can name it. ``max_rows`` stops the
     backfill after that many rows without swapping (phase ``stopped``; run again to continue).
     ``build_workers``: parallel workers of the new index's build (default
-    :data:`memcli.vector_index.ONLINE_BUILD_WORKERS`). Holds the re-embed and vectors locks (exit 75 while
+    :func:`memcli.vector_index.online_build_workers`: a core left to the searches). Holds the re-embed
+    and vectors locks (exit 75 while
     an import or another re-embed runs).
     """
     from memcli.embeddings import _compare
@@ -151,7 +154,7 @@ def reembed(
     from memcli.readiness import require_migrated
     from memcli.settings import get_setting, set_setting
     from memcli.vector_convert import STATE_KEY as CONVERT_STATE_KEY
-    from memcli.vector_index import ONLINE_BUILD_WORKERS, column_type, live_parameters, plan_online_build
+    from memcli.vector_index import column_type, estimate_build, live_parameters, plan_online_build
 
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -183,11 +186,7 @@ def reembed(
             if not target:
                 result.phase = "nothing-to-do"
                 return result
-        if dry_run:
-            _estimate(conn, embedder, result)
-            result.duration_seconds = round(time.perf_counter() - started, 3)
-            return result
-        if get_setting(conn, CONVERT_STATE_KEY):
+        if not dry_run and get_setting(conn, CONVERT_STATE_KEY):
             raise ConfigError(
                 "a vector type conversion is under way; it uses the same shadow columns",
                 hint="finish it (memcli vectors convert) or drop it (memcli vectors convert --abort) first",
@@ -202,9 +201,16 @@ def reembed(
             kind,
             m,
             ef_construction,
-            workers=ONLINE_BUILD_WORKERS if build_workers is None else build_workers,
+            workers=build_workers,
         )
         result.build_workers, result.build_memory_mb = plan.workers, plan.maintenance_work_mem_mb
+        if dry_run:
+            _estimate(conn, embedder, result)
+            build = estimate_build(conn, plan)
+            result.estimated_index_seconds = build.seconds
+            result.estimated_seconds = round((result.estimated_backfill_seconds or 0.0) + build.seconds, 3)
+            result.duration_seconds = round(time.perf_counter() - started, 3)
+            return result
         with job_lock(conn, [REEMBED_LOCK, VECTORS_LOCK], job="reembed"):
             log = RunLog(conn, "reembed")
             log.close_interrupted()

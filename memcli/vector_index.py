@@ -400,11 +400,94 @@ def build_memory_cap_mb(conn: psycopg.Connection) -> int:
 
 
 # Parallel workers of the index build a re-embed or a type conversion runs while the application searches
-# (tables of 100k rows or more; smaller ones build alone). Not fewer: searches slow down with the build's
-# length more than with its CPU (the build's snapshot keeps the versions the searches' access updates leave
-# from being pruned), and without workers the build took 3.5x as long and search p99 rose more
-# (benchmarks/import_bench.py --build-variants, docs/reembed.md).
-ONLINE_BUILD_WORKERS = 2
+# (tables of 100k rows or more; smaller ones build alone). The build's processes (its leader and workers)
+# leave one core to the searches: on 2 cores, with the searches' access logged during the build, search p99
+# during a build alone was 0.96x the one before against 2.05x with 2 workers in one run, 1.34x against
+# 1.46x in the medians of another, for a build 1.5 to 1.7 times as long (benchmarks/import_bench.py
+# --build-variants, docs/reembed.md).
+FREE_CORES = 1
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def server_cores(conn: psycopg.Connection) -> int | None:
+    """The cores memcli may use when the server runs on this machine (a Unix socket or a loopback
+    address); None for a remote server, whose cores Postgres does not report."""
+    import os
+
+    host = conn.info.host or ""
+    if not (host.startswith("/") or host in LOCAL_HOSTS):
+        return None
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count()
+
+
+def online_build_workers(conn: psycopg.Connection) -> int:
+    """Parallel workers for an online build: the server's cores less the leader and :data:`FREE_CORES`
+    (a local server), else none (a remote server's cores are unknown: ``--build-workers`` says them)."""
+    cores = server_cores(conn)
+    return max(0, cores - 1 - FREE_CORES) if cores else 0
+
+
+SAMPLE_BUILD_ROWS = 2000  # random vectors a dry run indexes to estimate a whole build
+# A whole build took this many times the sample's time scaled by rows x log(rows): 1.4 to 2 (a re-embed's
+# concurrent build of 100k rows without workers, 121 s and 173 s while searches ran, against 74 to 106 s
+# extrapolated from 2000 random vectors on the same 2 loaded cores; docs/reembed.md).
+SAMPLE_SCALE = 1.6
+# What each parallel worker adds to a build's speed, for workers within the cores (the leader builds
+# too): one worker built 1.7x as fast as the leader alone (benchmarks/import_bench.py --build-variants 0 1,
+# 100k rows on 2 shared cores; 2 workers there, three processes on two cores, only 1.5x).
+WORKER_SPEEDUP = 0.7
+
+
+@dataclass
+class BuildEstimate:
+    seconds: float  # the whole build, estimated
+    sample_rows: int  # stored vectors indexed to estimate it
+    sample_seconds: float  # that sample build's time
+
+
+def estimate_build(
+    conn: psycopg.Connection, plan: BuildPlan, sample_rows: int = SAMPLE_BUILD_ROWS
+) -> BuildEstimate:
+    """Time an HNSW build of ``sample_rows`` random vectors of the plan's type and dimension (a temporary
+    table, dropped with the transaction; the plan's ``m`` / ``ef_construction`` and memory) on this server,
+    and scale it to ``plan``: by rows times their log (an insertion searches a graph whose depth grows with
+    the log of its size), by :data:`SAMPLE_SCALE` (what that extrapolation missed, measured), and by the
+    parallel workers' speed-up (:data:`WORKER_SPEEDUP`). Random vectors, not the stored ones: the new
+    model's are not computed yet, and a table's own may repeat (imports of one source often do), which
+    builds faster than the new vectors will.
+    """
+    from psycopg import sql
+
+    sampled = max(2, min(sample_rows, plan.rows))
+    if plan.column_type not in OPCLASSES or plan.dimension < 1:
+        return BuildEstimate(0.0, 0, 0.0)
+    with conn.transaction():
+        conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, true), set_config('statement_timeout', '0', true)",
+            (f"{int(plan.maintenance_work_mem_mb)}MB",),
+        )
+        # "WHERE g > 0" ties the inner query to the row, so each row draws its own vector
+        conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE memcli_build_sample ON COMMIT DROP AS "
+                "SELECT (SELECT array_agg(random() - 0.5) FROM generate_series(1, %s) WHERE g > 0)"
+                "::vector::{kind} AS v FROM generate_series(1, %s) AS g"
+            ).format(kind=sql.SQL(f"{plan.column_type}({int(plan.dimension)})")),
+            (int(plan.dimension), sampled),
+        )
+        started = time.perf_counter()
+        conn.execute(
+            sql.SQL("CREATE INDEX ON memcli_build_sample USING hnsw (v {opclass}) {options}").format(
+                opclass=sql.SQL(OPCLASSES[plan.column_type]),
+                options=sql.SQL(hnsw_options(plan.m, plan.ef_construction)),
+            )
+        )
+        took = time.perf_counter() - started
+    rows = max(plan.rows, sampled)
+    scale = rows / sampled * math.log(rows) / math.log(sampled) * (SAMPLE_SCALE if rows > sampled else 1.0)
+    speedup = 1 + WORKER_SPEEDUP * plan.workers
+    return BuildEstimate(round(took * scale / speedup, 3), sampled, round(took, 3))
 
 
 def live_parameters(conn: psycopg.Connection) -> tuple[int, int]:
@@ -424,10 +507,13 @@ def plan_online_build(
     m: int,
     ef_construction: int,
     *,
-    workers: int = ONLINE_BUILD_WORKERS,
+    workers: int | None = None,
 ) -> BuildPlan:
     """The build of a shadow column's index: memory sized to its graph (within the cap) so it never
-    falls back to the slow on-disk build, and ``workers`` parallel workers on a table big enough to split."""
+    falls back to the slow on-disk build, and ``workers`` parallel workers (default
+    :func:`online_build_workers`) on a table big enough to split."""
+    if workers is None:
+        workers = online_build_workers(conn)
     if workers < 0:
         raise ConfigError(f"build workers must be 0 or more, got {workers}")
     plan = plan_build(

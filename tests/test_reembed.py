@@ -249,6 +249,24 @@ def test_abort_and_dry_run(cli, demo_db: str) -> None:
     plan = cli("reembed", "--embedder", "hashing", "--dimension", "128", "--dry-run", "--json", dsn=demo_db)
     estimate = json.loads(plan.stdout)
     assert estimate["estimated_seconds"] is not None and estimate["sample_rows"] > 0
+    assert estimate["estimated_index_seconds"] > 0
+    assert estimate["estimated_seconds"] == pytest.approx(
+        estimate["estimated_backfill_seconds"] + estimate["estimated_index_seconds"], abs=0.002
+    )
+    text = cli(
+        "reembed",
+        "--embedder",
+        "hashing",
+        "--dimension",
+        "128",
+        "--dry-run",
+        "--build-workers",
+        "1",
+        dsn=demo_db,
+    ).stdout
+    assert "building the index" in " ".join(text.split())
+    refused = cli("reembed", "--embedder", "hashing", "--build-workers", "-1", "--dry-run", dsn=demo_db)
+    assert refused.exit_code == 2
     assert columns(demo_db) == before
     with psycopg.connect(demo_db) as conn:
         reembed(conn, HashingEmbedder(dimension=128), "hashing", max_rows=50)
@@ -276,3 +294,34 @@ def test_a_dimension_hnsw_cannot_index_is_refused_before_any_work(cli, demo_db: 
     result = cli("reembed", "--embedder", "hashing", "--dimension", "3072", dsn=demo_db)
     assert result.exit_code == 2 and "at most 2000" in result.stderr
     assert "embedding_vector_next" not in columns(demo_db)
+
+
+def test_build_estimate_indexes_a_sample_of_random_vectors_and_leaves_nothing(demo_db: str) -> None:
+    from memcli.vector_index import estimate_build, plan_online_build
+
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        plan = plan_online_build(conn, 1_000_000, 768, "vector", 24, 128, workers=0)
+        sample = estimate_build(conn, plan, sample_rows=50)
+        assert sample.sample_rows == 50 and sample.sample_seconds > 0
+        # a million rows of twice the dimension: far more than the 50-row sample took
+        assert sample.seconds > 1000 * sample.sample_seconds
+        assert estimate_build(conn, plan).sample_rows == 2000
+        assert conn.execute("SELECT to_regclass('pg_temp.memcli_build_sample')").fetchone()[0] is None
+
+
+def test_the_online_build_leaves_a_core_to_the_searches(demo_db: str) -> None:
+    import os
+    from types import SimpleNamespace
+
+    from memcli.vector_index import online_build_workers, plan_online_build, server_cores
+
+    cores = len(os.sched_getaffinity(0))
+    with psycopg.connect(demo_db) as conn:  # the embedded server: this machine's cores
+        assert server_cores(conn) == cores
+        assert online_build_workers(conn) == max(0, cores - 2)
+        assert plan_online_build(conn, 200_000, 384, "vector", 24, 128).workers == max(0, cores - 2)
+        assert plan_online_build(conn, 200_000, 384, "vector", 24, 128, workers=3).workers == 3
+    remote = SimpleNamespace(info=SimpleNamespace(host="db.example.com"))
+    assert server_cores(remote) is None  # a remote server's cores are unknown: no workers unless told
+    local = SimpleNamespace(info=SimpleNamespace(host="127.0.0.1"))
+    assert server_cores(local) == cores

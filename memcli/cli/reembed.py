@@ -47,6 +47,16 @@ def reembed(
         typer.Option("--batch-size", min=1, max=10_000, help="Memories per batch (one transaction each)."),
     ] = SHADOW_BATCH_SIZE,
     pause: PauseOpt = 0.0,
+    build_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--build-workers",
+            min=0,
+            max=64,
+            help="Parallel workers of the new index's build (default: the cores of a server on this "
+            "machine less two, leaving one to searches; none for a remote server).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Estimate the time from a sample of stored texts; change nothing."),
@@ -83,6 +93,7 @@ def reembed(
             dry_run=dry_run,
             progress=advance,
             pause_seconds=pause,
+            build_workers=build_workers,
         )
     if state.json:
         print_json(result)
@@ -94,8 +105,10 @@ def reembed(
     elif result.dry_run:
         console.print(
             f"Would re-embed {result.rows:,} memories from {result.from_model} ({result.from_dimension} "
-            f"dimensions) to {target}: about {result.estimated_seconds:,.0f}s, estimated from "
-            f"{result.sample_rows} stored texts. Nothing changed."
+            f"dimensions) to {target}: about {result.estimated_seconds:,.0f}s — "
+            f"{result.estimated_backfill_seconds:,.0f}s embedding and writing (from {result.sample_rows} "
+            f"stored texts), {result.estimated_index_seconds:,.0f}s building the index with "
+            f"{result.build_workers} parallel workers (from a sample build). Nothing changed."
         )
     else:
         console.print(
