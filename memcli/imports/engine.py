@@ -484,8 +484,6 @@ class _Importer:
 
     def _write(self, rows: _Rows) -> dict[str, int]:
         """COPY one batch's formatted rows (binary: vectors as float32 bytes, JSON already encoded)."""
-        from memcli.people import audit
-
         written = dict.fromkeys(TARGET_TABLES, 0)
         cur = self._cursor
         for table, columns, count, data in rows.copy_data:
@@ -493,14 +491,32 @@ class _Importer:
                 copy.write(data)
             if table in written:
                 written[table] = count
-        # one audit row per user whose memories this batch wrote (rows per table, never content), in the
-        # batch's transaction: the import of a user's data is never committed without its audit row.
-        audit.record_many(
-            self.conn,
-            "import",
-            [("user" if user else "session", user, counts) for user, counts in rows.audit.items()],
-        )
         return written
+
+    def _close_batch(self, rows: _Rows | None, counts: dict[str, Any], import_id: uuid.UUID) -> None:
+        """The rest of a batch's transaction, in two round trips (the writing thread waits on each, and
+        under load each waits for a CPU): the batch's audit rows, then its counts and commit setting."""
+        from psycopg.types.json import Jsonb
+
+        from memcli.people import audit
+
+        with self.conn.pipeline():
+            if rows is not None and rows.audit:
+                # one audit row per user whose memories this batch wrote (rows per table, never content), in
+                # the batch's transaction: the import of a user's data is never committed without its audit
+                # row.
+                audit.record_many(
+                    self.conn,
+                    "import",
+                    [("user" if user else "session", user, n) for user, n in rows.audit.items()],
+                )
+            self.conn.execute(
+                "UPDATE memory_imports SET counts = %s WHERE id = %s", (Jsonb(counts), import_id)
+            )
+            # The batch's COMMIT does not wait for its WAL to reach the disk. A crash of the server can lose
+            # only whole batches, each with its key-map rows (so a rerun imports them again, once), and the
+            # import's last commit, which waits, makes every batch before it durable.
+            self.conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
 
     def _warm_up(self) -> _Rows:
         """A batch of one row of every value type, formatted once to make the dumpers (then dropped)."""
@@ -533,8 +549,6 @@ class _Importer:
                 )
 
     def run(self, import_id: uuid.UUID, progress: ProgressCallback | None, total: int) -> None:
-        from psycopg.types.json import Jsonb
-
         result = self.result
         # The cursor whose adapters (pgvector's among them) format the COPY data, used by the preparing
         # thread only. Its dumpers are made here, before that thread starts: making one reads the
@@ -553,10 +567,7 @@ class _Importer:
                     # the counts as they are once this batch commits, stored in the same transaction
                     projected = _projection(result)
                     _book(projected, written, batch)
-                    self.conn.execute(
-                        "UPDATE memory_imports SET counts = %s WHERE id = %s",
-                        (Jsonb(projected.counts()), import_id),
-                    )
+                    self._close_batch(batch.rows if batch.prepared else None, projected.counts(), import_id)
                     return written
 
                 def book(written: dict[str, int], batch: _Batch = batch) -> None:
