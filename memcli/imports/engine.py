@@ -399,8 +399,14 @@ class _Importer:
 
         name = self.source.name
         out = _Rows()
+        # rows per table written for each user, for the batch's audit rows
+        audit: dict[uuid.UUID | None, dict[str, int]] = {}
         for item in prepared:
             r = item.record
+            counts = audit.get(r.user_id)
+            if counts is None:
+                counts = audit[r.user_id] = {SEMANTIC: 0}
+            counts[SEMANTIC] += 1
             row_id = target_id(name, r.source_key, SEMANTIC)
             metadata = _ENCODE(r.metadata)
             out.semantic.append(
@@ -422,6 +428,7 @@ class _Importer:
             # one key row per source row: its other rows' ids are derived from the same key (rollback)
             out.keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
             if r.tier is not None:
+                counts[CONVERSATION] = counts.get(CONVERSATION, 0) + 1
                 conversation_id = target_id(name, r.source_key, CONVERSATION)
                 out.conversation.append(
                     (
@@ -439,6 +446,7 @@ class _Importer:
                     )
                 )
             if r.decay_factor is not None:
+                counts[RELEVANCE] = counts.get(RELEVANCE, 0) + 1
                 relevance_id = target_id(name, r.source_key, RELEVANCE)
                 out.relevance.append(
                     (
@@ -451,7 +459,7 @@ class _Importer:
                         r.created_at,
                     )
                 )
-        out.audit = _audit_counts(prepared)
+        out.audit = audit
         self._format(out)
         return out
 
@@ -602,20 +610,6 @@ def _projection(result: ImportResult) -> ImportResult:
     from dataclasses import replace
 
     return replace(result, rejected=list(result.rejected), rows_written=dict(result.rows_written))
-
-
-def _audit_counts(prepared: list[_Prepared]) -> dict[uuid.UUID | None, dict[str, int]]:
-    """Rows per table written for each user, for the batch's audit rows."""
-    per_user: dict[uuid.UUID | None, Counter[str]] = {}
-    for item in prepared:
-        r = item.record
-        counts = per_user.setdefault(r.user_id, Counter())
-        counts[SEMANTIC] += 1
-        if r.tier is not None:
-            counts[CONVERSATION] += 1
-        if r.decay_factor is not None:
-            counts[RELEVANCE] += 1
-    return {user: dict(counts) for user, counts in per_user.items()}
 
 
 def _empty(raw: Any) -> bool:
