@@ -4,7 +4,9 @@ Import: for each source layout, ROWS source rows are built in a source database 
 tests/legacy/*.sql; JSON Lines in a file) and imported with ``memcli import`` into a migrated database.
 The baseline is a raw ``COPY`` of exactly the rows the import wrote (read back from the target) into a fresh
 copy of the same migrated database: same tables, same indexes, same triggers. Target: import throughput at
-least half of the raw COPY's.
+least half of the raw COPY's. The CPU seconds of each side are printed too (the import's Python, its target
+and source server processes; the raw COPY's server process): on a shared machine they move far less than
+the wall times.
 
 Re-embed: on the Mumble import's database, the new embedder alone embeds every stored text (baseline), then
 ``memcli reembed`` moves the database to it. The backfill (embed + write) is compared with the embedder
@@ -204,15 +206,39 @@ def run_import(target: str, source: str, layout: str, path: Path | None) -> tupl
     with psycopg.connect(target) as conn, psycopg.connect(source, autocommit=True) as src:
         opened = open_source(layout, conn=src, schema="legacy", path=path)
         options = ImportOptions(batch_size=2000, source_model="hashing-v1" if layout == "ybryx" else None)
+        backends = (conn.info.backend_pid, src.info.backend_pid)
+        before = [cpu_seconds(pid) for pid in backends]
+        python = time.process_time()
         started = time.perf_counter()
         result = run_import(conn, opened, HashingEmbedder(DIM), options)
         elapsed = time.perf_counter() - started
-    return elapsed, {"imported": result.imported, "rows": result.rows_written, "kept": result.vectors_kept}
+        python = time.process_time() - python
+        server = [cpu_seconds(pid) - b for pid, b in zip(backends, before, strict=True)]
+    cpu = {"python": python, "target": server[0], "source": server[1]}
+    return elapsed, {
+        "imported": result.imported,
+        "rows": result.rows_written,
+        "kept": result.vectors_kept,
+        "cpu": cpu,
+    }
 
 
-def raw_copy(imported: str, fresh: str) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process of this machine has used so far: a server backend's, read from
+    /proc (NaN where there is none). Unlike wall time, it hardly moves with the load of a shared machine."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_copy(imported: str, fresh: str) -> tuple[float, float]:
     """COPY the rows the import wrote (binary, read back from ``imported``) into ``fresh``; the timed part is
-    the COPY into the indexed tables."""
+    the COPY into the indexed tables. Its wall time, and its server backend's CPU time."""
     import psycopg
 
     buffers = {}
@@ -235,6 +261,7 @@ def raw_copy(imported: str, fresh: str) -> float:
             for t in TABLES
         }
     with psycopg.connect(fresh) as conn:
+        backend = cpu_seconds(conn.info.backend_pid)
         started = time.perf_counter()
         for table in TABLES:
             data = buffers[table]
@@ -243,7 +270,7 @@ def raw_copy(imported: str, fresh: str) -> float:
             ) as copy:
                 copy.write(data)
         conn.commit()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, cpu_seconds(conn.info.backend_pid) - backend
 
 
 def _searcher(dsn: str, stop: Any, queue: Any, seconds: float | None = None) -> None:
@@ -500,13 +527,16 @@ def main() -> int:
             path = build_source(source, layout, args.rows, Path(tmp))
             # import and raw COPY alternate, each into a fresh copy of the migrated database: a load that
             # comes and goes on a shared machine falls on both; the medians are compared
-            imports, baselines = [], []
+            imports, baselines, import_cpu, copy_cpu = [], [], [], []
             for round_ in range(args.repeat):
                 target = server.create_database(f"imp_{key}_{round_}", template="tpl")
                 elapsed, info = run_import(target, source, layout, path)
                 fresh = server.create_database(f"raw_{key}_{round_}", template="tpl")
                 imports.append(elapsed)
-                baselines.append(raw_copy(target, fresh))
+                import_cpu.append(info["cpu"])
+                copy_wall, copy_server = raw_copy(target, fresh)
+                baselines.append(copy_wall)
+                copy_cpu.append(copy_server)
                 if layout == "mumble" and round_ == 0:
                     mumble_target = target
             elapsed, baseline = statistics.median(imports), statistics.median(baselines)
@@ -519,7 +549,19 @@ def main() -> int:
             if args.repeat > 1:
                 ratios = " ".join(f"{b / i:.2f}" for i, b in zip(imports, baselines, strict=True))
                 print(f"{'':16} rounds (ratio): {ratios}")
+            # CPU seconds (medians): what the import costs the machine, whatever else runs on it
+            part = {k: statistics.median(c[k] for c in import_cpu) for k in ("python", "target", "source")}
+            copy_server = statistics.median(copy_cpu)
+            print(
+                f"{'':16} CPU s: import {sum(part.values()):.2f} (Python {part['python']:.2f}, target server "
+                f"{part['target']:.2f}, source server {part['source']:.2f}), raw COPY server "
+                f"{copy_server:.2f}: {copy_server / sum(part.values()):.2f}"
+            )
         print(f"target: import throughput >= {IMPORT_TARGET:.0%} of raw COPY (ratio column)")
+        print(
+            "(on a loaded machine the ratio tends to the CPU one: the import's Python and server no longer "
+            "run side by side on cores of their own)"
+        )
         if args.reembed and mumble_target:
             # every re-embed starts from the same imported database
             from psycopg.conninfo import conninfo_to_dict

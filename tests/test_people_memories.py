@@ -268,3 +268,30 @@ def test_audit_record_refuses_unknown_operations_and_needs_the_table(migrated_db
         conn.commit()
         [row] = audit.entries(conn, user_id=ALICE)
     assert row.id == entry and row.counts == {"conversation_memory": 3} and row.operation == "import"
+
+
+def test_audit_rows_that_cannot_be_written_stop_the_operation(migrated_db: str, empty_db: str) -> None:
+    """The audit rows go out pipelined, in one round trip; a missing audit table (exit 4) or a role that may
+    not append to it (exit 2) still raises memcli's error there, and nothing is written."""
+    from memcli.errors import ConfigError, NotReadyError
+    from memcli.schema.names import AUDIT_LOG
+
+    user = uuid.uuid4()
+    with psycopg.connect(empty_db) as conn, pytest.raises(NotReadyError):
+        audit.record(conn, "export", user_id=user, counts={"semantic_memory": 1})
+    role = f"memcli_no_audit_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(migrated_db, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role}")
+        admin.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+    try:
+        with psycopg.connect(migrated_db) as conn:
+            conn.execute(f"SET ROLE {role}")
+            with pytest.raises(ConfigError, match="may not write the audit trail"):
+                audit.record(conn, "export", user_id=user, counts={"semantic_memory": 1})
+    finally:
+        with psycopg.connect(migrated_db, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+    with psycopg.connect(migrated_db) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {AUDIT_LOG} WHERE user_id = %s", (user,)).fetchone()
+    assert row == (0,)

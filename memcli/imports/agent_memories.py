@@ -69,8 +69,10 @@ class AgentMemories(Layout):
             a["id"]: a for a in source.related_rows("agents", "id", list({r["agent_id"] for r in rows}))
         }
         records: list[MemoryRecord | Rejection] = []
+        agent_texts: dict[Any, str] = {}  # an agent's id as text, made once per batch
         for row in rows:
-            key = f"agent_memories:{row['id']}"
+            row_id = str(row["id"])
+            key = "agent_memories:" + row_id
             kind = row.get("memory_type")
             if kind not in KIND_TIERS:
                 records.append(Rejection(key, f"unknown memory_type {kind!r}"))
@@ -81,12 +83,15 @@ class AgentMemories(Layout):
                 records.append(Rejection(key, "empty content"))
                 continue
             agent = agents.get(row["agent_id"], {})
+            agent_id = agent_texts.get(row["agent_id"])
+            if agent_id is None:
+                agent_id = agent_texts[row["agent_id"]] = str(row["agent_id"])
             importance = score(row.get("importance"))
             decay = score(row.get("decay_rate"))
             metadata: dict[str, Any] = {
-                "source": {"layout": self.name, "table": "agent_memories", "id": str(row["id"])},
+                "source": {"layout": self.name, "table": "agent_memories", "id": row_id},
                 "kind": kind,
-                "agent_id": str(row["agent_id"]),
+                "agent_id": agent_id,
             }
             if agent.get("name"):
                 metadata["agent_name"] = agent["name"]
@@ -102,7 +107,7 @@ class AgentMemories(Layout):
             records.append(
                 MemoryRecord(
                     source_key=key,
-                    session_id=str(session) if session else f"agent:{row['agent_id']}",
+                    session_id=str(session) if session else "agent:" + agent_id,
                     user_id=agent.get("user_id"),
                     content_text=text,
                     raw_vector=row.get("embeddings"),

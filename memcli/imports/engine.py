@@ -399,8 +399,14 @@ class _Importer:
 
         name = self.source.name
         out = _Rows()
+        # rows per table written for each user, for the batch's audit rows
+        audit: dict[uuid.UUID | None, dict[str, int]] = {}
         for item in prepared:
             r = item.record
+            counts = audit.get(r.user_id)
+            if counts is None:
+                counts = audit[r.user_id] = {SEMANTIC: 0}
+            counts[SEMANTIC] += 1
             row_id = target_id(name, r.source_key, SEMANTIC)
             metadata = _ENCODE(r.metadata)
             out.semantic.append(
@@ -422,6 +428,7 @@ class _Importer:
             # one key row per source row: its other rows' ids are derived from the same key (rollback)
             out.keys.append((name, r.source_key, SEMANTIC, row_id, import_id))
             if r.tier is not None:
+                counts[CONVERSATION] = counts.get(CONVERSATION, 0) + 1
                 conversation_id = target_id(name, r.source_key, CONVERSATION)
                 out.conversation.append(
                     (
@@ -439,6 +446,7 @@ class _Importer:
                     )
                 )
             if r.decay_factor is not None:
+                counts[RELEVANCE] = counts.get(RELEVANCE, 0) + 1
                 relevance_id = target_id(name, r.source_key, RELEVANCE)
                 out.relevance.append(
                     (
@@ -451,7 +459,7 @@ class _Importer:
                         r.created_at,
                     )
                 )
-        out.audit = _audit_counts(prepared)
+        out.audit = audit
         self._format(out)
         return out
 
@@ -484,8 +492,6 @@ class _Importer:
 
     def _write(self, rows: _Rows) -> dict[str, int]:
         """COPY one batch's formatted rows (binary: vectors as float32 bytes, JSON already encoded)."""
-        from memcli.people import audit
-
         written = dict.fromkeys(TARGET_TABLES, 0)
         cur = self._cursor
         for table, columns, count, data in rows.copy_data:
@@ -493,14 +499,32 @@ class _Importer:
                 copy.write(data)
             if table in written:
                 written[table] = count
-        # one audit row per user whose memories this batch wrote (rows per table, never content), in the
-        # batch's transaction: the import of a user's data is never committed without its audit row.
-        audit.record_many(
-            self.conn,
-            "import",
-            [("user" if user else "session", user, counts) for user, counts in rows.audit.items()],
-        )
         return written
+
+    def _close_batch(self, rows: _Rows | None, counts: dict[str, Any], import_id: uuid.UUID) -> None:
+        """The rest of a batch's transaction, in two round trips (the writing thread waits on each, and
+        under load each waits for a CPU): the batch's audit rows, then its counts and commit setting."""
+        from psycopg.types.json import Jsonb
+
+        from memcli.people import audit
+
+        with self.conn.pipeline():
+            if rows is not None and rows.audit:
+                # one audit row per user whose memories this batch wrote (rows per table, never content), in
+                # the batch's transaction: the import of a user's data is never committed without its audit
+                # row.
+                audit.record_many(
+                    self.conn,
+                    "import",
+                    [("user" if user else "session", user, n) for user, n in rows.audit.items()],
+                )
+            self.conn.execute(
+                "UPDATE memory_imports SET counts = %s WHERE id = %s", (Jsonb(counts), import_id)
+            )
+            # The batch's COMMIT does not wait for its WAL to reach the disk. A crash of the server can lose
+            # only whole batches, each with its key-map rows (so a rerun imports them again, once), and the
+            # import's last commit, which waits, makes every batch before it durable.
+            self.conn.execute("SELECT set_config('synchronous_commit', 'off', true)")
 
     def _warm_up(self) -> _Rows:
         """A batch of one row of every value type, formatted once to make the dumpers (then dropped)."""
@@ -533,8 +557,6 @@ class _Importer:
                 )
 
     def run(self, import_id: uuid.UUID, progress: ProgressCallback | None, total: int) -> None:
-        from psycopg.types.json import Jsonb
-
         result = self.result
         # The cursor whose adapters (pgvector's among them) format the COPY data, used by the preparing
         # thread only. Its dumpers are made here, before that thread starts: making one reads the
@@ -553,10 +575,7 @@ class _Importer:
                     # the counts as they are once this batch commits, stored in the same transaction
                     projected = _projection(result)
                     _book(projected, written, batch)
-                    self.conn.execute(
-                        "UPDATE memory_imports SET counts = %s WHERE id = %s",
-                        (Jsonb(projected.counts()), import_id),
-                    )
+                    self._close_batch(batch.rows if batch.prepared else None, projected.counts(), import_id)
                     return written
 
                 def book(written: dict[str, int], batch: _Batch = batch) -> None:
@@ -591,20 +610,6 @@ def _projection(result: ImportResult) -> ImportResult:
     from dataclasses import replace
 
     return replace(result, rejected=list(result.rejected), rows_written=dict(result.rows_written))
-
-
-def _audit_counts(prepared: list[_Prepared]) -> dict[uuid.UUID | None, dict[str, int]]:
-    """Rows per table written for each user, for the batch's audit rows."""
-    per_user: dict[uuid.UUID | None, Counter[str]] = {}
-    for item in prepared:
-        r = item.record
-        counts = per_user.setdefault(r.user_id, Counter())
-        counts[SEMANTIC] += 1
-        if r.tier is not None:
-            counts[CONVERSATION] += 1
-        if r.decay_factor is not None:
-            counts[RELEVANCE] += 1
-    return {user: dict(counts) for user, counts in per_user.items()}
 
 
 def _empty(raw: Any) -> bool:

@@ -110,25 +110,32 @@ class Graive(Layout):
             for c in source.related_rows("conversations", "id", list({r["conversation_id"] for r in rows}))
         }
         out: list[MemoryRecord | Rejection] = []
+        # per conversation, made once per batch: its session, user and the metadata its rows share
+        known: dict[Any, tuple[str, Any, dict[str, Any]]] = {}
         for row in rows:
-            conv = conversations.get(row["conversation_id"], {})
-            session = conv.get("session_id") or f"graive:{row['conversation_id']}"
-            common = {"conversation_id": str(row["conversation_id"])}
-            if conv.get("title"):
-                common["conversation_title"] = conv["title"]
+            found = known.get(row["conversation_id"])
+            if found is None:
+                conv = conversations.get(row["conversation_id"], {})
+                session = conv.get("session_id") or f"graive:{row['conversation_id']}"
+                common = {"conversation_id": str(row["conversation_id"])}
+                if conv.get("title"):
+                    common["conversation_title"] = conv["title"]
+                found = known[row["conversation_id"]] = (session, conv.get("user_id"), common)
+            session, user, common = found
             if stream == "messages":
-                out.append(self._message(row, session, conv.get("user_id"), common))
+                out.append(self._message(row, session, user, common))
             else:
-                out.append(self._segment(source, row, session, conv.get("user_id"), common))
+                out.append(self._segment(source, row, session, user, common))
         return out
 
     def _message(self, row: dict[str, Any], session: str, user: Any, common: dict[str, Any]) -> Any:
-        key = f"messages:{row['id']}"
+        row_id = str(row["id"])
+        key = "messages:" + row_id
         if not row.get("content") or not row["content"].strip():
             return Rejection(key, "empty content")
         importance = score(row.get("importance_score"))
         metadata = {
-            "source": {"layout": self.name, "table": "messages", "id": str(row["id"])},
+            "source": {"layout": self.name, "table": "messages", "id": row_id},
             "role": row.get("role"),
             **common,
         }

@@ -105,7 +105,8 @@ def record_many(
     if not params:
         return ids
     try:
-        with conn.transaction(), conn.cursor() as cur:
+        # one round trip for the savepoint, the rows and its release (a batch job writes these per batch)
+        with conn.pipeline(), conn.transaction(), conn.cursor() as cur:
             cur.executemany(
                 f"""
                 INSERT INTO {AUDIT_LOG} (id, operation, target, os_user, user_id, subject_digest, counts)
