@@ -144,7 +144,7 @@ def test_a_cancelled_build_clears_the_flag_and_loses_no_count(demo_db: str) -> N
     assert sum(counts(demo_db).values()) == sum(after.values()) + 2
 
 
-def test_a_flag_whose_session_is_gone_is_not_followed_and_abort_folds_the_log(demo_db: str) -> None:
+def test_a_flag_whose_session_is_gone_is_not_followed_and_abort_folds_the_log(cli, demo_db: str) -> None:
     with psycopg.connect(demo_db, autocommit=True) as conn:
         seen = search(conn, OLD, QUERY, min_similarity=-1.0, top_k=1).hits[0].id
         before = counts(demo_db)
@@ -159,6 +159,8 @@ def test_a_flag_whose_session_is_gone_is_not_followed_and_abort_folds_the_log(de
         search(conn, OLD, QUERY, min_similarity=-1.0, top_k=1)
         assert counts(demo_db)[seen] == before[seen] + 1
         assert reembed_status(conn).access_pending == 2
+        shown = " ".join(cli("reembed", "status", dsn=demo_db).stdout.split())
+        assert "2 search accesses logged during an index build are not in the access counts yet" in shown
         # a re-embed stopped after its backfill, then aborted: flag cleared, log folded
         assert reembed(conn, NEW, "hashing:b", max_rows=5).phase == "stopped"
         assert reembed_abort(conn).aborted
