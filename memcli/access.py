@@ -24,11 +24,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, maintenance_transaction
+from memcli.jobs.common import DEFAULT_TIMEOUTS, Timeouts, maintenance_transaction, retry_on_lock
 from memcli.schema import names
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 FLAG_KEY = "search.access_deferred"
 LOG = names.ACCESS_LOG
 FOLD_BATCH = 2000  # access records folded per transaction (rows locked at most: as many)
+# A fold's batch waits this long for a row a search holds, then rolls back and retries (see fold).
+FOLD_LOCK_TIMEOUT_MS = 100
+FOLD_LOCK_RETRIES = 50
 
 # For the search's context query (its parameters: DEFERRED_PARAMS): true while the flag names a live
 # session and this role may append to the log (else the search updates in place, as always). Evaluated
@@ -121,9 +124,13 @@ def fold(
     """Add the logged access to ``semantic_memory`` and empty the log, ``batch_size`` records a transaction.
 
     Each batch deletes its records and raises the counts in one transaction, so a record is counted once,
-    whatever interrupts it. The memories are locked in id order, as a search's own update locks them (its
-    ``id = ANY(...)`` index scan walks the ids in order): the two wait for each other but never deadlock.
-    Records appended while the fold runs are folded too, or by the next fold.
+    whatever interrupts it. Records appended while the fold runs are folded too, or by the next fold.
+
+    A search locks the rows it returns in whatever order its plan meets them (a sequential scan on a small
+    table: their physical order), so no order the fold takes rules out a cycle with one. The fold therefore
+    waits at most ``FOLD_LOCK_TIMEOUT_MS`` for a row, well under Postgres's ``deadlock_timeout`` (1 s), then
+    rolls its batch back and tries again: in a cycle it is always the one that gives way, before Postgres
+    would pick a victim, and the search never sees an error.
     """
     from psycopg import sql
 
@@ -137,19 +144,23 @@ def fold(
     result = FoldResult()
     if not exists(conn):
         return result
-    started = time.perf_counter()
-    while True:
-        with maintenance_transaction(conn, timeouts):
+    yielding = replace(
+        timeouts,
+        lock_timeout_ms=min(timeouts.lock_timeout_ms, FOLD_LOCK_TIMEOUT_MS),
+        lock_retries=max(timeouts.lock_retries, FOLD_LOCK_RETRIES),
+    )
+
+    def batch() -> tuple[int, int]:
+        with maintenance_transaction(conn, yielding):
             taken = conn.execute(take, (batch_size,)).fetchall()
             if not taken:
-                break
+                return 0, 0
             counts: Counter[uuid.UUID] = Counter(r[0] for r in taken)
             last: dict[uuid.UUID, datetime] = {}
             for memory_id, at in taken:
                 if memory_id not in last or at > last[memory_id]:
                     last[memory_id] = at
             ids = sorted(counts)
-            conn.execute("SELECT 1 FROM semantic_memory WHERE id = ANY(%s) ORDER BY id FOR UPDATE", (ids,))
             updated = conn.execute(
                 """
                 UPDATE semantic_memory m
@@ -160,7 +171,14 @@ def fold(
                 """,
                 (ids, [counts[i] for i in ids], [last[i] for i in ids]),
             )
-            result.records += len(taken)
-            result.memories += updated.rowcount
+            return len(taken), updated.rowcount
+
+    started = time.perf_counter()
+    while True:
+        records, memories = retry_on_lock(yielding.lock_retries, batch)
+        if not records:
+            break
+        result.records += records
+        result.memories += memories
     result.seconds = time.perf_counter() - started
     return result

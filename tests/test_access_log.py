@@ -185,6 +185,49 @@ def test_fold_counts_each_record_once_and_drops_those_of_deleted_memories(demo_d
     assert after[ids[2]] == before[ids[2]]
 
 
+BUMP = "UPDATE semantic_memory SET access_count = access_count + 1 WHERE id = %s"
+
+
+def test_a_fold_gives_way_to_a_search_holding_rows_in_the_other_order(demo_db: str) -> None:
+    """A search's update locks the rows it returns in its plan's order; a fold that met it in a cycle
+    must roll back before Postgres picks a victim (deadlock_timeout), so the search never fails."""
+    with psycopg.connect(demo_db, autocommit=True) as conn:
+        low, high = [r[0] for r in conn.execute("SELECT id FROM semantic_memory ORDER BY id LIMIT 2")]
+        before = counts(demo_db)
+        access.record(conn, [low, high])
+    outcome: dict[str, object] = {}
+    with psycopg.connect(demo_db) as search_conn:
+        search_conn.execute("SET statement_timeout = '20s'")
+        # the search has locked the higher id first ...
+        search_conn.execute(BUMP, (high,))
+
+        def run_fold() -> None:
+            with psycopg.connect(demo_db, autocommit=True) as conn:
+                try:
+                    outcome["fold"] = access.fold(conn)
+                except BaseException as exc:  # pragma: no cover - the assertion reports it
+                    outcome["fold"] = exc
+
+        folding = threading.Thread(target=run_fold)
+        folding.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not scalar(  # the fold holds the lower id, waits for the higher
+            demo_db,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%%UPDATE semantic_memory m%%'",
+        ):
+            time.sleep(0.01)
+        # ... and now wants the lower one: a cycle, unless the fold gives way
+        search_conn.execute(BUMP, (low,))
+        search_conn.commit()
+        folding.join(30)
+    result = outcome["fold"]
+    assert isinstance(result, access.FoldResult), result
+    assert result.records == 2
+    after = counts(demo_db)
+    assert after[low] == (before[low] or 0) + 2 and after[high] == (before[high] or 0) + 2
+
+
 def test_revision_0013_downgrade_folds_the_log_then_drops_it(demo_db: str) -> None:
     from memcli import migrations
 
