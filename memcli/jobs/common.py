@@ -108,9 +108,7 @@ def backoff(tries: int) -> float:
     return min(0.05 * 2**tries, 1.0)
 
 
-def retry_on_lock(
-    retries: int, attempt: Callable[[], T], pause: Callable[[int], float] = backoff
-) -> T:
+def retry_on_lock(retries: int, attempt: Callable[[], T], pause: Callable[[int], float] = backoff) -> T:
     """``attempt()``, tried again up to ``retries`` times while it only timed out waiting for a lock (or
     lost a deadlock), pausing ``pause(tries)`` seconds between tries; the last failure propagates. The
     attempt must have rolled back what it did (one transaction, or one statement string)."""
