@@ -26,6 +26,7 @@ model; a type change (``vector`` to ``halfvec``) derives it from ``embedding_vec
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -63,6 +64,9 @@ MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; 
 DEFAULT_BATCH_SIZE = names.SHADOW_BATCH_SIZE
 LOCK_ROWS = 100  # rows a backfill transaction updates (and holds locked until it commits)
 MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
+# The backfill computes its values (an embedder: every core, for minutes) this much nicer than the process,
+# so that the application's searches on the same machine, embedding their queries, come first.
+FILL_NICENESS = 10
 
 # Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
 # or pgvector's Vector / HalfVector objects, one per row).
@@ -277,6 +281,20 @@ def _apply_async(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: i
     return _apply(conn, spec, first, stop)
 
 
+def lower_thread_priority(niceness: int = FILL_NICENESS) -> None:
+    """Make the calling thread ``niceness`` nicer; threads it starts inherit it. On Linux a thread's nice
+    value is its own (``setpriority`` on its thread id), so the rest of the process keeps its priority;
+    where that is not so, or not allowed, nothing changes."""
+    import os
+    import threading
+
+    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+
+
 def backfill(
     conn: psycopg.Connection,
     spec: ShadowSpec,
@@ -295,7 +313,8 @@ def backfill(
     leaves room to the application on a busy server.
 
     The values of one batch are computed (``fill``, the embedder) in a worker thread while the previous
-    batch is written: the two overlap, and the embedder's pace is the backfill's. Rows are read without
+    batch is written: the two overlap, and the embedder's pace is the backfill's. That thread, and the
+    threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`). Rows are read without
     locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
     another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
     transactions of :data:`LOCK_ROWS` rows, so a search recording its hits never waits long for one.
@@ -336,7 +355,9 @@ def backfill(
             result.batches += 1
 
     with (
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="memcli-fill") as pool,
+        ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="memcli-fill", initializer=lower_thread_priority
+        ) as pool,
         vector_cursor(conn) as cur,
     ):
         try:

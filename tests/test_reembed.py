@@ -4,8 +4,11 @@ status, abort, locks; the old model keeps working until the swap."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -19,6 +22,7 @@ from memcli.jobs.locks import lock_key
 from memcli.reembed import reembed, reembed_abort, reembed_status
 from memcli.search import search
 from memcli.seed import seed_demo
+from memcli.shadow import FILL_NICENESS
 from tests.importing import scalar, stored_vector
 
 OLD = HashingEmbedder()
@@ -325,3 +329,30 @@ def test_the_online_build_leaves_a_core_to_the_searches(demo_db: str) -> None:
     assert server_cores(remote) is None  # a remote server's cores are unknown: no workers unless told
     local = SimpleNamespace(info=SimpleNamespace(host="127.0.0.1"))
     assert server_cores(local) == cores
+
+
+def _nice() -> int:
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
+def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_own(demo_db: str) -> None:
+    own = _nice()
+    if own + FILL_NICENESS > 19:
+        pytest.skip("the test already runs at the lowest priority")
+    seen: list[tuple[int, int]] = []
+
+    class Recording(HashingEmbedder):
+        def embed(self, texts: Any) -> Any:
+            if threading.current_thread().name.startswith("memcli-fill"):
+                started: list[int] = []  # a thread the embedder starts (as the local encoder does)
+                child = threading.Thread(target=lambda: started.append(_nice()))
+                child.start()
+                child.join()
+                seen.append((_nice(), started[0]))
+            return super().embed(texts)
+
+    with psycopg.connect(demo_db) as conn:
+        reembed(conn, Recording(variant="b"), "hashing:b", batch_size=50)
+    assert seen and set(seen) == {(own + FILL_NICENESS, own + FILL_NICENESS)}
+    assert _nice() == own
