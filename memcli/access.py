@@ -118,6 +118,24 @@ def pending(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def fold_quietly(conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> FoldResult | None:
+    """:func:`fold` after work that has committed (a swap, an abort): a fold that fails leaves its records
+    for the next one rather than turning the finished work into a failure."""
+    try:
+        return fold(conn, timeouts)
+    except Exception:  # the records stay in the log, counted by status
+        return None
+
+
+def unlog_sql(ids: sql.Composable) -> sql.Composed:
+    """A statement (or CTE body) removing the access records of the memories ``ids`` (a SQL expression
+    yielding their ids): when memories are deleted (erasure, an import's rollback), their records go with
+    them, rather than waiting for a fold; an import recreating the same ids must not inherit them."""
+    from psycopg import sql
+
+    return sql.SQL("DELETE FROM {} WHERE memory_id IN ({})").format(_log(), ids)
+
+
 def fold(
     conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS, *, batch_size: int = FOLD_BATCH
 ) -> FoldResult:

@@ -548,7 +548,7 @@ def swap(
         access.clear(conn)  # the build's, if it could not clear it itself
         finalize(conn)
     result.seconds = time.perf_counter() - started
-    access.fold(conn, timeouts)  # what searches logged just before the build cleared its flag
+    access.fold_quietly(conn, timeouts)  # what searches logged just before the build cleared its flag
     return result
 
 
@@ -572,5 +572,5 @@ def abort(conn: psycopg.Connection, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> bo
             )
         )
         access.clear(conn)
-    access.fold(conn, timeouts)  # what searches logged during an interrupted build
+    access.fold_quietly(conn, timeouts)  # what searches logged during an interrupted build
     return True

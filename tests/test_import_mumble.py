@@ -10,6 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from memcli import access
 from memcli.imports.records import user_uuid
 from tests.importing import build_layout, counts, execute, fetch, scalar, stored_vector, vec
 
@@ -231,10 +232,17 @@ def test_import_from_another_database_and_rollback(cli, migrated_db: str, empty_
     assert listed[0]["import_id"] == import_id and listed[0]["rows"] == 3
     plan = json.loads(cli("import", "rollback", import_id, "--dry-run", "--json", dsn=migrated_db).stdout)
     assert plan["rows"]["semantic_memory"] == 3 and counts(migrated_db)["semantic_memory"] == 4
+    with psycopg.connect(migrated_db) as conn:  # access logged during an index build: the imported row's
+        imported, mine = (  # records go with it (the same ids come back with a new import), "mine" stay
+            scalar(migrated_db, f"SELECT id FROM semantic_memory WHERE session_id {op} 'mine' LIMIT 1")
+            for op in ("<>", "=")
+        )
+        access.record(conn, [imported, mine])
     undone = cli("import", "rollback", import_id, "--json", dsn=migrated_db)
     assert undone.exit_code == 0, undone.stderr
     assert json.loads(undone.stdout)["deleted"] == {"semantic_memory": 3}
     assert fetch(migrated_db, "SELECT content_text FROM semantic_memory") == [("x",)]
+    assert fetch(migrated_db, "SELECT memory_id FROM semantic_memory_access") == [(mine,)]
     assert counts(migrated_db)["memory_import_keys"] == 0
     assert scalar(migrated_db, "SELECT counts FROM memcli_audit_log WHERE operation = 'delete'") == {
         "semantic_memory": 3

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from people_data import ALICE, BOB, conversation, count, people, relevance, semantic
 
+from memcli import access
 from memcli.people.erasure import forget
 from memcli.people.scope import DATA_TABLES, session_subject, user_subject
 
@@ -80,6 +81,10 @@ def test_export_writes_every_row_about_the_user_as_json_lines(cli, migrated_db: 
 
 def test_forget_user_erases_proves_and_leaves_a_receipt(cli, migrated_db: str) -> None:
     people(migrated_db)
+    with psycopg.connect(migrated_db) as conn:  # access logged during an index build, hers and his
+        logged = dict(conn.execute("SELECT user_id, id FROM semantic_memory WHERE user_id IS NOT NULL"))
+        assert {ALICE, BOB} <= set(logged)
+        access.record(conn, [logged[ALICE], logged[BOB], logged[ALICE]])
     others = bob_and_anon(migrated_db)
     cli("users", "export", str(ALICE), dsn=migrated_db)  # an audit row naming her
 
@@ -104,6 +109,10 @@ def test_forget_user_erases_proves_and_leaves_a_receipt(cli, migrated_db: str) -
     assert result["audit_rows_pseudonymised"] == 1
     assert alice_rows(migrated_db) == 0
     assert bob_and_anon(migrated_db) == others  # nobody else's rows went
+    with psycopg.connect(migrated_db) as conn:  # her memories' access records went with them, his stay
+        assert conn.execute("SELECT array_agg(memory_id) FROM semantic_memory_access").fetchone() == (
+            [logged[BOB]],
+        )
 
     with psycopg.connect(migrated_db) as conn:
         receipt = conn.execute("SELECT * FROM memcli_erasure_receipts").fetchall()

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from memcli import access
 from memcli.errors import ConfigError, MemcliError
 from memcli.imports.records import (
     CONVERSATION,
@@ -912,6 +913,8 @@ def rollback_import(
             if progress:
                 progress(0, total_keys)
 
+            logged = access.exists(conn)
+
             def batch() -> tuple[int, dict[str, int]]:
                 keys = conn.execute(
                     "SELECT source_name, source_key, target_table, target_id FROM memory_import_keys "
@@ -923,6 +926,8 @@ def rollback_import(
                 for table in (RELEVANCE, CONVERSATION, SEMANTIC):
                     ids = by_table.get(table)
                     if ids:
+                        if table == SEMANTIC and logged:  # their access records go with them
+                            conn.execute(access.unlog_sql(sql.SQL("SELECT unnest(%s::uuid[])")), (ids,))
                         cursor = conn.execute(
                             sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), (ids,)
                         )

@@ -108,10 +108,16 @@ def backoff(tries: int) -> float:
     return min(0.05 * 2**tries, 1.0)
 
 
-def retry_on_lock(retries: int, attempt: Callable[[], T], pause: Callable[[int], float] = backoff) -> T:
+def retry_on_lock(
+    retries: int,
+    attempt: Callable[[], T],
+    pause: Callable[[int], float] = backoff,
+    between: Callable[[], None] | None = None,
+) -> T:
     """``attempt()``, tried again up to ``retries`` times while it only timed out waiting for a lock (or
-    lost a deadlock), pausing ``pause(tries)`` seconds between tries; the last failure propagates. The
-    attempt must have rolled back what it did (one transaction, or one statement string)."""
+    lost a deadlock), pausing ``pause(tries)`` seconds between tries and then calling ``between()`` (whose
+    own errors propagate); the last failure propagates. The attempt must have rolled back what it did (one
+    transaction, or one statement string)."""
     from psycopg import errors
 
     tries = 0
@@ -122,7 +128,9 @@ def retry_on_lock(retries: int, attempt: Callable[[], T], pause: Callable[[int],
             tries += 1
             if tries > retries:
                 raise
-            time.sleep(pause(tries))
+        time.sleep(pause(tries))
+        if between is not None:
+            between()
 
 
 def attach_partial(exc: BaseException, result: Any) -> None:

@@ -457,14 +457,19 @@ def convert_table(
     # server's work (the last few changes, catalog renames), never for round trips to this client.
     batch = _swap_batch(conn, spec, timeouts)
 
-    def swap() -> dict[str, float]:
-        # A try that gave way rolled back: the original serves on, still logging its changes (a later
-        # run resumes here); what came in meanwhile is caught up, unlocked, before the next.
+    def catch_up() -> None:  # what came in meanwhile, unlocked
         result.rows_caught_up += _catch_up(conn, spec, size, timeouts)
+
+    def swap() -> dict[str, float]:
         result.swap_attempts += 1
         return _run_swap(conn, batch)
 
-    figures = retry_on_lock(SWAP_LOCK_RETRIES, swap, pause=lambda tries: min(0.05 * tries, 1.0))
+    # A try that gave way rolled back: the original serves on, still logging its changes (a later run
+    # resumes here); what came in meanwhile is caught up again before the next try.
+    catch_up()
+    figures = retry_on_lock(
+        SWAP_LOCK_RETRIES, swap, pause=lambda tries: min(0.05 * tries, 1.0), between=catch_up
+    )
     # measured by the server, from the lock to the COMMIT (which then flushes and releases it)
     result.lock_ms = figures.get("held_ms", 0.0)
     result.rows_caught_up += int(figures.get("caught_up", 0))

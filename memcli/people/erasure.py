@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memcli import access
 from memcli.errors import MemcliError
 from memcli.jobs import common, interrupts
 from memcli.jobs.locks import check_direct_connection, job_lock
@@ -47,7 +48,7 @@ from memcli.people.scope import (
     row_filters,
     subject_sessions,
 )
-from memcli.schema.names import ERASURE_BATCH_SIZE, MEMORY_KEYS
+from memcli.schema.names import ERASURE_BATCH_SIZE, MEMORY_KEYS, SEMANTIC_MEMORY
 
 if TYPE_CHECKING:
     import psycopg
@@ -179,8 +180,8 @@ WITH gone AS (
     DELETE FROM {table} WHERE {key} = ANY(ARRAY(
         SELECT {key} FROM {table} WHERE {where} LIMIT %(limit)s FOR UPDATE
     ))
-    RETURNING 1
-)
+    RETURNING {key}
+){also}
 SELECT count(*) FROM gone
 """
 
@@ -204,9 +205,14 @@ def _erase_table(
     if not parts:
         return
     result.erased.setdefault(table.name, 0)
+    also = sql.SQL("")
+    if table.name == SEMANTIC_MEMORY and access.exists(conn):
+        # the memories' access records logged during an index build go with them
+        gone = sql.SQL("SELECT {} FROM gone").format(sql.Identifier(table.key))
+        also = sql.SQL(", unlogged AS ({})").format(access.unlog_sql(gone))
     for where in parts:
         statement = sql.SQL(_DELETE).format(
-            table=sql.Identifier(table.name), key=sql.Identifier(table.key), where=sql.SQL(where)
+            table=sql.Identifier(table.name), key=sql.Identifier(table.key), where=sql.SQL(where), also=also
         )
         _erase_part(
             conn,
