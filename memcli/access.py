@@ -103,6 +103,15 @@ def exists(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+def may_unlog(conn: psycopg.Connection) -> bool:
+    """Whether the log is there and this role may delete from it (see :func:`unlog_sql`); a role that may
+    not leaves the records to the next fold, which drops those of deleted memories."""
+    row = conn.execute(
+        "SELECT coalesce(has_table_privilege(to_regclass(%s), 'DELETE'), false)", (f"public.{LOG}",)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def clear(conn: psycopg.Connection) -> None:
     """Searches update in place again (the flag's row removed)."""
     conn.execute("DELETE FROM memory_settings WHERE key = %s", (FLAG_KEY,))

@@ -913,7 +913,7 @@ def rollback_import(
             if progress:
                 progress(0, total_keys)
 
-            logged = access.exists(conn)
+            logged = access.may_unlog(conn)
 
             def batch() -> tuple[int, dict[str, int]]:
                 keys = conn.execute(

@@ -206,7 +206,7 @@ def _erase_table(
         return
     result.erased.setdefault(table.name, 0)
     also = sql.SQL("")
-    if table.name == SEMANTIC_MEMORY and access.exists(conn):
+    if table.name == SEMANTIC_MEMORY and access.may_unlog(conn):
         # the memories' access records logged during an index build go with them
         gone = sql.SQL("SELECT {} FROM gone").format(sql.Identifier(table.key))
         also = sql.SQL(", unlogged AS ({})").format(access.unlog_sql(gone))
