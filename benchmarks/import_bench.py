@@ -196,7 +196,9 @@ def build_source(dsn: str, layout: str, rows: int, workdir: Path) -> Path | None
     return None
 
 
-def run_import(target: str, source: str, layout: str, path: Path | None) -> tuple[float, dict]:
+def run_import(
+    target: str, source: str, layout: str, path: Path | None, batch_size: int | None = None
+) -> tuple[float, dict]:
     import psycopg
 
     from memcli.embeddings.hashing import HashingEmbedder
@@ -205,7 +207,9 @@ def run_import(target: str, source: str, layout: str, path: Path | None) -> tupl
 
     with psycopg.connect(target) as conn, psycopg.connect(source, autocommit=True) as src:
         opened = open_source(layout, conn=src, schema="legacy", path=path)
-        options = ImportOptions(batch_size=2000, source_model="hashing-v1" if layout == "ybryx" else None)
+        options = ImportOptions(source_model="hashing-v1" if layout == "ybryx" else None)
+        if batch_size is not None:
+            options.batch_size = batch_size
         backends = (conn.info.backend_pid, src.info.backend_pid)
         before = [cpu_seconds(pid) for pid in backends]
         python = time.process_time()
@@ -490,6 +494,12 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=2000,
+        help="source rows per import batch (default 2000, as docs/imports.md's figures were measured)",
+    )
     parser.add_argument("--layouts", nargs="*", default=list(LAYOUTS), choices=LAYOUTS)
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of import and raw COPY per layout (medians compared)"
@@ -530,7 +540,7 @@ def main() -> int:
             imports, baselines, import_cpu, copy_cpu = [], [], [], []
             for round_ in range(args.repeat):
                 target = server.create_database(f"imp_{key}_{round_}", template="tpl")
-                elapsed, info = run_import(target, source, layout, path)
+                elapsed, info = run_import(target, source, layout, path, args.batch_size)
                 fresh = server.create_database(f"raw_{key}_{round_}", template="tpl")
                 imports.append(elapsed)
                 import_cpu.append(info["cpu"])

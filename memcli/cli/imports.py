@@ -12,6 +12,7 @@ from memcli.cli.options import JsonOpt
 from memcli.cli.render import print_json, progress
 from memcli.cli.state import State, get_state
 from memcli.jobs.interrupts import stop_on_signals
+from memcli.schema import names
 
 if TYPE_CHECKING:
     from memcli.imports.engine import ImportResult, RollbackResult
@@ -66,7 +67,13 @@ SourceDimOpt = Annotated[
     ),
 ]
 BatchOpt = Annotated[
-    int, typer.Option("--batch-size", min=1, max=50_000, help="Source rows per batch (one transaction each).")
+    int,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        max=names.MAX_IMPORT_BATCH_SIZE,
+        help="Source rows per batch (one transaction each).",
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the mapping and counts; change nothing.")]
 EmbedderOpt = Annotated[
@@ -192,7 +199,7 @@ def _layout_command(layout: str, title: str) -> Any:
         mismatched: MismatchedOpt = Mismatched.leave,
         source_model: SourceModelOpt = None,
         source_dim: SourceDimOpt = None,
-        batch_size: BatchOpt = 1000,
+        batch_size: BatchOpt = names.IMPORT_BATCH_SIZE,
         no_settings: Annotated[
             bool, typer.Option("--no-settings", help="Do not carry the source's settings over.")
         ] = False,
@@ -230,7 +237,7 @@ def jsonl(
     mismatched: MismatchedOpt = Mismatched.leave,
     source_model: SourceModelOpt = None,
     source_dim: SourceDimOpt = None,
-    batch_size: BatchOpt = 1000,
+    batch_size: BatchOpt = names.IMPORT_BATCH_SIZE,
     dry_run: DryRunOpt = False,
     embedder: EmbedderOpt = None,
     json_: JsonOpt = False,

@@ -63,7 +63,7 @@ IMPORT_LOCK = "import"
 # under an import that is writing the old one.
 VECTORS_LOCK = "vectors"
 MISMATCHED = ("leave", "reembed")
-MAX_BATCH_SIZE = 50_000
+MAX_BATCH_SIZE = names.MAX_IMPORT_BATCH_SIZE
 SAMPLE_ROWS = 500  # source rows read to learn the source's vector dimension
 MAX_REPORTED_REJECTIONS = 1000  # kept in the import's record (all are in the result)
 
@@ -90,7 +90,7 @@ class Source(Protocol):
 
 @dataclass
 class ImportOptions:
-    batch_size: int = 1000
+    batch_size: int = names.IMPORT_BATCH_SIZE
     mismatched: str = "leave"  # vectors of another model or dimension: "leave" (NULL) or "reembed"
     source_model: str | None = None  # overrides what the source says about its model
     source_dimension: int | None = None  # overrides the dimension learnt from a sample

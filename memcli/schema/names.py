@@ -143,3 +143,7 @@ HNSW_EF_CONSTRUCTION = 128
 SHADOW_BATCH_SIZE = 1000
 ERASURE_BATCH_SIZE = 2000
 DELETE_BATCH_SIZE = 1000  # memcli memories delete
+# Source rows per transaction of an import: its rows are new (nobody waits for their locks), and each
+# batch costs a dozen round trips whatever its size (benchmarks/import_bench.py --batch-size).
+IMPORT_BATCH_SIZE = 1000
+MAX_IMPORT_BATCH_SIZE = 50_000
