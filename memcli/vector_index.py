@@ -633,6 +633,8 @@ def run_rebuild(
         plan.bytes = int(conn.execute("SELECT pg_relation_size(%s::regclass)", (INDEX_NAME,)).fetchone()[0])  # type: ignore[index]
         # A recall measured on the old graph says nothing about the new one.
         conn.execute("DELETE FROM memory_settings WHERE key = %s", (LAST_RECALL_KEY,))
+        # what searches that read the flag before it was cleared logged after the build's own fold
+        access.fold_quietly(conn)
 
 
 # -- does it need a rebuild? --------------------------------------------------------------------------------

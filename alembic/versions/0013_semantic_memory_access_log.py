@@ -44,7 +44,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Access recorded and not folded yet is folded first: downgrading loses no count.
+    # Access recorded and not folded yet is folded first: downgrading loses no count. No search appends
+    # once the flag is gone and the log is locked (one waiting meanwhile fails when the table goes).
+    op.execute("DELETE FROM memory_settings WHERE key = 'search.access_deferred'")
+    op.execute("LOCK TABLE semantic_memory_access IN ACCESS EXCLUSIVE MODE")
     op.execute(
         """
         UPDATE semantic_memory m
@@ -55,5 +58,4 @@ def downgrade() -> None:
          WHERE m.id = a.memory_id
         """
     )
-    op.execute("DELETE FROM memory_settings WHERE key = 'search.access_deferred'")
     op.execute("DROP TABLE semantic_memory_access")
