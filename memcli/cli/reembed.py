@@ -78,7 +78,8 @@ def reembed(
     if not embedder:
         raise ConfigError("which model? pass --embedder PROVIDER[:MODEL]", hint="memcli reembed --help")
     chosen = get_embedder(state.config(), embedder, dimension=dimension)
-    bar = progress(state.console, disable=state.quiet or state.json)
+    # a dry run only estimates: nothing to show progress of
+    bar = progress(state.console, disable=state.quiet or state.json or dry_run)
     with state.connect() as conn, bar, stop_on_signals():
         task = bar.add_task(f"re-embedding with {chosen.name}", total=None)
 
