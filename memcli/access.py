@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -161,11 +160,23 @@ def fold(
     """
     from psycopg import sql
 
-    take = sql.SQL(
+    # One statement a batch: the records taken, added up per memory, and the counts raised.
+    statement = sql.SQL(
         """
-        DELETE FROM {log}
-         WHERE ctid = ANY(ARRAY(SELECT ctid FROM {log} LIMIT %s FOR UPDATE SKIP LOCKED))
-        RETURNING memory_id, accessed_at
+        WITH taken AS (
+            DELETE FROM {log}
+             WHERE ctid = ANY(ARRAY(SELECT ctid FROM {log} LIMIT %s FOR UPDATE SKIP LOCKED))
+            RETURNING memory_id, accessed_at
+        ), added AS (
+            UPDATE semantic_memory m
+               SET access_count = coalesce(m.access_count, 0) + a.n,
+                   last_accessed_at = greatest(m.last_accessed_at, a.last)
+              FROM (SELECT memory_id, count(*) AS n, max(accessed_at) AS last
+                      FROM taken GROUP BY memory_id) AS a
+             WHERE m.id = a.memory_id
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM added)
         """
     ).format(log=_log())
     result = FoldResult()
@@ -179,26 +190,8 @@ def fold(
 
     def batch() -> tuple[int, int]:
         with maintenance_transaction(conn, yielding):
-            taken = conn.execute(take, (batch_size,)).fetchall()
-            if not taken:
-                return 0, 0
-            counts: Counter[uuid.UUID] = Counter(r[0] for r in taken)
-            last: dict[uuid.UUID, datetime] = {}
-            for memory_id, at in taken:
-                if memory_id not in last or at > last[memory_id]:
-                    last[memory_id] = at
-            ids = sorted(counts)
-            updated = conn.execute(
-                """
-                UPDATE semantic_memory m
-                   SET access_count = coalesce(m.access_count, 0) + a.n,
-                       last_accessed_at = greatest(m.last_accessed_at, a.last)
-                  FROM unnest(%s::uuid[], %s::int[], %s::timestamptz[]) AS a(id, n, last)
-                 WHERE m.id = a.id
-                """,
-                (ids, [counts[i] for i in ids], [last[i] for i in ids]),
-            )
-            return len(taken), updated.rowcount
+            row = conn.execute(statement, (batch_size,)).fetchone()
+            return (int(row[0]), int(row[1])) if row else (0, 0)
 
     started = time.perf_counter()
     while True:

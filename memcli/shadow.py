@@ -460,29 +460,24 @@ def build_index(
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(_ident(SHADOW_INDEX)))
         # The build holds one snapshot throughout: searches log their access meanwhile (memcli.access).
         with access.deferring(conn):
-            _create_index(conn, spec)
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} "
+                    "USING hnsw ({col} {ops}) {opts}"
+                ).format(
+                    index=_ident(SHADOW_INDEX),
+                    table=_ident(TABLE),
+                    col=_ident(SHADOW_COLUMN),
+                    ops=sql.SQL(spec.opclass),
+                    opts=sql.SQL(spec.index_options),
+                )
+            )
     finally:
         conn.execute("RESET lock_timeout")
         conn.execute("RESET statement_timeout")
         if plan is not None:  # the build's memory and workers are not the session's
             conn.execute("RESET maintenance_work_mem")
             conn.execute("RESET max_parallel_maintenance_workers")
-
-
-def _create_index(conn: psycopg.Connection, spec: ShadowSpec) -> None:
-    from psycopg import sql
-
-    conn.execute(
-        sql.SQL(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} ON {table} USING hnsw ({col} {ops}) {opts}"
-        ).format(
-            index=_ident(SHADOW_INDEX),
-            table=_ident(TABLE),
-            col=_ident(SHADOW_COLUMN),
-            ops=sql.SQL(spec.opclass),
-            opts=sql.SQL(spec.index_options),
-        )
-    )
 
 
 @dataclass

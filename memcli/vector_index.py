@@ -442,7 +442,7 @@ WORKER_SPEEDUP = 0.7
 @dataclass
 class BuildEstimate:
     seconds: float  # the whole build, estimated
-    sample_rows: int  # stored vectors indexed to estimate it
+    sample_rows: int  # random vectors indexed to estimate it
     sample_seconds: float  # that sample build's time
 
 
