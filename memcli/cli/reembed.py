@@ -59,7 +59,7 @@ def reembed(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Estimate the time from a sample of stored texts; change nothing."),
+        typer.Option("--dry-run", help="Estimate the time (a sample of texts embedded, a sample index built); change nothing."),
     ] = False,
     json_: JsonOpt = False,
 ) -> None:
