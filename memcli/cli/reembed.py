@@ -59,7 +59,10 @@ def reembed(
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Estimate the time (a sample of texts embedded, a sample index built); change nothing."),
+        typer.Option(
+            "--dry-run",
+            help="Estimate the time (a sample of texts embedded, a sample index built); change nothing.",
+        ),
     ] = False,
     json_: JsonOpt = False,
 ) -> None:
