@@ -43,6 +43,7 @@ from typing import Any
 from harness import embedded_server, migrate, percentile
 
 REPO = Path(__file__).resolve().parent.parent
+SOURCE_APPLICATION = "memcli-bench-source"
 LEGACY = REPO / "tests" / "legacy"
 DIM = 384
 IMPORT_TARGET = 0.5
@@ -200,31 +201,87 @@ def run_import(
     target: str, source: str, layout: str, path: Path | None, batch_size: int | None = None
 ) -> tuple[float, dict]:
     import psycopg
+    from psycopg.conninfo import make_conninfo
 
     from memcli.embeddings.hashing import HashingEmbedder
     from memcli.imports import open_source
     from memcli.imports.engine import ImportOptions, run_import
 
+    # the source's backends are found by their application name: the import's reader process opens its own
+    source = make_conninfo(source, application_name=SOURCE_APPLICATION)
     with psycopg.connect(target) as conn, psycopg.connect(source, autocommit=True) as src:
         opened = open_source(layout, conn=src, schema="legacy", path=path)
         options = ImportOptions(source_model="hashing-v1" if layout == "ybryx" else None)
         if batch_size is not None:
             options.batch_size = batch_size
-        backends = (conn.info.backend_pid, src.info.backend_pid)
-        before = [cpu_seconds(pid) for pid in backends]
-        python = time.process_time()
-        started = time.perf_counter()
-        result = run_import(conn, opened, HashingEmbedder(DIM), options)
-        elapsed = time.perf_counter() - started
-        python = time.process_time() - python
-        server = [cpu_seconds(pid) - b for pid, b in zip(backends, before, strict=True)]
-    cpu = {"python": python, "target": server[0], "source": server[1]}
+        target_before = cpu_seconds(conn.info.backend_pid)
+        python = time.process_time() + _children_cpu()
+        with BackendCpu(target, SOURCE_APPLICATION) as source_cpu:
+            started = time.perf_counter()
+            result = run_import(conn, opened, HashingEmbedder(DIM), options)
+            elapsed = time.perf_counter() - started
+        # this process and the reader process it forked (waited for, so counted among its children)
+        python = time.process_time() + _children_cpu() - python
+        target_cpu = cpu_seconds(conn.info.backend_pid) - target_before
+    cpu = {"python": python, "target": target_cpu, "source": source_cpu.seconds}
     return elapsed, {
         "imported": result.imported,
         "rows": result.rows_written,
         "kept": result.vectors_kept,
         "cpu": cpu,
     }
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class BackendCpu:
+    """CPU seconds of the server backends with one application name, over a ``with`` block: a thread
+    finds them in pg_stat_activity and reads their CPU time while they live (every POLL seconds)."""
+
+    POLL = 0.2
+
+    def __init__(self, dsn: str, application: str) -> None:
+        import threading
+
+        self.dsn, self.application = dsn, application
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while True:
+                pids = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.application,)
+                ).fetchall()
+                for (pid,) in pids:
+                    seconds = cpu_seconds(pid)
+                    if seconds == seconds:  # not NaN: still there
+                        self.first.setdefault(pid, seconds)
+                        self.last[pid] = seconds
+                if self._stop.wait(self.POLL):
+                    return
+
+    def __enter__(self) -> BackendCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        """Up to the last poll: what a backend used in its last POLL before it ended is not seen."""
+        return sum(self.last[pid] - self.first[pid] for pid in self.last)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -50,6 +50,22 @@ def connect(
         raise explain_connect_failure(exc, dsn) from None
 
 
+def reconnect(conn: psycopg.Connection, *, autocommit: bool = False) -> psycopg.Connection:
+    """A new connection to the server and database of ``conn``, opened with the same parameters.
+
+    For work that must not share ``conn`` (another process). libpq hands back every parameter the
+    connection was opened with, the password included: it goes into the new connection only.
+    """
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    dsn = make_conninfo(**{o.keyword.decode(): o.val.decode() for o in conn.pgconn.info if o.val is not None})
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise explain_connect_failure(exc, dsn) from None
+
+
 def explain_connect_failure(exc: Exception, dsn: str) -> ConnectError:
     """One line saying what failed and what to do, never echoing the password."""
     target = describe_target(dsn)

@@ -122,3 +122,40 @@ def test_tracebacks_only_with_verbose(cli) -> None:
 def test_output_is_plain_when_piped(cli, empty_db: str) -> None:
     result = cli("config", "show", dsn=empty_db)
     assert "\x1b[" not in result.stdout
+
+
+def test_reconnect_opens_another_session_as_the_first_was_opened(empty_db: str) -> None:
+    from memcli.db import reconnect
+
+    with psycopg.connect(empty_db, application_name="first session") as conn:
+        conn.execute("SET search_path TO pg_catalog")  # session state is not carried over: parameters are
+        with reconnect(conn, autocommit=True) as second:
+            assert second.autocommit and second.info.backend_pid != conn.info.backend_pid
+            assert second.info.dbname == conn.info.dbname
+            assert second.execute("SHOW application_name").fetchone()[0] == "first session"
+            assert second.execute("SHOW search_path").fetchone()[0] != "pg_catalog"
+
+
+def test_reconnect_failing_names_the_target_never_the_password(empty_db: str) -> None:
+    import uuid
+
+    from psycopg import sql
+
+    from memcli.db import reconnect
+    from memcli.errors import ConnectError
+
+    role = f"doomed_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(SECRET))
+        )
+        try:
+            params = {**parse_conninfo(empty_db), "user": role, "password": SECRET}
+            with psycopg.connect(**params) as as_role:
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                with pytest.raises(ConnectError) as caught:
+                    reconnect(as_role)
+        finally:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    message = f"{caught.value} {caught.value.hint}"
+    assert SECRET not in message and role in message

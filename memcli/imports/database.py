@@ -68,6 +68,14 @@ class DatabaseSource:
     def streams(self) -> Sequence[str]:
         return [t.name for t in self.layout_impl.streams]
 
+    def own_connection(self) -> None:
+        """Read through a new connection, opened as the caller's was (in a forked reader process, whose copy
+        of the caller's connection is the caller's to use)."""
+        from memcli.db import reconnect
+
+        self.conn = reconnect(self.conn, autocommit=True)
+        _load_vectors(self.conn)
+
     def count(self, stream: str) -> int:
         return self.tables[stream].count(self.conn, self.schema)
 

@@ -8,9 +8,12 @@ therefore either wholly in the database (and its source rows in the map) or not 
 resumes by reading the source again and skipping every row the map already holds, and a source row is never
 written twice (the map's primary key would refuse it).
 
-The source is read, converted and prepared (vectors checked, JSON encoded, ids derived) by a thread of its
-own, a batch or two ahead of the writes (:mod:`memcli.jobs.prefetch`): the server's work on one batch and
-the Python work on the next overlap. A resumed import reads the keys already in the map once, at its start.
+The source is read, converted and prepared (vectors checked, JSON encoded, ids derived, COPY data
+formatted) ahead of the writes (:mod:`memcli.jobs.prefetch`): the server's work on one batch and the Python
+work on the next overlap. Where it can, a forked process does it, on a connection of its own to the source,
+and hands over each batch as COPY bytes and counts; an import that embeds on the way uses a thread (the
+embedder is the caller's, and numpy releases the GIL). A resumed import reads the keys already in the map
+once, at its start.
 
 Vectors: the source's vectors are kept when their model is the database's recorded model (else the
 configured embedder's, for a database that has none recorded) and their length the column's dimension.
@@ -46,7 +49,7 @@ from memcli.imports.records import (
 )
 from memcli.jobs.common import DEFAULT_TIMEOUTS, ProgressCallback, in_batch, own_transactions
 from memcli.jobs.locks import job_lock
-from memcli.jobs.prefetch import prefetched
+from memcli.jobs.prefetch import prefetched, prefetched_in_process, processes_available
 from memcli.jobs.runlog import FAILED, SUCCEEDED, RunLog
 from memcli.schema import names
 from memcli.vector_copy import vector_cursor
@@ -79,6 +82,7 @@ class Source(Protocol):
     name: str  # identifies the source in the key map: layout and database (or file)
 
     def streams(self) -> Sequence[str]: ...
+    def own_connection(self) -> None: ...  # in a forked reader: stop using the caller's connection
     def count(self, stream: str) -> int: ...
     def batches(self, stream: str, batch_size: int) -> Iterator[list[Any]]: ...
     def to_records(self, stream: str, rows: list[Any]) -> list[MemoryRecord | Rejection]: ...
@@ -321,11 +325,23 @@ class _Rows:
 
 @dataclass
 class _Batch:
+    """One batch as the writes need it: COPY data and counts (small to hand over from a reader process)."""
+
     n_rows: int  # source rows read
     n_done: int  # of those, already in the key map
-    prepared: list[_Prepared]
+    n_imported: int  # rows to write
+    vectors: Counter[str]  # of those: "kept", "reembedded", "missing"
     rejected: list[Rejection]
     rows: _Rows
+
+    @classmethod
+    def of(
+        cls, n_rows: int, n_done: int, prepared: list[_Prepared], rejected: list[Rejection], rows: _Rows
+    ) -> _Batch:
+        vectors = Counter(
+            "missing" if p.vector is None else "kept" if p.kept else "reembedded" for p in prepared
+        )
+        return cls(n_rows, n_done, len(prepared), vectors, rejected, rows)
 
 
 class _Importer:
@@ -553,9 +569,22 @@ class _Importer:
                 # rows already in the key map (an earlier run of this import) are skipped
                 fresh = [r for r in records if r.source_key not in self.done] if self.done else records
                 prepared, rejected = self._prepare(fresh)
-                yield _Batch(
+                yield _Batch.of(
                     len(rows), len(records) - len(fresh), prepared, rejected, self._rows(prepared, import_id)
                 )
+
+    def _ahead(self, import_id: uuid.UUID) -> Iterator[_Batch]:
+        """The batches, prepared ahead of the writes: by a forked process where it can, else by a thread
+        when the source has a connection of its own, else here, in turn with the writes."""
+        if processes_available() and self.plan.action != "reembed":
+
+            def produce() -> Iterator[_Batch]:
+                self.source.own_connection()
+                return self._batches(import_id)
+
+            return prefetched_in_process(produce)
+        batches = self._batches(import_id)
+        return prefetched(batches) if getattr(self.source, "conn", None) is not self.conn else batches
 
     def run(self, import_id: uuid.UUID, progress: ProgressCallback | None, total: int) -> None:
         result = self.result
@@ -564,19 +593,17 @@ class _Importer:
         # connection's encoding, which the writing thread must not be using at the same time.
         self._format_cursor = vector_cursor(self.conn)
         self._format(self._warm_up())
-        batches = self._batches(import_id)
-        # the source is read and prepared ahead of the writes when it has a connection of its own
-        ahead = prefetched(batches) if getattr(self.source, "conn", None) is not self.conn else batches
+        ahead = self._ahead(import_id)
         # closed on the way out, whatever happens: the producer thread stops before the caller goes on
         with self._format_cursor, contextlib.closing(ahead), vector_cursor(self.conn) as self._cursor:
             for batch in ahead:
 
                 def work(batch: _Batch = batch) -> dict[str, int]:
-                    written = self._write(batch.rows) if batch.prepared else {}
+                    written = self._write(batch.rows) if batch.n_imported else {}
                     # the counts as they are once this batch commits, stored in the same transaction
                     projected = _projection(result)
                     _book(projected, written, batch)
-                    self._close_batch(batch.rows if batch.prepared else None, projected.counts(), import_id)
+                    self._close_batch(batch.rows if batch.n_imported else None, projected.counts(), import_id)
                     return written
 
                 def book(written: dict[str, int], batch: _Batch = batch) -> None:
@@ -636,17 +663,13 @@ def _book(result: ImportResult, written: dict[str, int], batch: _Batch) -> None:
     result.batches += 1
     result.read += batch.n_rows
     result.skipped += batch.n_done
-    result.imported += len(batch.prepared)
+    result.imported += batch.n_imported
     result.rejected.extend(batch.rejected)
     for table, count in written.items():
         result.rows_written[table] = result.rows_written.get(table, 0) + count
-    for item in batch.prepared:
-        if item.vector is None:
-            result.vectors_missing += 1
-        elif item.kept:
-            result.vectors_kept += 1
-        else:
-            result.vectors_reembedded += 1
+    result.vectors_missing += batch.vectors["missing"]
+    result.vectors_kept += batch.vectors["kept"]
+    result.vectors_reembedded += batch.vectors["reembedded"]
 
 
 def _open_import(

@@ -66,6 +66,9 @@ class JsonLinesSource:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{self.path} is not UTF-8 text: {exc.reason}") from None
 
+    def own_connection(self) -> None:
+        """Nothing to do: the file is opened by each reading."""
+
     def count(self, stream: str) -> int:
         return sum(1 for _ in self._lines())
 
