@@ -1,4 +1,5 @@
-"""Searches' access records while a vector index of ``semantic_memory`` is built concurrently.
+"""Searches' access records while a shadow column of ``semantic_memory`` is filled, and while a vector index
+of it is built concurrently.
 
 A search counts the rows it returns as read by updating them in place (``access_count + 1``,
 ``last_accessed_at``), heap-only as long as each page has room (revision 0006). ``CREATE INDEX
@@ -8,13 +9,14 @@ inserts into every index of the table (the HNSW one included, where the copies o
 searches' candidate lists), and searches slow down the longer the build runs (benchmarks/import_bench.py:
 p99 six times the one before over a 205 s build).
 
-So while memcli builds such an index (:func:`deferring`), the setting ``search.access_deferred`` names the
-building session, and searches append ``(memory_id, accessed_at)`` to ``semantic_memory_access`` instead (one
-heap insertion, no index). The search reads the flag in the query it already makes for its settings
-(:mod:`memcli.search`), and follows it only while that session is alive and the role may insert into the
-log: a build killed with its client leaves a flag that no search follows. :func:`fold` adds the logged
-access to ``semantic_memory`` in bounded batches once the build is over; what an interrupted one left is
-folded by the next re-embed or abort, or when the next build ends.
+The backfill before such a build locks the rows it fills, a batch at a time, and a search updating one of them
+would wait for the batch's commit. So while memcli fills the shadow or builds the index (:func:`deferring`),
+the setting ``search.access_deferred`` names the working session, and searches append ``(memory_id,
+accessed_at)`` to ``semantic_memory_access`` instead (one heap insertion, no index). The search reads the flag
+in the query it already makes for its settings (:mod:`memcli.search`), and follows it only while that session
+is alive and the role may insert into the log: a build killed with its client leaves a flag that no search
+follows. :func:`fold` adds the logged access to ``semantic_memory`` in bounded batches once the build is over;
+what an interrupted one left is folded by the next re-embed or abort, or when the next build ends.
 """
 
 from __future__ import annotations

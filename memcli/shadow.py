@@ -317,7 +317,9 @@ def backfill(
     threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`). Rows are read without
     locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
     another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
-    transactions of :data:`LOCK_ROWS` rows, so a search recording its hits never waits long for one.
+    transactions of :data:`LOCK_ROWS` rows. Meanwhile memcli's searches log their access instead of
+    updating the rows (:mod:`memcli.access`), so they never wait for one; an application's own update of a
+    row waits for a few rows' update at most.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -355,6 +357,8 @@ def backfill(
             result.batches += 1
 
     with (
+        # searches log their access instead of updating the rows this backfill locks (memcli.access)
+        access.deferring(conn),
         ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="memcli-fill", initializer=lower_thread_priority
         ) as pool,

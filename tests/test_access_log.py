@@ -1,6 +1,6 @@
-"""Searches during a re-embed's concurrent index build log their access instead of updating the rows; the
-log is folded into access_count / last_accessed_at afterwards, and no count is lost whether the build ends,
-is cancelled, or its session is gone."""
+"""Searches during a re-embed's backfill and concurrent index build log their access instead of updating
+the rows; the log is folded into access_count / last_accessed_at afterwards, and no count is lost whether
+the build ends, is cancelled, or its session is gone."""
 
 from __future__ import annotations
 
@@ -251,3 +251,37 @@ def test_revision_0013_downgrade_folds_the_log_then_drops_it(demo_db: str) -> No
             hit = search(conn, OLD, QUERY, min_similarity=-1.0, top_k=1).hits[0]
             assert counts(demo_db)[hit.id] == (searched[hit.id] or 0) + 1
     assert migrations.upgrade(demo_db).applied == ["0013_semantic_memory_access_log"]
+
+
+def test_access_during_the_backfill_is_logged_then_counted(demo_db: str, monkeypatch) -> None:
+    """The backfill locks the rows it fills: searches meanwhile log their access rather than wait."""
+    import memcli.reembed as reembed_module
+
+    before = counts(demo_db)
+    hits: list[uuid.UUID] = []
+    seen: dict[str, object] = {}
+    real_fill = reembed_module._fill
+
+    def fill_and_search(embedder):
+        fill = real_fill(embedder)
+
+        def during(texts):
+            if not hits:  # once, while the backfill runs
+                hits.extend(searches(demo_db, 4))
+                seen["rows"] = counts(demo_db)
+                seen["logged"] = scalar(demo_db, "SELECT count(*) FROM semantic_memory_access")
+            return fill(texts)
+
+        return during
+
+    monkeypatch.setattr(reembed_module, "_fill", fill_and_search)
+    with psycopg.connect(demo_db) as conn:
+        # stopped after the backfill (every row): no index build, whose searches log too
+        result = reembed(conn, NEW, "hashing:b", max_rows=len(before))
+    assert result.phase == "stopped" and len(hits) == 20
+    assert seen["rows"] == before and seen["logged"] == len(hits)
+    after = counts(demo_db)
+    for memory_id in set(hits):
+        assert after[memory_id] == (before[memory_id] or 0) + hits.count(memory_id)
+    assert scalar(demo_db, "SELECT count(*) FROM semantic_memory_access") == 0
+    assert scalar(demo_db, "SELECT count(*) FROM memory_settings WHERE key = %s", (access.FLAG_KEY,)) == 0
