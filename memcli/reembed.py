@@ -110,6 +110,12 @@ def _fill(embedder: Embedder) -> shadow.Fill:
     return lambda texts: embedder.embed([t or "" for t in texts])
 
 
+def _fill_apart(embedder: Embedder) -> bool:
+    """Whether the backfill computes in a process of its own: for an embedder whose work is Python code
+    (it says so: ``computes_in_python``), which holds the GIL; numpy and network waits release it."""
+    return bool(getattr(embedder, "computes_in_python", False))
+
+
 def _estimate(conn: psycopg.Connection, embedder: Embedder, result: ReembedResult) -> None:
     """The backfill's time: embed a sample of stored texts and scale their time to the whole table (the
     writes cost extra, measured by benchmarks/import_bench.py: about a fifth with the fastest embedder)."""
@@ -243,6 +249,7 @@ def reembed(
                     max_rows=max_rows,
                     progress=progress,
                     pause_seconds=pause_seconds,
+                    apart=_fill_apart(embedder),
                 )
                 result.filled, result.embed_seconds = filled.filled, round(filled.fill_seconds, 3)
                 result.backfill_seconds = round(filled.seconds, 3)

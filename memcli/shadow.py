@@ -26,10 +26,11 @@ model; a type change (``vector`` to ``halfvec``) derives it from ``embedding_vec
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ from memcli.jobs.common import (
     in_batch,
     maintenance_transaction,
 )
+from memcli.jobs.prefetch import prefetched_in_process, processes_available
 from memcli.schema import names
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ TRIGGER_FUNCTION = "memcli_shadow_stale"
 BATCH_TABLE = "memcli_shadow_batch"  # temporary, per session
 MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; more: backfill first
 DEFAULT_BATCH_SIZE = names.SHADOW_BATCH_SIZE
-LOCK_ROWS = 100  # rows a backfill transaction updates (and holds locked until it commits)
+LOCK_ROWS = 500  # rows a backfill transaction updates (and holds locked until it commits)
 MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
 # The backfill computes its values (an embedder: every core, for minutes) this much nicer than the process,
 # so that the application's searches on the same machine, embedding their queries, come first.
@@ -306,6 +308,7 @@ def backfill(
     total: int | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     pause_seconds: float = 0.0,
+    apart: bool = False,
 ) -> BackfillResult:
     """Fill the shadow of every row that has a source value and no shadow yet, in id order, in batches.
 
@@ -314,15 +317,15 @@ def backfill(
 
     The values of one batch are computed (``fill``, the embedder) in a worker thread while the previous
     batch is written: the two overlap, and the embedder's pace is the backfill's. That thread, and the
-    threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`). Rows are read without
+    threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`). With ``apart`` (a
+    ``fill`` that is Python code, holding the GIL: it would delay each of the writes' round trips) a forked
+    process reads and computes instead, at the same lower priority. Rows are read without
     locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
     another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
     transactions of :data:`LOCK_ROWS` rows. Meanwhile memcli's searches log their access instead of
     updating the rows (:mod:`memcli.access`), so they never wait for one; an application's own update of a
     row waits for a few rows' update at most.
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from psycopg import sql
 
     from memcli.vector_copy import vector_cursor
@@ -335,21 +338,15 @@ def backfill(
     ).format(src=_ident(spec.source_column), table=_ident(TABLE), shadow=_ident(SHADOW_COLUMN))
     read = 0  # rows handed to ``fill`` (bounded by max_rows)
 
-    def timed_fill(values: list[Any]) -> Sequence[Any]:
-        t0 = time.perf_counter()
-        try:
-            return fill(values)
-        finally:
-            result.fill_seconds += time.perf_counter() - t0
-
-    def next_rows(after: uuid.UUID) -> list[tuple[Any, ...]]:
-        nonlocal read
-        size = batch_size if max_rows is None else min(batch_size, max_rows - read)
-        if size <= 0:
-            return []
-        rows = conn.execute(query, (after, size)).fetchall()
-        read += len(rows)
-        return rows
+    def sizes() -> Iterator[int]:
+        """The size of each next read: the batch size, within what ``max_rows`` leaves."""
+        handed = read
+        while True:
+            size = batch_size if max_rows is None else min(batch_size, max_rows - handed)
+            if size <= 0:
+                return
+            yield size
+            handed += size
 
     def book(n: int) -> None:
         if n:
@@ -359,45 +356,107 @@ def backfill(
     with (
         # searches log their access instead of updating the rows this backfill locks (memcli.access)
         access.deferring(conn),
-        ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="memcli-fill", initializer=lower_thread_priority
-        ) as pool,
         vector_cursor(conn) as cur,
     ):
-        try:
-            for _ in range(MAX_PASSES):
-                skipped = 0
-                inflight: tuple[list[tuple[Any, ...]], Future[Sequence[Any]]] | None = None
-                rows = next_rows(uuid.UUID(int=0))
-                while rows or inflight:
-                    # embed this batch while the previous one is written
-                    current = (rows, pool.submit(timed_fill, [r[1] for r in rows])) if rows else None
-                    if inflight is not None:
-                        done_rows, values = inflight[0], inflight[1].result()
-                        _stage(conn, spec, [r[0] for r in done_rows], values, [r[2] for r in done_rows], cur)
-                        # short transactions, so a search that hits a row waits for a few rows' update
-                        # at most; a lost commit only leaves shadows NULL, to compute again: no flush wait
-                        for first in range(0, len(done_rows), LOCK_ROWS):
-                            n = in_batch(
-                                conn,
-                                timeouts,
-                                lambda first=first: _apply_async(conn, spec, first, first + LOCK_ROWS),
-                                book,
-                            )
-                            skipped += min(LOCK_ROWS, len(done_rows) - first) - n
-                        if progress:
-                            progress(result.filled, total)
-                        if pause_seconds:
-                            time.sleep(pause_seconds)
-                    inflight = current
-                    rows = next_rows(current[0][-1][0]) if current is not None else []
-                if not skipped or (max_rows is not None and read >= max_rows):
-                    break
-        finally:
-            # nothing is embedded any more once backfill returns (an interrupt waits for the batch at hand)
-            pool.shutdown(wait=True, cancel_futures=True)
+        for _ in range(MAX_PASSES):
+            skipped = 0
+            filled = (
+                _filled_apart(conn, query, fill, sizes())
+                if apart and processes_available()
+                else _filled_here(conn, query, fill, sizes())
+            )
+            with contextlib.closing(filled):
+                for batch in filled:
+                    read += len(batch.ids)
+                    result.fill_seconds += batch.fill_seconds
+                    _stage(conn, spec, batch.ids, batch.values, batch.versions, cur)
+                    # short transactions, so an application's update of a row waits for a few rows' update at
+                    # most; a lost commit only leaves shadows NULL, to compute again: no flush wait
+                    for first in range(0, len(batch.ids), LOCK_ROWS):
+                        n = in_batch(
+                            conn,
+                            timeouts,
+                            lambda first=first: _apply_async(conn, spec, first, first + LOCK_ROWS),
+                            book,
+                        )
+                        skipped += min(LOCK_ROWS, len(batch.ids) - first) - n
+                    if progress:
+                        progress(result.filled, total)
+                    if pause_seconds:
+                        time.sleep(pause_seconds)
+            if not skipped or (max_rows is not None and read >= max_rows):
+                break
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass
+class _Filled:
+    """One batch's new values, with the ids and row versions they were computed for."""
+
+    ids: list[uuid.UUID]
+    versions: list[str]
+    values: Sequence[Any]
+    fill_seconds: float
+
+
+def _timed(fill: Fill, rows: list[tuple[Any, ...]]) -> _Filled:
+    t0 = time.perf_counter()
+    values = fill([r[1] for r in rows])
+    return _Filled([r[0] for r in rows], [r[2] for r in rows], values, time.perf_counter() - t0)
+
+
+def _filled_here(
+    conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int]
+) -> Generator[_Filled, None, None]:
+    """A pass's batches, read on ``conn`` (between the caller's writes) and computed by a worker thread
+    while the caller writes the batch before (at a lower CPU priority: :func:`lower_thread_priority`)."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def read(after: uuid.UUID) -> list[tuple[Any, ...]]:
+        size = next(sizes, 0)
+        return conn.execute(query, (after, size)).fetchall() if size else []
+
+    with ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="memcli-fill", initializer=lower_thread_priority
+    ) as pool:
+        try:
+            inflight: Future[_Filled] | None = None
+            rows = read(uuid.UUID(int=0))
+            while rows or inflight:
+                # compute this batch while the previous one is written
+                current = pool.submit(_timed, fill, rows) if rows else None
+                after = rows[-1][0] if rows else None
+                if inflight is not None:
+                    yield inflight.result()
+                inflight = current
+                rows = read(after) if after is not None else []
+        finally:
+            # nothing is computed any more once the pass ends (an interrupt waits for the batch at hand)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _filled_apart(
+    conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int]
+) -> Generator[_Filled, None, None]:
+    """A pass's batches, read and computed by a forked process on a connection of its own (at a lower CPU
+    priority), a batch ahead of the caller's writes: for a ``fill`` that holds the GIL (Python code), which
+    in a thread would make every one of the writes' round trips wait for it."""
+    from memcli.db import reconnect
+
+    def produce() -> Iterator[_Filled]:
+        with contextlib.suppress(OSError):
+            os.nice(FILL_NICENESS)
+        reading = reconnect(conn, autocommit=True)
+        after = uuid.UUID(int=0)
+        for size in sizes:
+            rows = reading.execute(query, (after, size)).fetchall()
+            if not rows:
+                return
+            yield _timed(fill, rows)
+            after = rows[-1][0]
+
+    yield from prefetched_in_process(produce)
 
 
 def resume(
@@ -409,6 +468,7 @@ def resume(
     max_rows: int | None = None,
     progress: ProgressCallback | None = None,
     pause_seconds: float = 0.0,
+    apart: bool = False,
 ) -> tuple[int, BackfillResult]:
     """Prepare the shadow column (again, harmlessly, on a resumed run) and fill what is left.
 
@@ -432,6 +492,7 @@ def resume(
         max_rows=max_rows,
         progress=advance,
         pause_seconds=pause_seconds,
+        apart=apart,
     )
     return before.done, filled
 

@@ -253,23 +253,30 @@ def test_revision_0013_downgrade_folds_the_log_then_drops_it(demo_db: str) -> No
     assert migrations.upgrade(demo_db).applied == ["0013_semantic_memory_access_log"]
 
 
-def test_access_during_the_backfill_is_logged_then_counted(demo_db: str, monkeypatch) -> None:
+def test_access_during_the_backfill_is_logged_then_counted(demo_db: str, monkeypatch, tmp_path) -> None:
     """The backfill locks the rows it fills: searches meanwhile log their access rather than wait."""
+    import json
+
     import memcli.reembed as reembed_module
 
     before = counts(demo_db)
-    hits: list[uuid.UUID] = []
-    seen: dict[str, object] = {}
+    # written to a file: the hashing embedder's backfill computes in a process of its own
+    seen = tmp_path / "seen.json"
     real_fill = reembed_module._fill
 
     def fill_and_search(embedder):
         fill = real_fill(embedder)
 
         def during(texts):
-            if not hits:  # once, while the backfill runs
-                hits.extend(searches(demo_db, 4))
-                seen["rows"] = counts(demo_db)
-                seen["logged"] = scalar(demo_db, "SELECT count(*) FROM semantic_memory_access")
+            if not seen.exists():  # once, while the backfill runs
+                hits = searches(demo_db, 4)
+                rows = counts(demo_db)
+                logged = scalar(demo_db, "SELECT count(*) FROM semantic_memory_access")
+                seen.write_text(
+                    json.dumps(
+                        {"hits": [str(h) for h in hits], "unchanged": rows == before, "logged": logged}
+                    )
+                )
             return fill(texts)
 
         return during
@@ -278,8 +285,10 @@ def test_access_during_the_backfill_is_logged_then_counted(demo_db: str, monkeyp
     with psycopg.connect(demo_db) as conn:
         # stopped after the backfill (every row): no index build, whose searches log too
         result = reembed(conn, NEW, "hashing:b", max_rows=len(before))
+    observed = json.loads(seen.read_text())
+    hits = [uuid.UUID(h) for h in observed["hits"]]
     assert result.phase == "stopped" and len(hits) == 20
-    assert seen["rows"] == before and seen["logged"] == len(hits)
+    assert observed["unchanged"] and observed["logged"] == len(hits)
     after = counts(demo_db)
     for memory_id in set(hits):
         assert after[memory_id] == (before[memory_id] or 0) + hits.count(memory_id)

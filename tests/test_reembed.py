@@ -23,7 +23,7 @@ from memcli.reembed import reembed, reembed_abort, reembed_status
 from memcli.search import search
 from memcli.seed import seed_demo
 from memcli.shadow import FILL_NICENESS
-from tests.importing import scalar, stored_vector
+from tests.importing import fetch, scalar, stored_vector
 
 OLD = HashingEmbedder()
 
@@ -218,20 +218,27 @@ def test_edited_text_is_embedded_again(demo_db: str) -> None:
 
 
 class EditingEmbedder(HashingEmbedder):
-    """Embeds like hashing:b; the first time, the application edits a memory of the batch meanwhile."""
+    """Embeds like hashing:b; the first time, the application edits a memory of the batch meanwhile. What
+    it did is in the database, not in the object: the backfill may embed in a process of its own."""
+
+    EDITED = "edited while computed"
 
     def __init__(self, dsn: str) -> None:
         super().__init__(variant="b")
         self.dsn = dsn
-        self.edited: object = None
+
+    def edited(self) -> object:
+        rows = fetch(self.dsn, "SELECT id FROM semantic_memory WHERE content_text = %s", (self.EDITED,))
+        return rows[0][0] if rows else None
 
     def embed(self, texts):
-        if self.edited is None:
+        if self.edited() is None:
             with psycopg.connect(self.dsn, autocommit=True) as conn:
-                self.edited = conn.execute(
-                    "UPDATE semantic_memory SET content_text = 'edited while computed' "
-                    "WHERE id = (SELECT id FROM semantic_memory ORDER BY id LIMIT 1) RETURNING id"
-                ).fetchone()[0]
+                conn.execute(
+                    "UPDATE semantic_memory SET content_text = %s "
+                    "WHERE id = (SELECT id FROM semantic_memory ORDER BY id LIMIT 1)",
+                    (self.EDITED,),
+                )
         return super().embed(texts)
 
 
@@ -240,9 +247,7 @@ def test_text_edited_while_its_batch_is_embedded_is_never_swapped_in_stale(demo_
     with psycopg.connect(demo_db) as conn:
         result = reembed(conn, new, "hashing:b", batch_size=50)
     assert result.phase == "swapped" and result.caught_up == 0  # a second pass took the edited row
-    np.testing.assert_allclose(
-        stored_vector(demo_db, new.edited), new.embed(["edited while computed"])[0], rtol=1e-5
-    )
+    np.testing.assert_allclose(stored_vector(demo_db, new.edited()), new.embed([new.EDITED])[0], rtol=1e-5)
     rows = psycopg.connect(demo_db).execute("SELECT content_text, embedding_vector FROM semantic_memory")
     for text, vector in rows:
         np.testing.assert_allclose(np.array(json.loads(vector)), new.embed([text])[0], rtol=1e-5, atol=1e-6)
@@ -336,23 +341,34 @@ def _nice() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
-def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_own(demo_db: str) -> None:
+@pytest.mark.parametrize("in_python", [False, True], ids=["thread", "process"])
+def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_own(
+    demo_db: str, tmp_path, in_python: bool
+) -> None:
+    """In a worker thread, or (an embedder that computes in Python) in a process of its own."""
     own = _nice()
     if own + FILL_NICENESS > 19:
         pytest.skip("the test already runs at the lowest priority")
-    seen: list[tuple[int, int]] = []
+    seen = tmp_path / "seen"  # a file: the process's embedder is a copy of this one
+    caller = (os.getpid(), threading.get_ident())
 
     class Recording(HashingEmbedder):
+        computes_in_python = in_python
+
         def embed(self, texts: Any) -> Any:
-            if threading.current_thread().name.startswith("memcli-fill"):
+            where = "process" if os.getpid() != caller[0] else "thread"
+            if (os.getpid(), threading.get_ident()) != caller:
                 started: list[int] = []  # a thread the embedder starts (as the local encoder does)
                 child = threading.Thread(target=lambda: started.append(_nice()))
                 child.start()
                 child.join()
-                seen.append((_nice(), started[0]))
+                with seen.open("a") as out:
+                    out.write(f"{where} {_nice()} {started[0]}\n")
             return super().embed(texts)
 
     with psycopg.connect(demo_db) as conn:
         reembed(conn, Recording(variant="b"), "hashing:b", batch_size=50)
-    assert seen and set(seen) == {(own + FILL_NICENESS, own + FILL_NICENESS)}
+    lines = set(seen.read_text().splitlines())
+    low = own + FILL_NICENESS
+    assert lines == {f"{'process' if in_python else 'thread'} {low} {low}"}
     assert _nice() == own

@@ -38,6 +38,7 @@ class HashingEmbedder:
     """Lexical feature hashing into ``dimension`` dimensions, L2-normalised. Not semantic."""
 
     lexical = True
+    computes_in_python = True  # tokens and hashes: it holds the GIL while it works (memcli.reembed)
 
     def __init__(
         self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None
