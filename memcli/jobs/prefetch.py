@@ -88,7 +88,8 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
 
 
 class ProducerLost(MemcliError):
-    """The producer process ended without saying why (killed, out of memory)."""
+    """The producer process ended without saying why (killed, out of memory). The job it served resumes
+    when run again."""
 
 
 def processes_available() -> bool:
@@ -126,7 +127,7 @@ def prefetched_in_process(produce: Callable[[], Iterable[T]]) -> Generator[T, No
             except EOFError:
                 child.join()
                 raise ProducerLost(
-                    f"the process reading the source ended unexpectedly (exit code {child.exitcode})",
+                    f"the process preparing the batches ended unexpectedly (exit code {child.exitcode})",
                     hint="run the same command again: it resumes where it stopped",
                 ) from None
             if kind == _END:
@@ -144,6 +145,7 @@ def prefetched_in_process(produce: Callable[[], Iterable[T]]) -> Generator[T, No
 def _produce_into(produce: Callable[[], Iterable[Any]], sender: Connection, receiver: Connection) -> None:
     """The child's side: send every item, then the end or the error that stopped it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent acts
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's terminate() ends it, whatever handler it had
     receiver.close()  # else the pipe would never break when the parent dies
     _let_go_of_sockets()
     try:
@@ -167,7 +169,7 @@ def _sendable(exc: BaseException) -> BaseException:
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
-        return MemcliError(f"reading the source failed: {type(exc).__name__}: {exc}")
+        return MemcliError(f"preparing a batch failed: {type(exc).__name__}: {exc}")
     return exc
 
 
