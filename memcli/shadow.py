@@ -43,7 +43,7 @@ from memcli.jobs.common import (
     in_batch,
     maintenance_transaction,
 )
-from memcli.jobs.prefetch import prefetched_in_process, processes_available
+from memcli.jobs.prefetch import prefetched, prefetched_in_process, processes_available
 from memcli.schema import names
 
 if TYPE_CHECKING:
@@ -287,7 +287,6 @@ def lower_thread_priority(niceness: int = FILL_NICENESS) -> None:
     """Make the calling thread ``niceness`` nicer; threads it starts inherit it. On Linux a thread's nice
     value is its own (``setpriority`` on its thread id), so the rest of the process keeps its priority;
     where that is not so, or not allowed, nothing changes."""
-    import os
     import threading
 
     if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
@@ -315,11 +314,11 @@ def backfill(
     ``conn`` must be in autocommit mode (each batch commits on its own). ``pause_seconds`` between batches
     leaves room to the application on a busy server.
 
-    The values of one batch are computed (``fill``, the embedder) in a worker thread while the previous
-    batch is written: the two overlap, and the embedder's pace is the backfill's. That thread, and the
-    threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`). With ``apart`` (a
-    ``fill`` that is Python code, holding the GIL: it would delay each of the writes' round trips) a forked
-    process reads and computes instead, at the same lower priority. Rows are read without
+    The next batch is read (on a connection of its own) and computed (``fill``, the embedder) by a worker
+    thread while the previous batch is written: the two overlap, and the embedder's pace is the backfill's.
+    That thread, and the threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`).
+    With ``apart`` (a ``fill`` that is Python code, holding the GIL: it would delay each of the writes'
+    round trips) a forked process does it instead, at the same lower priority. Rows are read without
     locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
     another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
     transactions of :data:`LOCK_ROWS` rows. Meanwhile memcli's searches log their access instead of
@@ -360,11 +359,7 @@ def backfill(
     ):
         for _ in range(MAX_PASSES):
             skipped = 0
-            filled = (
-                _filled_apart(conn, query, fill, sizes())
-                if apart and processes_available()
-                else _filled_here(conn, query, fill, sizes())
-            )
+            filled = _filled(conn, query, fill, sizes(), apart=apart)
             with contextlib.closing(filled):
                 for batch in filled:
                     read += len(batch.ids)
@@ -406,57 +401,29 @@ def _timed(fill: Fill, rows: list[tuple[Any, ...]]) -> _Filled:
     return _Filled([r[0] for r in rows], [r[2] for r in rows], values, time.perf_counter() - t0)
 
 
-def _filled_here(
-    conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int]
+def _filled(
+    conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int], *, apart: bool
 ) -> Generator[_Filled, None, None]:
-    """A pass's batches, read on ``conn`` (between the caller's writes) and computed by a worker thread
-    while the caller writes the batch before (at a lower CPU priority: :func:`lower_thread_priority`)."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    def read(after: uuid.UUID) -> list[tuple[Any, ...]]:
-        size = next(sizes, 0)
-        return conn.execute(query, (after, size)).fetchall() if size else []
-
-    with ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="memcli-fill", initializer=lower_thread_priority
-    ) as pool:
-        try:
-            inflight: Future[_Filled] | None = None
-            rows = read(uuid.UUID(int=0))
-            while rows or inflight:
-                # compute this batch while the previous one is written
-                current = pool.submit(_timed, fill, rows) if rows else None
-                after = rows[-1][0] if rows else None
-                if inflight is not None:
-                    yield inflight.result()
-                inflight = current
-                rows = read(after) if after is not None else []
-        finally:
-            # nothing is computed any more once the pass ends (an interrupt waits for the batch at hand)
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _filled_apart(
-    conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int]
-) -> Generator[_Filled, None, None]:
-    """A pass's batches, read and computed by a forked process on a connection of its own (at a lower CPU
-    priority), a batch ahead of the caller's writes: for a ``fill`` that holds the GIL (Python code), which
-    in a thread would make every one of the writes' round trips wait for it."""
+    """A pass's batches, read on a connection of their own and computed a batch ahead of the caller's writes,
+    at a lower CPU priority (:func:`lower_thread_priority`): by a worker thread, or, with ``apart``, by a
+    forked process (for a ``fill`` that is Python code: in a thread it would hold the GIL while each of the
+    writes' round trips waits for it)."""
     from memcli.db import reconnect
 
     def produce() -> Iterator[_Filled]:
-        with contextlib.suppress(OSError):
-            os.nice(FILL_NICENESS)
-        reading = reconnect(conn, autocommit=True)
-        after = uuid.UUID(int=0)
-        for size in sizes:
-            rows = reading.execute(query, (after, size)).fetchall()
-            if not rows:
-                return
-            yield _timed(fill, rows)
-            after = rows[-1][0]
+        lower_thread_priority()  # the producer's thread (a forked process has no other)
+        with reconnect(conn, autocommit=True) as reading:
+            after = uuid.UUID(int=0)
+            for size in sizes:
+                rows = reading.execute(query, (after, size)).fetchall()
+                if not rows:
+                    return
+                yield _timed(fill, rows)
+                after = rows[-1][0]
 
-    yield from prefetched_in_process(produce)
+    if apart and processes_available():
+        return prefetched_in_process(produce)
+    return prefetched(produce(), depth=1)
 
 
 def resume(
