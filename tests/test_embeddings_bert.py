@@ -7,6 +7,8 @@ The reference vectors in tests/fixtures/ were computed once with sentence-transf
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -123,6 +125,34 @@ def test_batches_cover_every_text_once_within_the_memory_budget(
         )
         for _, count, n in groups:
             assert count == 1 or count * encoder.heads * n * n * 4 <= ATTENTION_BUDGET_BYTES
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a re-embed forks on Linux only")
+def test_the_encoder_works_in_a_forked_process_after_encoding_in_its_parent(tmp_path: Path) -> None:
+    """A re-embed's backfill encodes in a forked process, with a model its parent may have used. The
+    tokenizers package's thread pool does not survive a fork: with TOKENIZERS_PARALLELISM=true, a batch
+    tokenized by that pool in the child would wait for it forever."""
+    code = (
+        "import os\n"
+        "from memcli.embeddings import get_embedder\n"
+        "e = get_embedder(provider='local')\n"
+        "texts = [f'the guest number {i} asked for a table by the window' for i in range(600)]\n"
+        "before = e.embed(texts)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if abs(e.embed(texts) - before).max() < 1e-6 else 3)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "true"}
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail("the forked encoder hung")
+    assert (proc.returncode, out.strip()) == (0, "0")
 
 
 def test_local_embedder_runs_without_torch() -> None:
