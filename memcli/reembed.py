@@ -111,9 +111,10 @@ def _fill(embedder: Embedder) -> shadow.Fill:
 
 
 def _fill_apart(embedder: Embedder) -> bool:
-    """Whether the backfill computes in a process of its own: for an embedder whose work is Python code
-    (it says so: ``computes_in_python``), which holds the GIL; numpy and network waits release it."""
-    return bool(getattr(embedder, "computes_in_python", False))
+    """Whether the backfill computes in a process of its own, in a background session: for an embedder
+    that computes on this machine and survives a fork (it says so: ``forkable``). A remote provider's
+    work is done elsewhere; its waits need no process."""
+    return bool(getattr(embedder, "forkable", False))
 
 
 def _estimate(conn: psycopg.Connection, embedder: Embedder, result: ReembedResult) -> None:

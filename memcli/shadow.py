@@ -26,8 +26,6 @@ model; a type change (``vector`` to ``halfvec``) derives it from ``embedding_vec
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -44,6 +42,7 @@ from memcli.jobs.common import (
     maintenance_transaction,
 )
 from memcli.jobs.prefetch import prefetched, prefetched_in_process, processes_available
+from memcli.jobs.priority import lower_thread_priority
 from memcli.schema import names
 
 if TYPE_CHECKING:
@@ -66,9 +65,6 @@ MAX_SWAP_CATCHUP = 5000  # rows the swap may still fill inside its transaction; 
 DEFAULT_BATCH_SIZE = names.SHADOW_BATCH_SIZE
 LOCK_ROWS = 500  # rows a backfill transaction updates (and holds locked until it commits)
 MAX_PASSES = 3  # backfill passes over rows the application changed while they were being computed
-# The backfill computes its values (an embedder: every core, for minutes) this much nicer than the process,
-# so that the application's searches on the same machine, embedding their queries, come first.
-FILL_NICENESS = 10
 
 # Values for the rows of one batch: given the source column's values, the new column's values (numpy arrays
 # or pgvector's Vector / HalfVector objects, one per row).
@@ -283,19 +279,6 @@ def _apply_async(conn: psycopg.Connection, spec: ShadowSpec, first: int, stop: i
     return _apply(conn, spec, first, stop)
 
 
-def lower_thread_priority(niceness: int = FILL_NICENESS) -> None:
-    """Make the calling thread ``niceness`` nicer; threads it starts inherit it. On Linux a thread's nice
-    value is its own (``setpriority`` on its thread id), so the rest of the process keeps its priority;
-    where that is not so, or not allowed, nothing changes."""
-    import threading
-
-    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
-        return
-    tid = threading.get_native_id()
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
-
-
 def backfill(
     conn: psycopg.Connection,
     spec: ShadowSpec,
@@ -316,11 +299,14 @@ def backfill(
 
     The next batch is read (on a connection of its own) and computed (``fill``, the embedder) by a worker
     thread while the previous batch is written: the two overlap, and the embedder's pace is the backfill's.
-    That thread, and the threads it starts, run at a lower CPU priority (:func:`lower_thread_priority`).
-    With ``apart`` (a ``fill`` that is Python code, holding the GIL: it would delay each of the writes'
-    round trips) a forked process does it instead, at the same lower priority. Rows are read without
-    locks, each with its version (``xmin``); the write skips a row the application changed meanwhile, and
-    another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
+    That thread, and the threads it starts, run at a lower CPU priority
+    (:func:`memcli.jobs.priority.lower_thread_priority`). With ``apart`` (a ``fill`` computed on this
+    machine that a forked process can run) a forked process does it instead, in a session of its own at the
+    lowest CPU weight (:func:`memcli.jobs.priority.enter_background_session`): a server on the same machine
+    then gets its cores first, which a thread's nice value alone does not give it, and a ``fill`` that is
+    Python code no longer holds the GIL while each of the writes' round trips waits for it. Rows are read
+    without locks, each with its version (``xmin``); the write skips a row the application changed meanwhile,
+    and another pass (at most :data:`MAX_PASSES`) picks it up. A batch is staged by one COPY and applied in
     transactions of :data:`LOCK_ROWS` rows. Meanwhile memcli's searches log their access instead of
     updating the rows (:mod:`memcli.access`), so they never wait for one; an application's own update of a
     row waits for a few rows' update at most.
@@ -405,9 +391,8 @@ def _filled(
     conn: psycopg.Connection, query: sql.Composed, fill: Fill, sizes: Iterator[int], *, apart: bool
 ) -> Generator[_Filled, None, None]:
     """A pass's batches, read on a connection of their own and computed a batch ahead of the caller's writes,
-    at a lower CPU priority (:func:`lower_thread_priority`): by a worker thread, or, with ``apart``, by a
-    forked process (for a ``fill`` that is Python code: in a thread it would hold the GIL while each of the
-    writes' round trips waits for it)."""
+    at a lower CPU priority: by a worker thread, or, with ``apart``, by a forked process in a background
+    session (see :func:`backfill`)."""
     from memcli.db import reconnect
 
     def produce() -> Iterator[_Filled]:
@@ -422,7 +407,7 @@ def _filled(
                 after = rows[-1][0]
 
     if apart and processes_available():
-        return prefetched_in_process(produce)
+        return prefetched_in_process(produce, background=True)
     return prefetched(produce(), depth=1)
 
 

@@ -19,10 +19,10 @@ from memcli.embeddings.hashing import HashingEmbedder
 from memcli.errors import NotReadyError
 from memcli.imports.engine import VECTORS_LOCK
 from memcli.jobs.locks import lock_key
+from memcli.jobs.priority import BACKGROUND_NICENESS, LOWEST_NICENESS, autogroup_niceness
 from memcli.reembed import reembed, reembed_abort, reembed_status
 from memcli.search import search
 from memcli.seed import seed_demo
-from memcli.shadow import FILL_NICENESS
 from tests.importing import fetch, scalar, stored_vector
 
 OLD = HashingEmbedder()
@@ -341,20 +341,21 @@ def _nice() -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's own nice value is Linux's")
-@pytest.mark.parametrize("in_python", [False, True], ids=["thread", "process"])
+@pytest.mark.parametrize("forkable", [False, True], ids=["thread", "process"])
 def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_own(
-    demo_db: str, tmp_path, in_python: bool
+    demo_db: str, tmp_path, forkable: bool
 ) -> None:
-    """In a worker thread, or (an embedder that computes in Python) in a process of its own."""
+    """In a worker thread, or (an embedder that a forked process can run) in a process of its own, in a
+    session of its own whose CPU weight is the lowest (Linux shares the cores between sessions first)."""
     own = _nice()
-    if own + FILL_NICENESS > 19:
+    if own + BACKGROUND_NICENESS > 19:
         pytest.skip("the test already runs at the lowest priority")
     seen = tmp_path / "seen"  # a file: the process's embedder is a copy of this one
     caller = (os.getpid(), threading.get_ident())
+    session = os.getsid(0)
+    group = autogroup_niceness()
 
     class Recording(HashingEmbedder):
-        computes_in_python = in_python
-
         def embed(self, texts: Any) -> Any:
             where = "process" if os.getpid() != caller[0] else "thread"
             if (os.getpid(), threading.get_ident()) != caller:
@@ -362,13 +363,20 @@ def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_ow
                 child = threading.Thread(target=lambda: started.append(_nice()))
                 child.start()
                 child.join()
+                own_session = os.getsid(0) != session
                 with seen.open("a") as out:
-                    out.write(f"{where} {_nice()} {started[0]}\n")
+                    out.write(f"{where} {_nice()} {started[0]} {own_session} {autogroup_niceness()}\n")
             return super().embed(texts)
 
+    Recording.forkable = forkable
     with psycopg.connect(demo_db) as conn:
         reembed(conn, Recording(variant="b"), "hashing:b", batch_size=50)
     lines = set(seen.read_text().splitlines())
-    low = own + FILL_NICENESS
-    assert lines == {f"{'process' if in_python else 'thread'} {low} {low}"}
+    low = own + BACKGROUND_NICENESS
+    if forkable:
+        weight = None if group is None else LOWEST_NICENESS
+        assert lines == {f"process {low} {low} True {weight}"}
+    else:
+        assert lines == {f"thread {low} {low} False {group}"}
     assert _nice() == own
+    assert os.getsid(0) == session and autogroup_niceness() == group

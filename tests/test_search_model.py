@@ -152,3 +152,32 @@ def test_the_readme_demo_finds_vegetarian_options_and_the_peanut_allergy(migrate
         dsn=migrated_db,
     )
     assert "No memories matched with similarity >= 0.90: 1 more below the similarity floor" in held.stdout
+
+
+def test_a_reembed_to_the_local_model_encodes_in_a_forked_process_quietly_and_exactly(
+    minilm: LocalEmbedder, migrated_db: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The numpy model is forkable: the backfill computes in a process of its own, with the model this
+    process has already used. The vectors are the ones this process computes, and nothing is printed."""
+    from memcli.embeddings.hashing import HashingEmbedder
+    from memcli.reembed import reembed
+
+    assert minilm.forkable
+    texts = [text for text, _ in MEMORIES]
+    expected = minilm.embed(texts)  # the model in use here before the fork
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        for text, kind in MEMORIES:
+            conn.execute(
+                "INSERT INTO semantic_memory (session_id, content_type, content_text) VALUES ('s1', %s, %s)",
+                (kind, text),
+            )
+        memories.embed_missing(conn, HashingEmbedder())
+    with psycopg.connect(migrated_db) as conn:
+        result = reembed(conn, minilm, "local", batch_size=2)
+        assert result.filled == len(MEMORIES)
+        stored = dict(
+            conn.execute("SELECT content_text, embedding_vector::real[] FROM semantic_memory").fetchall()
+        )
+    got = np.array([stored[text] for text in texts], dtype=np.float32)
+    assert np.allclose(got, expected, atol=1e-6)
+    assert "tokenizers" not in capfd.readouterr().err

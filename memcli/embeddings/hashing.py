@@ -38,7 +38,7 @@ class HashingEmbedder:
     """Lexical feature hashing into ``dimension`` dimensions, L2-normalised. Not semantic."""
 
     lexical = True
-    computes_in_python = True  # tokens and hashes: it holds the GIL while it works (memcli.reembed)
+    forkable = True  # computed here, in Python: a re-embed's backfill runs it in a process of its own
 
     def __init__(
         self, dimension: int = names.DEFAULT_EMBEDDING_DIMENSION, variant: str | None = None

@@ -169,6 +169,12 @@ class LocalEmbedder:
         return self
 
     @property
+    def forkable(self) -> bool:
+        """Whether a forked process can compute with it (a re-embed's backfill does): the numpy model can;
+        torch's thread pools do not survive a fork."""
+        return uses_numpy_path(self.name, self.device)
+
+    @property
     def dimension(self) -> int:
         if self._dimension is None:
             self.load()

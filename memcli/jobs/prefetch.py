@@ -30,6 +30,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memcli.errors import MemcliError
+from memcli.jobs.priority import enter_background_session
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -98,7 +99,9 @@ def processes_available() -> bool:
     return sys.platform.startswith("linux")
 
 
-def prefetched_in_process(produce: Callable[[], Iterable[T]]) -> Generator[T, None, None]:
+def prefetched_in_process(
+    produce: Callable[[], Iterable[T]], *, background: bool = False
+) -> Generator[T, None, None]:
     """Yield, in order, the items of ``produce()``, called in a forked child process.
 
     ``produce`` must open what it reads from itself: the child lets go of every socket it inherits (each
@@ -106,11 +109,18 @@ def prefetched_in_process(produce: Callable[[], Iterable[T]]) -> Generator[T, No
     killed parent's sessions end with it, locks and all. The child is one item ahead: it prepares the next
     item while the caller works on the current one, then waits for the pipe. It ignores Ctrl-C (the caller
     stops it), and when the caller dies its next send fails and it ends.
+
+    With ``background`` the child leaves for a session of its own at the lowest CPU weight
+    (:func:`memcli.jobs.priority.enter_background_session`), for CPU-heavy work that must not slow a
+    database server on the same machine.
     """
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
-        target=_produce_into, args=(produce, sender, receiver), name="memcli-prefetch", daemon=True
+        target=_produce_into,
+        args=(produce, sender, receiver, background),
+        name="memcli-prefetch",
+        daemon=True,
     )
     # Objects alive now are left alone by the child's garbage collector: collecting one of the parent's
     # connections there would end it for the parent too.
@@ -142,12 +152,16 @@ def prefetched_in_process(produce: Callable[[], Iterable[T]]) -> Generator[T, No
         child.join()
 
 
-def _produce_into(produce: Callable[[], Iterable[Any]], sender: Connection, receiver: Connection) -> None:
+def _produce_into(
+    produce: Callable[[], Iterable[Any]], sender: Connection, receiver: Connection, background: bool
+) -> None:
     """The child's side: send every item, then the end or the error that stopped it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent acts
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's terminate() ends it, whatever handler it had
     receiver.close()  # else the pipe would never break when the parent dies
     _let_go_of_sockets()
+    if background:
+        enter_background_session()
     try:
         try:
             for item in produce():
