@@ -51,6 +51,7 @@ REEMBED_TARGET = 0.8
 P99_TARGET = 2.0
 SEARCH_RATE = 20  # queries a second while re-embedding
 BEFORE_SECONDS = 15.0
+SLOWEST = 5  # slowest searches listed per phase, with when they ran
 LAYOUTS = ("mumble", "ybryx", "agent-memories", "graive", "jsonl")
 TABLES = ("semantic_memory", "conversation_memory", "context_relevance")
 WORDS = (
@@ -496,6 +497,9 @@ def bench_reembed(
             p99 = percentile(inside, 99)
             figures[key] = p99 / p99_base
             print(f"      {phase:20} p99 {p99:7.1f} ms ({len(inside)} queries): {p99 / p99_base:.2f}x")
+            # where the slowest ones fell (seconds into the phase): a swap's wait shows at its very end
+            slowest = sorted(((ms, t - lo) for t, ms in loaded if lo <= t < hi), reverse=True)[:SLOWEST]
+            print("        slowest: " + ", ".join(f"{ms:.1f} ms at {at:.1f} s" for ms, at in slowest))
     return figures
 
 
