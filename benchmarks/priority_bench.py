@@ -77,21 +77,28 @@ def _fill(dsn: str) -> None:
 def _round(dsn: str, mode: str) -> tuple[list[float], float | None]:
     stop, rates, results = multiprocessing.Event(), multiprocessing.Queue(), multiprocessing.Queue()
     encoder = None
-    if mode != "alone":
-        encoder = multiprocessing.Process(target=_encode, args=(mode, stop, rates))
-        encoder.start()
-        time.sleep(WARM_UP)
-    searcher = multiprocessing.Process(
-        target=_searcher, args=(dsn, multiprocessing.Event(), results, SECONDS)
-    )
-    searcher.start()
-    latencies = [ms for _, ms in results.get()]
-    searcher.join()
-    stop.set()
     rate = None
-    if encoder is not None:
-        rate = rates.get(timeout=60)
-        encoder.join()
+    try:
+        if mode != "alone":
+            # a daemon: in a session of its own, Ctrl-C does not reach it; the bench's exit ends it
+            encoder = multiprocessing.Process(target=_encode, args=(mode, stop, rates), daemon=True)
+            encoder.start()
+            time.sleep(WARM_UP)
+        searcher = multiprocessing.Process(
+            target=_searcher, args=(dsn, multiprocessing.Event(), results, SECONDS)
+        )
+        searcher.start()
+        latencies = [ms for _, ms in results.get()]
+        searcher.join()
+        stop.set()
+        if encoder is not None:
+            rate = rates.get(timeout=60)
+    finally:
+        stop.set()
+        if encoder is not None:
+            encoder.join(10)
+            if encoder.is_alive():
+                encoder.kill()
     return latencies, rate
 
 

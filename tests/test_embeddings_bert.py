@@ -127,8 +127,9 @@ def test_batches_cover_every_text_once_within_the_memory_budget(
             assert count == 1 or count * encoder.heads * n * n * 4 <= ATTENTION_BUDGET_BYTES
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a re-embed forks on Linux only")
-def test_the_encoder_works_in_a_forked_process_after_encoding_in_its_parent(tmp_path: Path) -> None:
+def test_the_encoder_works_in_a_forked_process_after_encoding_in_its_parent() -> None:
     """A re-embed's backfill encodes in a forked process, with a model its parent may have used. The
     tokenizers package's thread pool does not survive a fork: with TOKENIZERS_PARALLELISM=true, a batch
     tokenized by that pool in the child would wait for it forever."""

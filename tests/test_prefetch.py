@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memcli.errors import MemcliError
+from memcli.jobs import priority
 from memcli.jobs.prefetch import ProducerLost, prefetched, prefetched_in_process, processes_available
 
 
@@ -173,3 +174,50 @@ def test_a_killed_parents_session_ends_while_its_reader_process_lives(empty_db: 
                 time.sleep(0.05)
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+KILLED_BACKGROUND_PARENT = """
+import os, signal, sys, time
+from memcli.jobs.prefetch import prefetched_in_process
+
+def items():
+    yield os.getpid(), os.getsid(0)
+    time.sleep(60)  # computing the next batch when its parent is killed
+    yield 0, 0
+
+for child, session in prefetched_in_process(items, background=True):
+    with open(sys.argv[1], "w") as out:
+        out.write(f"{child} {session} {os.getsid(0)}")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, or stopped: not gone and not a zombie waiting for its new parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@needs_fork
+def test_a_background_producer_dies_with_its_killed_parent(tmp_path) -> None:
+    """In a session of its own no signal to its parent's group reaches it, and a parent killed outright
+    stops nothing: the kernel ends it, rather than the 60 s its batch would take."""
+    written = tmp_path / "child"
+    parent = subprocess.run(
+        [sys.executable, "-c", KILLED_BACKGROUND_PARENT, str(written)], stdin=subprocess.DEVNULL, timeout=60
+    )
+    assert parent.returncode == -signal.SIGKILL
+    child, child_session, parent_session = map(int, written.read_text().split())
+    try:
+        if priority.autogroups_on():
+            assert child_session != parent_session
+        deadline = time.monotonic() + 10
+        while _alive(child):
+            assert time.monotonic() < deadline, "the background producer outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -155,14 +157,23 @@ def test_the_readme_demo_finds_vegetarian_options_and_the_peanut_allergy(migrate
 
 
 def test_a_reembed_to_the_local_model_encodes_in_a_forked_process_quietly_and_exactly(
-    minilm: LocalEmbedder, migrated_db: str, capfd: pytest.CaptureFixture[str]
+    minilm: LocalEmbedder, migrated_db: str, capfd: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """The numpy model is forkable: the backfill computes in a process of its own, with the model this
     process has already used. The vectors are the ones this process computes, and nothing is printed."""
     from memcli.embeddings.hashing import HashingEmbedder
     from memcli.reembed import reembed
 
-    assert minilm.forkable
+    seen = tmp_path / "pids"  # a file: the process's embedder is a copy of this one
+
+    class Recording(LocalEmbedder):
+        def embed(self, texts: Any) -> Any:
+            with seen.open("a") as out:
+                out.write(f"{os.getpid()}\n")
+            return super().embed(texts)
+
+    recording = Recording()
+    assert recording.forkable
     texts = [text for text, _ in MEMORIES]
     expected = minilm.embed(texts)  # the model in use here before the fork
     with psycopg.connect(migrated_db, autocommit=True) as conn:
@@ -173,11 +184,12 @@ def test_a_reembed_to_the_local_model_encodes_in_a_forked_process_quietly_and_ex
             )
         memories.embed_missing(conn, HashingEmbedder())
     with psycopg.connect(migrated_db) as conn:
-        result = reembed(conn, minilm, "local", batch_size=2)
+        result = reembed(conn, recording, "local", batch_size=2)
         assert result.filled == len(MEMORIES)
         stored = dict(
             conn.execute("SELECT content_text, embedding_vector::real[] FROM semantic_memory").fetchall()
         )
     got = np.array([stored[text] for text in texts], dtype=np.float32)
     assert np.allclose(got, expected, atol=1e-6)
+    assert seen.read_text().split() and str(os.getpid()) not in seen.read_text().split()
     assert "tokenizers" not in capfd.readouterr().err

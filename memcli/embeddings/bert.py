@@ -192,6 +192,17 @@ def _cores() -> int:
 _BLAS_LIMIT = threading.Lock()
 
 
+def _fresh_blas_limit() -> None:
+    # A forked child (a re-embed's backfill) has only the forking thread: a lock another thread held at
+    # the fork would stay held there forever.
+    global _BLAS_LIMIT
+    _BLAS_LIMIT = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_blas_limit)
+
+
 @contextlib.contextmanager
 def _one_blas_thread() -> Iterator[bool]:
     """numpy's BLAS limited to one thread for the duration; False (nothing changed) without threadpoolctl."""

@@ -48,6 +48,17 @@ _MODELS: dict[tuple[str, str | None], Any] = {}
 _LOCK = threading.Lock()
 
 
+def _fresh_lock() -> None:
+    # A forked child (a re-embed's backfill) has only the forking thread: a lock another thread held at
+    # the fork, loading a model, would stay held there forever.
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock)
+
+
 def canonical_name(model: str | None) -> str:
     """``all-MiniLM-L6-v2`` and ``sentence-transformers/all-MiniLM-L6-v2`` are the same model."""
     if not model:

@@ -39,6 +39,7 @@ T = TypeVar("T")
 
 _ITEM, _ERROR, _END = range(3)
 _POLL_SECONDS = 0.1
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def prefetched(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
@@ -112,13 +113,14 @@ def prefetched_in_process(
 
     With ``background`` the child leaves for a session of its own at the lowest CPU weight
     (:func:`memcli.jobs.priority.enter_background_session`), for CPU-heavy work that must not slow a
-    database server on the same machine.
+    database server on the same machine. Signals sent to the caller's process group no longer reach it, so
+    it is killed as soon as the calling thread dies: that thread must be the one that consumes the items.
     """
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_produce_into,
-        args=(produce, sender, receiver, background),
+        args=(produce, sender, receiver, background, os.getpid()),
         name="memcli-prefetch",
         daemon=True,
     )
@@ -153,7 +155,11 @@ def prefetched_in_process(
 
 
 def _produce_into(
-    produce: Callable[[], Iterable[Any]], sender: Connection, receiver: Connection, background: bool
+    produce: Callable[[], Iterable[Any]],
+    sender: Connection,
+    receiver: Connection,
+    background: bool,
+    parent: int,
 ) -> None:
     """The child's side: send every item, then the end or the error that stopped it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent acts
@@ -161,6 +167,7 @@ def _produce_into(
     receiver.close()  # else the pipe would never break when the parent dies
     _let_go_of_sockets()
     if background:
+        _die_with(parent)
         enter_background_session()
     try:
         try:
@@ -176,6 +183,21 @@ def _produce_into(
             sender.send((_END, None))
     except (BrokenPipeError, ConnectionResetError):
         return  # the parent has gone while hearing the end
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this child when ``parent`` (the thread that forked it) dies (Linux's
+    PR_SET_PDEATHSIG). A child in a session of its own is reached by no signal sent to its parent's process
+    group or terminal, and a parent killed outright runs no cleanup: the child would otherwise read and
+    compute a whole batch, at the lowest priority, before its send fails."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # no prctl: the next send still fails
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(0)
 
 
 def _sendable(exc: BaseException) -> BaseException:

@@ -9,15 +9,14 @@ application's searches must get a core first. Linux needs two things for that:
 - A session of its own. With autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by
   default where the kernel has it), Linux first shares the cores between sessions, and only then between
   the threads of a session by their nice values. A server started as a service or by ``pg_ctl`` runs in a
-  session of its own. A busy thread in memcli's session then still takes half of each contended core from
-  it, whatever the thread's nice value, even under ``SCHED_IDLE``. A forked worker can leave for a new
-  session and lower that session's weight (:func:`enter_background_session`). On two cores, searches of a
-  server in another session, 20 a second, had a p99 of 11.6 to 13.7 ms beside an encoder at nice +10 in
-  their client's session, and 7.0 to 9.1 ms (6.1 to 10.3 ms alone) beside the same encoder in a session
-  of its own at autogroup nice 19, which encoded 2 to 5% slower (benchmarks/priority_bench.py).
+  session of its own. A busy thread in memcli's session then still takes up to half of each contended core
+  from it, whatever the thread's nice value (``SCHED_IDLE`` barely helps). A forked worker can leave for a
+  new session and lower that session's weight (:func:`enter_background_session`); docs/reembed.md has the
+  measurements (benchmarks/priority_bench.py).
 
-Where the cores are shared by control groups instead (the server and memcli in cgroups of their own, as
-under systemd), neither reaches across: the cgroups' CPU weights decide.
+Autogroups apply only to processes in the root CPU control group. Where the cores are shared by control
+groups instead (a container, a systemd service with the cpu controller), neither reaches across: the
+cgroups' CPU weights decide, and a worker stays in its caller's session.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ import time
 BACKGROUND_NICENESS = 10
 LOWEST_NICENESS = 19
 AUTOGROUP = "/proc/self/autogroup"
+AUTOGROUPS_ENABLED = "/proc/sys/kernel/sched_autogroup_enabled"
 # Linux lets a process without CAP_SYS_ADMIN set an autogroup's nice value once per 0.1 s, machine-wide
 # (EAGAIN otherwise): a backfill's next pass may come sooner.
 AUTOGROUP_TRIES = 5
@@ -49,14 +49,25 @@ def lower_thread_priority(niceness: int = BACKGROUND_NICENESS) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, lower)
 
 
+def autogroups_on() -> bool:
+    """Whether Linux shares the cores between this process's session and others by autogroup."""
+    try:
+        with open(AUTOGROUPS_ENABLED) as enabled:
+            return enabled.read().strip() == "1" and os.path.exists(AUTOGROUP)
+    except OSError:
+        return False
+
+
 def enter_background_session() -> bool:
     """Move this process (a forked worker, never the caller's own process) to a new session, and give that
-    session the lowest CPU weight. True when the session's weight was lowered.
+    session the lowest CPU weight. True when the session's weight was lowered; without autogroups (see the
+    module's docstring) the process stays where it is.
 
     The new session has no controlling terminal: Ctrl-C and a terminal's hang-up no longer reach this
-    process, so its parent must stop it (as :func:`memcli.jobs.prefetch.prefetched_in_process` does).
+    process, so its parent must stop it, as :func:`memcli.jobs.prefetch.prefetched_in_process` does (and,
+    should the parent die first, the kernel: the child asks for a signal on its parent's death).
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not autogroups_on():
         return False
     try:
         os.setsid()
@@ -68,7 +79,7 @@ def enter_background_session() -> bool:
                 autogroup.write(str(LOWEST_NICENESS))
         except BlockingIOError:  # another process set one within the last 0.1 s
             time.sleep(AUTOGROUP_WAIT_SECONDS)
-        except OSError:  # no autogroup in this kernel, or not allowed
+        except OSError:  # not allowed
             return False
         else:
             return True
