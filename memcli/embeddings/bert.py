@@ -32,10 +32,11 @@ import math
 import mmap
 import os
 import struct
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from memcli.forksafe import ForkSafeLock
 
 if TYPE_CHECKING:
     import numpy
@@ -189,18 +190,7 @@ def _cores() -> int:
 
 # The BLAS limit is the process's, not the thread's: two encodes setting and restoring it at once could
 # leave it at one thread, so they take turns.
-_BLAS_LIMIT = threading.Lock()
-
-
-def _fresh_blas_limit() -> None:
-    # A forked child (a re-embed's backfill) has only the forking thread: a lock another thread held at
-    # the fork would stay held there forever.
-    global _BLAS_LIMIT
-    _BLAS_LIMIT = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_blas_limit)
+_BLAS_LIMIT = ForkSafeLock()
 
 
 @contextlib.contextmanager

@@ -13,12 +13,12 @@ pay for a model.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from memcli.errors import ConfigError, first_line
+from memcli.forksafe import ForkSafeLock
 from memcli.schema import names
 
 if TYPE_CHECKING:
@@ -45,18 +45,7 @@ _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 # Loading takes seconds; a process (a test session, a long-running job) loads each model once.
 _MODELS: dict[tuple[str, str | None], Any] = {}
-_LOCK = threading.Lock()
-
-
-def _fresh_lock() -> None:
-    # A forked child (a re-embed's backfill) has only the forking thread: a lock another thread held at
-    # the fork, loading a model, would stay held there forever.
-    global _LOCK
-    _LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_fresh_lock)
+_LOCK = ForkSafeLock()
 
 
 def canonical_name(model: str | None) -> str:

@@ -18,10 +18,7 @@ and waited for, so nothing still uses its connection once the helper has returne
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
 import os
-import pickle
 import queue
 import signal
 import sys
@@ -116,6 +113,9 @@ def prefetched_in_process(
     database server on the same machine. Signals sent to the caller's process group no longer reach it, so
     it is killed as soon as the calling thread dies: that thread must be the one that consumes the items.
     """
+    import gc
+    import multiprocessing  # here: the commands that never fork (status, list) do not pay for it
+
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
@@ -202,6 +202,8 @@ def _die_with(parent: int) -> None:
 
 def _sendable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling both ways, else a MemcliError naming it."""
+    import pickle
+
     try:
         pickle.loads(pickle.dumps(exc))
     except Exception:
