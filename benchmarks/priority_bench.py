@@ -105,7 +105,9 @@ def _round(dsn: str, mode: str) -> tuple[list[float], float | None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every mode, alternating")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(MODES), metavar="MODE", help=", ".join(MODES)
+    )
     args = parser.parse_args()
     with embedded_server("memcli-priority-bench-") as server:
         dsn = server.create_database("priority")
