@@ -19,7 +19,7 @@ from memcli.embeddings.hashing import HashingEmbedder
 from memcli.errors import NotReadyError
 from memcli.imports.engine import VECTORS_LOCK
 from memcli.jobs.locks import lock_key
-from memcli.jobs.priority import BACKGROUND_NICENESS, LOWEST_NICENESS, autogroup_niceness
+from memcli.jobs.priority import BACKGROUND_NICENESS, LOWEST_NICENESS, autogroup_niceness, autogroups_on
 from memcli.reembed import reembed, reembed_abort, reembed_status
 from memcli.search import search
 from memcli.seed import seed_demo
@@ -374,7 +374,9 @@ def test_the_backfill_embeds_at_a_lower_cpu_priority_and_the_caller_keeps_its_ow
     lines = set(seen.read_text().splitlines())
     low = own + BACKGROUND_NICENESS
     if forkable:
-        weight = None if group is None else LOWEST_NICENESS
+        # The caller's own session may have no autogroup of its own (init's session shows none), the
+        # worker's new session always does where autogroups are on.
+        weight = LOWEST_NICENESS if autogroups_on() else None
         assert lines == {f"process {low} {low} True {weight}"}
     else:
         assert lines == {f"thread {low} {low} False {group}"}
