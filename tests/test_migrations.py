@@ -148,6 +148,18 @@ def test_empty_database_up_down_up(empty_db: str) -> None:
     assert structure(empty_db) == migrated
 
 
+def test_the_summaries_wrap_between_revision_names_on_a_narrow_terminal(empty_db: str, cli) -> None:
+    def lines(*args: str) -> list[str]:
+        result = cli(*args, dsn=empty_db, env={"COLUMNS": "60"})
+        assert result.exit_code == 0, result.output
+        return (result.stdout + result.stderr).splitlines()
+
+    for shown in (lines("migrate"), lines("migrate", "down", "base", "--dry-run")):
+        assert shown and all(len(line) <= 60 for line in shown), shown
+        names_shown = [name.strip(",") for line in shown for name in line.split()]
+        assert set(ALL) <= set(names_shown), shown
+
+
 def test_memory_rows_survive_down_and_up_of_a_later_revision(migrated_db: str) -> None:
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute(

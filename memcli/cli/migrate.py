@@ -157,11 +157,10 @@ def migrate(
     if state.quiet:
         return
     if result.applied:
-        typer.echo(
-            f"migrated {result.from_revision or 'base'} -> {result.to_revision} "
-            f"({', '.join(result.applied)}) in {result.duration_seconds:.2f} s; "
-            f"embedding dimension {result.embedding_dimension}"
-        )
+        start = result.from_revision or "base"
+        _echo_wrapped(f"migrated {start} -> {result.to_revision} in {result.duration_seconds:.2f} s")
+        _echo_wrapped(f"applied {', '.join(result.applied)}")
+        typer.echo(f"embedding dimension {result.embedding_dimension}")
     else:
         typer.echo(f"already at {result.to_revision}: nothing to do")
 
@@ -298,14 +297,26 @@ def _plain(value: Any) -> dict[str, Any]:
     return data
 
 
+def _echo_wrapped(text: str, err: bool = False, indent: str = "") -> None:
+    """A line naming revisions or tables, wrapped between words rather than by the terminal mid-name."""
+    import shutil
+    import textwrap
+
+    width = max(40, shutil.get_terminal_size().columns)
+    lines = textwrap.wrap(
+        text, width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
+    )
+    typer.echo("\n".join(lines), err=err)
+
+
 def _echo_plan(plan: Any, err: bool = False) -> None:
     if not plan.revisions:
         typer.echo(f"already at {plan.from_revision or 'base'}: nothing to revert", err=err)
         return
     target = plan.to_revision or "base"
-    typer.echo(f"downgrade {plan.from_revision} -> {target} reverts: {', '.join(plan.revisions)}", err=err)
+    _echo_wrapped(f"downgrade {plan.from_revision} -> {target} reverts: {', '.join(plan.revisions)}", err=err)
     for item in plan.drops:
-        typer.echo(f"  drops {item}", err=err)
+        _echo_wrapped(f"drops {item}", err=err, indent="  ")
 
 
 def _print_sql(state: State, result: Any) -> None:
