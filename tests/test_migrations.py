@@ -18,7 +18,7 @@ import pytest
 from psycopg import sql
 
 from memcli import migrations
-from memcli.errors import ConfigError, LockedError, NotReadyError
+from memcli.errors import ConfigError, ExitCode, LockedError, NotReadyError
 from memcli.schema import names
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,12 +149,16 @@ def test_empty_database_up_down_up(empty_db: str) -> None:
 
 
 def test_the_summaries_wrap_between_revision_names_on_a_narrow_terminal(empty_db: str, cli) -> None:
-    def lines(*args: str) -> list[str]:
+    def lines(*args: str, exit_code: int = 0) -> list[str]:
         result = cli(*args, dsn=empty_db, env={"COLUMNS": "60"})
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == exit_code, result.output
         return (result.stdout + result.stderr).splitlines()
 
-    for shown in (lines("migrate"), lines("migrate", "down", "base", "--dry-run")):
+    pending = lines("migrate", "status", exit_code=ExitCode.NOT_READY)  # not migrated yet
+    migrated = lines("migrate")
+    planned = lines("migrate", "down", "base", "--dry-run")
+    reverted = lines("migrate", "down", "base", "--yes")
+    for shown in (pending, migrated, planned, reverted):
         assert shown and all(len(line) <= 60 for line in shown), shown
         names_shown = [name.strip(",") for line in shown for name in line.split()]
         assert set(ALL) <= set(names_shown), shown

@@ -8,7 +8,7 @@ import typer
 
 from memcli.cli.helptext import epilog, exit_codes
 from memcli.cli.options import JsonOpt
-from memcli.cli.render import print_json
+from memcli.cli.render import print_json, wrap_text
 from memcli.cli.state import get_state
 from memcli.errors import ExitCode
 
@@ -158,8 +158,8 @@ def migrate(
         return
     if result.applied:
         start = result.from_revision or "base"
-        _echo_wrapped(f"migrated {start} -> {result.to_revision} in {result.duration_seconds:.2f} s")
-        _echo_wrapped(f"applied {', '.join(result.applied)}")
+        typer.echo(wrap_text(f"migrated {start} -> {result.to_revision} in {result.duration_seconds:.2f} s"))
+        typer.echo(wrap_text(f"applied {', '.join(result.applied)}"))
         typer.echo(f"embedding dimension {result.embedding_dimension}")
     else:
         typer.echo(f"already at {result.to_revision}: nothing to do")
@@ -191,7 +191,8 @@ def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
         if result.embedding_dimension is not None:
             typer.echo(f"dimension {result.embedding_dimension}")
         if result.pending:
-            typer.echo("pending   " + ", ".join(rev.revision for rev in result.pending))
+            pending = ", ".join(rev.revision for rev in result.pending)
+            typer.echo(wrap_text(f"pending   {pending}", hang=" " * 10))
             typer.echo("run: memcli migrate")
         else:
             typer.echo("up to date")
@@ -283,10 +284,10 @@ def down(
     if state.json:
         print_json({"dry_run": False, **_plain(result), "drops": plan.drops})
     elif not state.quiet:
-        typer.echo(
-            f"downgraded {result.from_revision} -> {result.to_revision or 'base'} "
-            f"({', '.join(result.applied)}) in {result.duration_seconds:.2f} s"
-        )
+        target = result.to_revision or "base"
+        took = f"{result.duration_seconds:.2f} s"
+        typer.echo(wrap_text(f"downgraded {result.from_revision} -> {target} in {took}"))
+        typer.echo(wrap_text(f"reverted {', '.join(result.applied)}"))
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -297,26 +298,15 @@ def _plain(value: Any) -> dict[str, Any]:
     return data
 
 
-def _echo_wrapped(text: str, err: bool = False, indent: str = "") -> None:
-    """A line naming revisions or tables, wrapped between words rather than by the terminal mid-name."""
-    import shutil
-    import textwrap
-
-    width = max(40, shutil.get_terminal_size().columns)
-    lines = textwrap.wrap(
-        text, width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False
-    )
-    typer.echo("\n".join(lines), err=err)
-
-
 def _echo_plan(plan: Any, err: bool = False) -> None:
     if not plan.revisions:
         typer.echo(f"already at {plan.from_revision or 'base'}: nothing to revert", err=err)
         return
     target = plan.to_revision or "base"
-    _echo_wrapped(f"downgrade {plan.from_revision} -> {target} reverts: {', '.join(plan.revisions)}", err=err)
+    reverts = f"downgrade {plan.from_revision} -> {target} reverts: {', '.join(plan.revisions)}"
+    typer.echo(wrap_text(reverts, stderr=err), err=err)
     for item in plan.drops:
-        _echo_wrapped(f"drops {item}", err=err, indent="  ")
+        typer.echo(wrap_text(f"drops {item}", stderr=err, indent="  "), err=err)
 
 
 def _print_sql(state: State, result: Any) -> None:

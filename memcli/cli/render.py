@@ -201,6 +201,20 @@ def render_plain(renderable: Any, width: int) -> str:
     return capture.get()
 
 
+def wrap_text(text: str, *, stderr: bool = False, indent: str = "", hang: str = "  ") -> str:
+    """``text`` wrapped between words (never inside a name) at the width :func:`make_console` gives the
+    stream; continuation lines take ``hang`` after ``indent``. For plain lines that name many things."""
+    import shutil
+    import textwrap
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = shutil.get_terminal_size().columns if stream.isatty() or _columns_from_env() else PIPE_WIDTH
+    lines = textwrap.wrap(
+        text, max(40, width), initial_indent=indent, subsequent_indent=indent + hang, break_on_hyphens=False
+    )
+    return "\n".join(lines)
+
+
 def wrap_comment(text: str, width: int = 80, prefix: str = "# ") -> list[str]:
     """A comment line wrapped for a file meant to be read (crontab, unit), each line with ``prefix``."""
     import textwrap
