@@ -323,16 +323,6 @@ def backfill(
     ).format(src=_ident(spec.source_column), table=_ident(TABLE), shadow=_ident(SHADOW_COLUMN))
     read = 0  # rows handed to ``fill`` (bounded by max_rows)
 
-    def sizes() -> Iterator[int]:
-        """The size of each next read: the batch size, within what ``max_rows`` leaves."""
-        handed = read
-        while True:
-            size = batch_size if max_rows is None else min(batch_size, max_rows - handed)
-            if size <= 0:
-                return
-            yield size
-            handed += size
-
     def book(n: int) -> None:
         if n:
             result.filled += n
@@ -345,7 +335,8 @@ def backfill(
     ):
         for _ in range(MAX_PASSES):
             skipped = 0
-            filled = _filled(conn, query, fill, sizes(), apart=apart)
+            left = None if max_rows is None else max_rows - read
+            filled = _filled(conn, query, fill, _read_sizes(batch_size, left), apart=apart)
             with contextlib.closing(filled):
                 for batch in filled:
                     read += len(batch.ids)
@@ -369,6 +360,15 @@ def backfill(
                 break
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _read_sizes(batch_size: int, limit: int | None) -> Iterator[int]:
+    """The size of each next read: ``batch_size``, within ``limit`` rows in all (None: no limit)."""
+    while limit is None or limit > 0:
+        size = batch_size if limit is None else min(batch_size, limit)
+        yield size
+        if limit is not None:
+            limit -= size
 
 
 @dataclass
