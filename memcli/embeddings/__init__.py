@@ -64,7 +64,12 @@ _ALIASES = {
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into unit-length float32 vectors of a fixed dimension."""
+    """Turns texts into unit-length float32 vectors of a fixed dimension.
+
+    Optional attributes, read with ``getattr`` (False when absent): ``lexical``, the vectors match words
+    rather than meaning (search shows a note); ``forkable``, a forked process can compute with it (a
+    re-embed's backfill then runs it in a background process, memcli.reembed).
+    """
 
     name: str  # recorded in settings 'embedding.model'
     dimension: int
